@@ -1,0 +1,179 @@
+"""``python -m bench``: the command line. User mistakes print one message and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from .activations import ACTIVATIONS
+from .errors import UserError
+from .inits import INITS
+from .optimizers import OPTIMIZERS
+from .provenance import cuda_unavailable_reason
+from .runner import RunOptions, run_suite
+from .suite import Suite, expand, load_suite
+from .tasks import TASKS
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a suite and store its tables")
+    run.add_argument("suite", type=Path, metavar="SUITE.toml")
+    run.add_argument("--workers", type=_positive, default=0,
+                     help="local worker processes (default: one per CPU core)")
+    run.add_argument("--threads", type=_positive, default=1,
+                     help="intra-op threads per trial, pinned (default: 1)")
+    run.add_argument("--out", type=Path, default=Path("results"),
+                     help="results root; the run goes to OUT/<suite>/<run-id>/ (default: results)")
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                     help="continue a run folder: trials already stored are not run again")
+    run.add_argument("--dry-run", action="store_true", help="print the grid and run nothing")
+
+    sub.add_parser("list", help="list tasks, activations, inits and optimizers")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    console = Console()
+    try:
+        if args.command == "list":
+            _list(console)
+            return 0
+        return _run(args, console)
+    except UserError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False,
+                                   soft_wrap=True)
+        return EXIT_USER_ERROR
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    suite = load_suite(args.suite)
+    if args.dry_run:
+        _print_grid(suite, console)
+        return 0
+    options = RunOptions(out=args.out, workers=args.workers, threads=args.threads,
+                         resume=args.resume)
+    try:
+        store = run_suite(suite, options)
+    except KeyboardInterrupt:
+        run_dir = _latest_run_dir(options, suite)
+        Console(stderr=True).print(
+            f"\ninterrupted: every finished trial is stored in {run_dir}\n"
+            f"continue with: python -m bench run {args.suite} --resume {run_dir}")
+        return EXIT_INTERRUPTED
+    _print_summary(store, suite, console)
+    console.print(f"run folder: {store.dir}")
+    return 0
+
+
+def _latest_run_dir(options: RunOptions, suite: Suite) -> Path:
+    if options.resume:
+        return options.resume
+    runs = sorted((options.out / suite.name).glob("*/manifest.json"),
+                  key=lambda p: p.stat().st_mtime)
+    return runs[-1].parent if runs else options.out / suite.name
+
+
+def _print_grid(suite: Suite, console: Console) -> None:
+    table = Table(title=f"{suite.name}: {len(suite.points)} grid points x "
+                        f"{len(suite.seeds)} seeds = {len(expand(suite))} trials")
+    keys = list(dict.fromkeys(k for p in suite.points for k, _ in p.overrides))
+    has_variants = any(p.variant for p in suite.points)
+    table.add_column("#", justify="right")
+    if has_variants:
+        table.add_column("variant")
+    for key in keys:
+        table.add_column(key)
+    table.add_column("seeds")
+    table.add_column("note")
+    reasons: set[str] = set()
+    for i, point in enumerate(suite.points):
+        overrides = dict(point.overrides)
+        reason = cuda_unavailable_reason(point.train.device)
+        cells = [str(i + 1)] + ([point.variant] if has_variants else [])
+        cells += [_cell(overrides.get(k, "")) for k in keys]
+        cells += [",".join(map(str, suite.seeds)), "skipped" if reason else ""]
+        reasons.add(reason) if reason else None
+        table.add_row(*cells)
+    console.print(table)
+    for reason in sorted(reasons):
+        console.print(f"skipped: {reason}", highlight=False)
+
+
+def _cell(value: object) -> str:
+    return str(value) if not isinstance(value, float) else f"{value:g}"
+
+
+def _print_summary(store, suite: Suite, console: Console) -> None:
+    import pandas as pd
+
+    trials = pd.read_parquet(store.dir / "trials.parquet")
+    if trials.empty:
+        return
+    keys = [k for k in dict.fromkeys(k for p in suite.points for k, _ in p.overrides)
+            if k in trials.columns and trials[k].map(repr).nunique() > 1]
+    if any(p.variant for p in suite.points):
+        keys.insert(0, "variant")
+    table = Table(title=f"{suite.name}: mean over seeds")
+    for key in keys + ["ok/n", "final_loss", "final_accuracy", "dead_fraction", "ms/epoch"]:
+        table.add_column(key, justify="left" if key in keys else "right")
+    grouped = trials.assign(_key=trials[keys].map(repr).agg("|".join, axis=1) if keys else "")
+    for _, group in grouped.groupby("_key", sort=False):
+        ok = group[group.status == "ok"]
+        first = group.iloc[0]
+        cells = [_cell(first[k]) if not isinstance(first[k], (list, tuple)) else str(list(first[k]))
+                 for k in keys]
+        cells.append(f"{len(ok)}/{len(group)}" + ("" if len(ok) else f" {group.status.iloc[0]}"))
+        for col, fmt in (("final_loss", "{:.4g}"), ("final_accuracy", "{:.3f}"),
+                         ("dead_fraction", "{:.2f}"), ("time_per_epoch_s", "{:.3g}")):
+            value = ok[col].astype(float).mean() * (1000 if col == "time_per_epoch_s" else 1)
+            cells.append("" if math.isnan(value) else fmt.format(value))
+        table.add_row(*cells)
+    console.print(table)
+
+
+def _list(console: Console) -> None:
+    tasks = Table(title=escape("tasks ([task] kind = ...)"))
+    tasks.add_column("kind")
+    tasks.add_column("keys (default)")
+    tasks.add_column("about")
+    for name, (cfg, _) in TASKS.items():
+        keys = ", ".join(f"{k} ({f.default})" for k, f in cfg.model_fields.items() if k != "kind")
+        tasks.add_row(name, keys, (cfg.__doc__ or "").strip().splitlines()[0])
+    console.print(tasks)
+    for title, entries in (("activations ([model] activation = ...)",
+                            {k: a.doc for k, a in ACTIVATIONS.items()}),
+                           ("inits ([model] init = ...)", INITS),
+                           ("optimizers ([train] optimizer = ...)", OPTIMIZERS)):
+        table = Table(title=escape(title))
+        table.add_column("name")
+        table.add_column("about")
+        for name, about in entries.items():
+            table.add_row(name, about)
+        console.print(table)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""The validated ``[model]`` and ``[train]`` tables of a suite (``[task]`` lives in tasks.py)."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .activations import ACTIVATIONS
+from .errors import unknown_name
+from .inits import INITS
+from .optimizers import OPTIMIZERS
+
+
+class _Strict(BaseModel):
+    # strict: a string is not a number and a float is not an int; TOML ints still pass as floats.
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+def _int_list(value: object) -> tuple[int, ...]:
+    if isinstance(value, (list, tuple)) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value):
+        return tuple(value)
+    raise ValueError(f"{value!r} is not a list of layer widths, e.g. [100] or [64, 64]")
+
+
+class ModelConfig(_Strict):
+    hidden: tuple[int, ...] = Field(description="hidden widths; [] is one Linear layer")
+    activation: str = Field(description="activation between hidden layers")
+    init: str = Field("default", description="weight initialization")
+    negative_slope: float = Field(0.01, ge=0, description="leaky_relu's slope for x < 0")
+
+    @field_validator("hidden", mode="before")
+    @classmethod
+    def _hidden(cls, value: object) -> tuple[int, ...]:
+        widths = _int_list(value)
+        if any(w < 1 for w in widths):
+            raise ValueError(f"{list(widths)!r}: every width must be at least 1")
+        return widths
+
+    @field_validator("activation")
+    @classmethod
+    def _activation(cls, value: str) -> str:
+        if value not in ACTIVATIONS:
+            raise ValueError(unknown_name("activation", value, ACTIVATIONS))
+        return value
+
+    @field_validator("init")
+    @classmethod
+    def _init(cls, value: str) -> str:
+        if value not in INITS:
+            raise ValueError(unknown_name("init", value, INITS))
+        return value
+
+
+class Target(_Strict):
+    metric: Literal["loss", "accuracy", "test_loss", "test_accuracy"]
+    value: float
+
+
+_DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
+
+
+class TrainConfig(_Strict):
+    optimizer: str = Field(description="sgd | adam | adamw")
+    lr: float = Field(gt=0, description="learning rate before lr_scaling")
+    epochs: int = Field(ge=0, description="passes over the training set; 0 = record the init only")
+    momentum: float = Field(0.0, ge=0, lt=1, description="sgd only")
+    weight_decay: float = Field(0.0, ge=0, description="as PyTorch defines it per optimizer")
+    batch_size: int | Literal["full"] = Field("full", description="samples per micro-batch")
+    accumulation_steps: int = Field(1, ge=1, description="micro-batches per optimizer step (k)")
+    lr_scaling: Literal["none", "linear", "sqrt"] = Field("none", description="lr times k or sqrt(k)")
+    device: str = Field("cpu", description="cpu | cuda | cuda:N")
+    log_every: int = Field(10, ge=1, description="epochs between recorded points")
+    target: Target | None = Field(None, description="records epochs_to_target")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _optimizer(cls, value: str) -> str:
+        if value not in OPTIMIZERS:
+            raise ValueError(unknown_name("optimizer", value, OPTIMIZERS))
+        return value
+
+    @field_validator("batch_size")
+    @classmethod
+    def _batch_size(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"{value!r}: batch_size must be at least 1 or \"full\"")
+        return value
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"{value!r} is not a device; valid choices: cpu, cuda, cuda:N")
+        return value
+
+    @model_validator(mode="after")
+    def _momentum_is_sgd_only(self) -> TrainConfig:
+        if self.momentum and self.optimizer != "sgd":
+            raise ValueError(f"momentum = {self.momentum!r} applies to sgd only, "
+                             f"not to {self.optimizer!r}")
+        return self
+
+    @property
+    def lr_effective(self) -> float:
+        """The learning rate the optimizer gets: lr scaled by k = accumulation_steps."""
+        k = self.accumulation_steps
+        return self.lr * {"none": 1.0, "linear": float(k), "sqrt": k ** 0.5}[self.lr_scaling]

@@ -1,0 +1,35 @@
+"""The one error type for user mistakes, and the "did you mean" helper that names the fix."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for: printed as one message, exit status 2.
+
+    ``key`` and ``choices`` are kept as attributes so that callers (and the Python API) can
+    act on them, not only print them.
+    """
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None,
+                 value: object = None, choices: Iterable[str] = ()):
+        self.source = source
+        self.key = key
+        self.value = value
+        self.choices = tuple(choices)
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+def did_you_mean(value: object, choices: Iterable[str]) -> str:
+    """' did you mean 'relu'?' when something close exists, else ''."""
+    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def unknown_name(kind: str, value: object, choices: Iterable[str]) -> str:
+    """The standard sentence for a name that is not in a registry."""
+    choices = sorted(choices)
+    return (f"{value!r} is not a known {kind}{did_you_mean(value, choices)}; "
+            f"valid choices: {', '.join(choices)}")

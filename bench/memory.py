@@ -1,0 +1,91 @@
+"""Peak memory of a training step: measured from the tensors themselves, on CPU and CUDA.
+
+CUDA: ``torch.cuda.max_memory_allocated`` over the measured window (the caching allocator's own
+count of live tensor bytes).
+
+CPU has no allocator statistics, so ``LiveTensorMeter`` measures the same quantity directly: a
+``TorchDispatchMode`` sees the output of every operator (autograd's backward included), adds the
+bytes of each new storage when it appears, and a ``weakref.finalize`` on the storage subtracts
+them the moment it is freed. The peak of that running sum, plus the bytes already alive when the
+window opens (parameters, data, optimizer state), is the peak of live tensor bytes. Kernel
+scratch space that never becomes a tensor is not counted. The meter costs a Python call per
+operator, so it runs only during the warm-up epoch, which timings exclude.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode, _disable_current_modes
+from torch.utils._pytree import tree_flatten
+
+
+class LiveTensorMeter(TorchDispatchMode):
+    """Running sum and peak of the bytes of storages created inside the ``with`` block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._live: dict[int, int] = {}
+        self.current = 0
+        self.peak = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in tree_flatten(out)[0]:
+            if isinstance(t, torch.Tensor) and t.device.type == "cpu":
+                self._track(t)
+        return out
+
+    def _track(self, t: torch.Tensor) -> None:
+        storage = t.untyped_storage()
+        key, nbytes = storage.data_ptr(), storage.nbytes()
+        if nbytes == 0 or key in self._live:  # a view, or an in-place result
+            return
+        self._live[key] = nbytes
+        self.current += nbytes
+        self.peak = max(self.peak, self.current)
+        weakref.finalize(storage, self._free, key)
+
+    def _free(self, key: int) -> None:
+        self.current -= self._live.pop(key, 0)
+
+    @staticmethod
+    @contextmanager
+    def paused() -> Iterator[None]:
+        """Run a block unseen by the meter (the probes' own temporaries)."""
+        with _disable_current_modes():
+            yield
+
+
+def tensor_bytes(tensors: Iterable[torch.Tensor | None]) -> int:
+    """Bytes of distinct storages among ``tensors`` (views of one storage count once)."""
+    seen: dict[int, int] = {}
+    for t in tensors:
+        if t is not None:
+            storage = t.untyped_storage()
+            seen[storage.data_ptr()] = storage.nbytes()
+    return sum(seen.values())
+
+
+@contextmanager
+def measure_peak(device: torch.device, resident: int) -> Iterator[dict]:
+    """Measure peak live tensor bytes over the block; the result lands in ``out["peak"]``.
+
+    ``resident`` is the bytes already alive at entry on CPU (CUDA counts them itself).
+    """
+    out: dict = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield out
+        torch.cuda.synchronize(device)
+        out["peak"] = int(torch.cuda.max_memory_allocated(device))
+    else:
+        meter = LiveTensorMeter()
+        out["meter"] = meter
+        with meter:
+            yield out
+        out["peak"] = resident + meter.peak

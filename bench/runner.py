@@ -1,0 +1,131 @@
+"""The coordinator of ``bench run``: plans trials, feeds an executor, stores each result."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+
+from . import __version__
+from .errors import UserError
+from .executor import run_processes, run_serial
+from .provenance import cuda_unavailable_reason, machine, now_utc
+from .spec import TrialSpec
+from .store import RunStore
+from .suite import Suite, expand
+from .train import TrialResult, run_trial
+
+_CONSOLIDATE_EVERY_S = 10.0  # the tables are also rebuilt at the end and on Ctrl-C
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out: Path = Path("results")
+    workers: int = 0           # 0: one per CPU core
+    threads: int = 1           # intra-op threads per trial, pinned: numbers must not depend on workers
+    resume: Path | None = None
+
+    def resolved_workers(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+
+def run_suite(suite: Suite, options: RunOptions, console: Console | None = None) -> RunStore:
+    """Run every trial of ``suite`` not already stored; returns the store of the run folder."""
+    console = console or Console(stderr=True)
+    specs = expand(suite)
+    order = [s.trial_id for s in specs]
+    store = _open_store(suite, options)
+    done = store.done()
+    todo = [s for s in specs if s.trial_id not in done]
+    workers = options.resolved_workers()
+    session = {"started_at": now_utc(), "executor": "processes" if workers > 1 else "serial",
+               "workers": workers, "threads": options.threads, "trials_planned": len(todo),
+               "trials_already_stored": len(specs) - len(todo)}
+    store.manifest.setdefault("sessions", []).append(session)
+    store.update_manifest(state="running", executor=session["executor"], workers=workers,
+                          threads=options.threads, trials_total=len(specs))
+    console.print(f"[bold]{suite.name}[/]: {len(specs)} trials, {len(todo)} to run, "
+                  f"{workers} worker(s) x {options.threads} thread(s) -> {store.dir}")
+
+    state = "interrupted"
+    progress = _progress(console)
+    task = progress.add_task(suite.name, total=len(todo), last="")
+    last_write = [time.monotonic()]
+
+    def on_result(spec: TrialSpec, result: TrialResult) -> None:
+        store.add(result)
+        progress.update(task, advance=1, last=_headline(spec, result))
+        if time.monotonic() - last_write[0] > _CONSOLIDATE_EVERY_S:
+            store.consolidate(order)
+            last_write[0] = time.monotonic()
+
+    try:
+        with progress:
+            # Trials whose device is missing are rows too, recorded at once and never dropped.
+            cpu, cuda, skipped = [], [], []
+            for spec in todo:
+                if cuda_unavailable_reason(spec.train.device):
+                    skipped.append(spec)
+                elif spec.train.device.startswith("cuda"):
+                    cuda.append(spec)
+                else:
+                    cpu.append(spec)
+            for spec in skipped:
+                on_result(spec, run_trial(spec, options.threads))
+            if workers > 1 and len(cpu) > 1:
+                run_processes(cpu, workers, options.threads, on_result)
+            else:
+                run_serial(cpu, options.threads, on_result)
+            # One GPU trial at a time: timings from a shared GPU mean nothing.
+            run_serial(cuda, options.threads, on_result)
+        state = "finished"
+    finally:
+        store.consolidate(order)
+        counts: dict[str, int] = {}
+        for status in store.statuses().values():
+            counts[status] = counts.get(status, 0) + 1
+        session["finished_at"] = now_utc()
+        store.update_manifest(state=state, finished_at=session["finished_at"],
+                              trials_by_status=counts)
+    return store
+
+
+def _open_store(suite: Suite, options: RunOptions) -> RunStore:
+    if options.resume is None:
+        return RunStore.create(options.out, suite.name, {
+            "bench_version": __version__,
+            "suite": {"name": suite.name, "source": suite.source, "sha256": suite.sha256,
+                      "text": suite.text},
+            "machine": machine()})
+    store = RunStore.open(options.resume)
+    stored = store.manifest.get("suite", {})
+    if stored.get("name") != suite.name:
+        raise UserError(f"--resume: this run folder holds suite {stored.get('name')!r}, "
+                        f"not {suite.name!r}", source=str(options.resume))
+    if stored.get("sha256") != suite.sha256:
+        store.manifest.setdefault("suite_history", []).append(
+            {"sha256": suite.sha256, "text": suite.text, "at": now_utc()})
+    return store
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
+                    MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
+                    TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
+                    console=console, transient=False)
+
+
+def _headline(spec: TrialSpec, result: TrialResult) -> str:
+    row = result.trial
+    if row["status"] in ("skipped", "failed"):
+        return f"{spec.label()}: {row['status']}"
+    text = f"{spec.label()}: loss {row['final_loss']:.4g}"
+    if not math.isnan(row["final_accuracy"]):
+        text += f" acc {row['final_accuracy']:.3f}"
+    return text + ("" if row["status"] == "ok" else f" ({row['status']})")

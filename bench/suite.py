@@ -1,0 +1,267 @@
+"""Read a suite file, validate it at the boundary, and expand it into trials.
+
+Every mistake becomes one ``UserError`` that names the file, the key (and where it was set:
+``[model]``, ``[sweep]`` or a ``[[variant]]``), the bad value and the valid choices.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .config import ModelConfig, TrainConfig
+from .errors import UserError, did_you_mean, unknown_name
+from .spec import TrialSpec
+from .tasks import TASKS, TaskConfig
+
+SECTIONS = {"task": None, "model": ModelConfig, "train": TrainConfig}
+_MAX_MESSAGES = 8
+
+
+class Expect(BaseModel):
+    """One ``[[expect]]`` claim; ``python -m bench check`` evaluates it."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    where: dict[str, Any] = Field(default_factory=dict)
+    metric: str
+    min: float | None = None
+    max: float | None = None
+    vs: dict[str, Any] | None = None
+    by_at_least: float | None = None
+    description: str = ""
+
+
+class _RawSuite(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+    name: str
+    description: str = ""
+    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    task: dict[str, Any]
+    model: dict[str, Any]
+    train: dict[str, Any]
+    sweep: dict[str, list[Any]] = Field(default_factory=dict)
+    variant: list[dict[str, Any]] = Field(default_factory=list)
+    expect: list[Expect] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
+            raise ValueError(f"{value!r} must be a folder name: letters, digits, '_', '.', '-'")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value!r} repeats a seed")
+        return value
+
+
+@dataclass(frozen=True)
+class GridPoint:
+    """One point of the grid: a variant and its validated config, before seeds."""
+
+    variant: str
+    overrides: tuple[tuple[str, Any], ...]  # the swept and variant keys that made this point
+    task: TaskConfig
+    model: ModelConfig
+    train: TrainConfig
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    points: tuple[GridPoint, ...]
+    swept_keys: tuple[str, ...]
+    expect: tuple[Expect, ...]
+    text: str
+    source: str
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file; raises ``UserError`` on any mistake."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise UserError(f"cannot read the suite: {exc.strerror}", source=str(path)) from None
+    return parse_suite(text, source=str(path))
+
+
+def parse_suite(text: str, source: str = "<suite>") -> Suite:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"not valid TOML: {exc}", source=source) from None
+    try:
+        raw = _RawSuite.model_validate(data)
+    except ValidationError as exc:
+        raise _user_error(exc, source, _RawSuite, section=None) from None
+
+    messages: list[str] = []
+    _check_dotted_keys(raw, messages)
+    if messages:
+        raise UserError("\n".join(messages[:_MAX_MESSAGES]), source=source)
+
+    points: dict[tuple, GridPoint] = {}
+    seen_errors: dict[str, None] = {}
+    for combo in itertools.product(*raw.sweep.values()):
+        swept = dict(zip(raw.sweep, combo))
+        for variant in raw.variant or [{"name": ""}]:
+            point = _validate_point(raw, swept, variant, seen_errors)
+            if point is not None:
+                # A variant may pin a swept key; points that become equal are run once.
+                key = (point.variant, point.task, point.model, point.train)
+                points.setdefault(key, point)
+    if seen_errors:
+        raise UserError("\n".join(list(seen_errors)[:_MAX_MESSAGES]), source=source)
+    return Suite(raw.name, raw.description, tuple(raw.seeds), tuple(points.values()),
+                 tuple(raw.sweep), tuple(raw.expect), text, source)
+
+
+def expand(suite: Suite) -> list[TrialSpec]:
+    """Grid points times seeds, in file order. Pure: touches no device and no file."""
+    return [TrialSpec(suite.name, p.variant, seed, p.task, p.model, p.train)
+            for p in suite.points for seed in suite.seeds]
+
+
+def _check_dotted_keys(raw: _RawSuite, messages: list[str]) -> None:
+    places = [("[sweep]", key) for key in raw.sweep]
+    names: set[str] = set()
+    for i, variant in enumerate(raw.variant):
+        name = variant.get("name")
+        where = f"[[variant]] #{i + 1}"
+        if not isinstance(name, str) or not name:
+            messages.append(f"{where}: needs a name = \"...\"")
+        elif name in names:
+            messages.append(f"{where}: name {name!r} is used twice")
+        names.add(name if isinstance(name, str) else "")
+        places += [(f"[[variant]] {name!r}", key) for key in variant if key != "name"]
+    for where, key in places:
+        section = key.split(".", 1)[0]
+        if "." not in key or section not in SECTIONS:
+            messages.append(f"{where} {key!r}: keys are dotted paths into [task], [model] or "
+                            f"[train], e.g. \"model.activation\"{did_you_mean(section, SECTIONS)}")
+    for key, values in raw.sweep.items():
+        if not values:
+            messages.append(f"[sweep] {key!r}: the list of values is empty")
+        elif len({repr(v) for v in values}) != len(values):
+            messages.append(f"[sweep] {key!r} = {values!r} repeats a value")
+
+
+def _set_dotted(tables: dict[str, dict], key: str, value: Any) -> None:
+    section, *path = key.split(".")
+    node = tables[section]
+    for part in path[:-1]:
+        node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else node
+    node[path[-1]] = value
+
+
+def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, Any],
+                    errors: dict[str, None]) -> GridPoint | None:
+    tables = {s: copy.deepcopy(getattr(raw, s)) for s in SECTIONS}
+    origin: dict[str, str] = {}
+    name = variant.get("name", "")
+    overrides: dict[str, Any] = {}
+    for key, value in swept.items():
+        _set_dotted(tables, key, value)
+        origin[key] = f"[sweep] {key!r}"
+        overrides[key] = value
+    for key, value in variant.items():
+        if key != "name":
+            _set_dotted(tables, key, value)
+            origin[key] = f"[[variant]] {name!r} {key!r}"
+            overrides[key] = value
+
+    validated: dict[str, Any] = {}
+    for section, cls in SECTIONS.items():
+        table = tables[section]
+        if section == "task":
+            kind = table.get("kind")
+            if kind not in TASKS:
+                where = origin.get("task.kind", "[task] kind")
+                what = ("is required" if kind is None
+                        else unknown_name("task", kind, TASKS).replace(f"{kind!r} is", "is", 1))
+                errors.setdefault(f"{where}: {kind!r} {what}" if kind is not None
+                                  else f"{where} {what}; valid choices: {', '.join(TASKS)}")
+                return None
+            cls = TASKS[kind][0]
+        try:
+            validated[section] = cls.model_validate(table)
+        except ValidationError as exc:
+            for message in _messages(exc, cls, section, origin):
+                errors.setdefault(message)
+            return None
+    return GridPoint(name, tuple(overrides.items()), validated["task"], validated["model"],
+                     validated["train"])
+
+
+def _user_error(exc: ValidationError, source: str, cls: type[BaseModel],
+                section: str | None) -> UserError:
+    return UserError("\n".join(_messages(exc, cls, section, {})[:_MAX_MESSAGES]), source=source)
+
+
+def _messages(exc: ValidationError, cls: type[BaseModel], section: str | None,
+              origin: dict[str, str]) -> list[str]:
+    out = []
+    for err in exc.errors(include_url=False):
+        loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
+        # Drop pydantic's union-branch labels such as 'int' or "literal['full']".
+        loc = [p for p in loc if p not in {"int", "str", "float", "bool"} and "[" not in p]
+        dotted = ".".join(([section] if section else []) + loc)
+        where = _where(dotted, section, origin)
+        value = err.get("input")
+        kind = err["type"]
+        if kind == "extra_forbidden":
+            valid = _fields(cls, loc[:-1])
+            out.append(f"{where}: unknown key{did_you_mean(loc[-1], valid)}; "
+                       f"valid keys: {', '.join(valid)}")
+        elif kind == "missing":
+            out.append(f"{where}: required key is missing")
+        else:
+            msg = err["msg"].removeprefix("Value error, ")
+            if kind == "literal_error":
+                choices = re.findall(r"'([^']*)'", err.get("ctx", {}).get("expected", ""))
+                msg = (f"{value!r} is not one of the valid choices{did_you_mean(value, choices)}; "
+                       f"valid choices: {', '.join(choices)}")
+            elif not msg.startswith(repr(value)) and value is not None and not isinstance(value, dict):
+                msg = f"{value!r}: {msg[0].lower()}{msg[1:]}"
+            out.append(f"{where}: {msg}")
+    return list(dict.fromkeys(out))
+
+
+def _where(dotted: str, section: str | None, origin: dict[str, str]) -> str:
+    for key in sorted(origin, key=len, reverse=True):
+        if dotted == key or dotted.startswith(key + "."):
+            return origin[key]
+    if section is None:
+        return f"key {dotted!r}" if dotted else "suite"
+    head, _, rest = dotted.partition(".")
+    return f"[{head}] {rest}" if rest else f"[{head}]"
+
+
+def _fields(cls: type[BaseModel], path: list[str]) -> list[str]:
+    for part in path:
+        field = cls.model_fields.get(part)
+        annotation = getattr(field, "annotation", None)
+        inner = [a for a in getattr(annotation, "__args__", (annotation,))
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return []
+        cls = inner[0]
+    return sorted(cls.model_fields)

@@ -1,0 +1,298 @@
+"""``run_trial``: the one training loop, instrumented by probes, returning one TrialResult.
+
+Epoch e is the network after e epochs of updates, evaluated on the full training set; epoch 0
+is the network at initialization and the last recorded epoch is ``epochs``. With full-batch
+training the forward pass of update e+1 *is* the evaluation of epoch e, so logging costs no
+extra pass; the one extra pass is the evaluation after the last update. ``final_loss`` is
+therefore the loss *after* the last update (the homework prints the one before it, which is the
+curve's ``epoch = epochs - 1`` row).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+import torch
+import torch.nn.functional as F
+
+from .activations import ACTIVATIONS
+from .memory import LiveTensorMeter, measure_peak, tensor_bytes
+from .model import MLP
+from .optimizers import build_optimizer
+from .probes import LayerProbe
+from .provenance import cuda_unavailable_reason, device_name, worker_id
+from .spec import TrialSpec
+from .tasks import TaskData, make_task
+
+
+@dataclass
+class TrialResult:
+    """One trial's rows for the three tables, and its final weights (CPU tensors)."""
+
+    trial: dict
+    curves: list[dict] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+    state_dict: dict | None = None
+
+    @property
+    def status(self) -> str:
+        return self.trial["status"]
+
+
+_METRICS = ("final_loss", "final_accuracy", "final_test_loss", "final_test_accuracy",
+            "best_loss", "dead_fraction", "saturated_fraction", "grad_norm", "time_total_s",
+            "time_per_epoch_s", "time_warmup_s", "samples_per_s")
+
+
+def trial_row(spec: TrialSpec, threads: int) -> dict:
+    """The trials-table row of ``spec`` before it runs: config filled, metrics empty."""
+    return {"trial_id": spec.trial_id, "suite": spec.suite, "variant": spec.variant,
+            "seed": spec.seed, **spec.config, "status": "ok", "error": None,
+            "diverged_epoch": None, **{m: math.nan for m in _METRICS},
+            "epochs_to_target": None, "peak_memory_bytes": None, "n_params": None,
+            "lr_effective": spec.train.lr_effective, "device_name": None,
+            "threads": threads, "worker": worker_id(),
+            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
+    """Train one trial. Never raises for a trial's own failure: that becomes its status."""
+    row = trial_row(spec, threads)
+    reason = cuda_unavailable_reason(spec.train.device)
+    if reason:
+        row.update(status="skipped", error=reason)
+        return TrialResult(row)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _Trainer(spec, row).run()
+    except Exception as exc:  # a crashed trial is a row, and the run goes on
+        row.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                   traceback=traceback.format_exc(limit=-4))
+        return TrialResult(row)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+class _Trainer:
+    def __init__(self, spec: TrialSpec, row: dict):
+        self.spec, self.row = spec, row
+        cfg = spec.train
+        self.device = torch.device(cfg.device)
+        torch.manual_seed(spec.seed)  # seeds CUDA too; drives data, then init (notebook order)
+        data: TaskData = make_task(spec.task)
+        self.model = MLP(spec.model, data.x_train.shape[1], data.out_features).to(self.device)
+        self.classify = data.kind == "classification"
+        self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
+        self.x_test = data.x_test.to(self.device) if data.x_test is not None else None
+        self.y_test = data.y_test.to(self.device) if data.y_test is not None else None
+        self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(),
+                                         lr=cfg.lr_effective, weight_decay=cfg.weight_decay,
+                                         momentum=cfg.momentum)
+        self.loss_fn = F.cross_entropy if self.classify else F.mse_loss
+        self.batches = torch.Generator().manual_seed(spec.seed)  # its own stream: data order
+        self.activation = ACTIVATIONS[spec.model.activation]
+        self.curves: list[dict] = []
+        self.layers: list[dict] = []
+        self.best_loss = math.inf
+        self.epochs_to_target: int | None = None
+
+    # -- one optimizer step (or one evaluation) over a list of micro-batches ------------------
+
+    def _accumulate(self, chunks, probe: LayerProbe | None, want_correct: bool):
+        """Forward+backward over micro-batches; the gradient is that of the whole step.
+
+        Each micro-batch's mean loss is weighted by its share of the step's samples, so the sum
+        is (sum of per-sample losses) / (samples in the step), exact for ragged splits too.
+        """
+        self.optimizer.zero_grad(set_to_none=True)
+        n_step = sum(len(xb) for xb, _ in chunks)
+        total = correct = None
+        for xb, yb in chunks:
+            if len(xb) == 0:
+                continue
+            out = self.model(xb)
+            loss = self.loss_fn(out, yb)
+            if len(xb) != n_step:
+                loss = loss * (len(xb) / n_step)
+            loss.backward()
+            total = loss.detach() if total is None else total + loss.detach()
+            if want_correct:
+                hits = (out.detach().argmax(1) == yb).sum()
+                correct = hits if correct is None else correct + hits
+        accuracy = float(correct) / n_step if correct is not None else math.nan
+        return float(total), accuracy
+
+    def _grad_norm(self) -> float:
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+
+    @torch.no_grad()
+    def _test_metrics(self) -> tuple[float, float]:
+        if self.x_test is None:
+            return math.nan, math.nan
+        out = self.model(self.x_test)
+        loss = float(self.loss_fn(out, self.y_test))
+        acc = float((out.argmax(1) == self.y_test).float().mean()) if self.classify else math.nan
+        return loss, acc
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def _record(self, epoch: int, loss: float, accuracy: float, probe: LayerProbe | None) -> None:
+        test_loss, test_acc = self._test_metrics()
+        self.curves.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
+                            "test_loss": test_loss, "test_accuracy": test_acc,
+                            "grad_norm": self._grad_norm() if probe else math.nan})
+        if probe is not None:
+            self.layers.extend(probe.rows(epoch))
+        self._check_target(epoch, {"loss": loss, "accuracy": accuracy,
+                                   "test_loss": test_loss, "test_accuracy": test_acc})
+
+    def _check_target(self, epoch: int, values: dict) -> None:
+        target = self.spec.train.target
+        if target is None or self.epochs_to_target is not None:
+            return
+        value = values.get(target.metric, math.nan)
+        met = value <= target.value if target.metric.endswith("loss") else value >= target.value
+        if met:
+            self.epochs_to_target = epoch
+
+    def _probe(self, metered: bool) -> LayerProbe:
+        return LayerProbe(self.model, self.activation,
+                          LiveTensorMeter.paused if metered else nullcontext)
+
+    def _logged(self, epoch: int) -> bool:
+        return epoch % self.spec.train.log_every == 0 or epoch == self.spec.train.epochs
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self) -> TrialResult:
+        cfg = self.spec.train
+        resident = tensor_bytes([*self.model.parameters(), self.x, self.y,
+                                 self.x_test, self.y_test])
+        start = time.perf_counter()
+        epoch_times: list[float] = []
+        peak = {}
+        diverged_at = None
+        full = cfg.batch_size == "full"
+        accuracy_each_epoch = self.classify and cfg.target is not None and cfg.target.metric == "accuracy"
+        for epoch in range(cfg.epochs + 1):
+            training = epoch < cfg.epochs
+            logged = self._logged(epoch)
+            metered = epoch == 0  # the warm-up (or, with epochs = 0, the one evaluation)
+            t0 = time.perf_counter()
+            window = measure_peak(self.device, resident) if metered else nullcontext({})
+            with window as peak_out:
+                if full:
+                    diverged_at = self._full_batch_epoch(epoch, logged, training, metered,
+                                                         accuracy_each_epoch)
+                else:
+                    diverged_at = self._mini_batch_epoch(epoch, logged, training, metered)
+            if metered:
+                peak = peak_out
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            if training:
+                epoch_times.append(time.perf_counter() - t0)
+            if diverged_at is not None:
+                break
+        self._finish(time.perf_counter() - start, epoch_times, peak.get("peak"), diverged_at)
+        return TrialResult(self.row, self.curves, self.layers,
+                           {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+
+    def _full_batch_epoch(self, epoch, logged, training, metered, accuracy_each_epoch):
+        chunks = list(zip(self.x.tensor_split(self.spec.train.accumulation_steps),
+                          self.y.tensor_split(self.spec.train.accumulation_steps)))
+        probe = self._probe(metered) if logged else None
+        try:
+            loss, acc = self._accumulate(chunks, probe, self.classify and (logged or accuracy_each_epoch))
+        finally:
+            if probe:
+                probe.close()
+        if not math.isfinite(loss):
+            self.curves.append({"epoch": epoch, "loss": loss, "accuracy": acc,
+                                "test_loss": math.nan, "test_accuracy": math.nan,
+                                "grad_norm": math.nan})
+            return epoch
+        self.best_loss = min(self.best_loss, loss)
+        if logged:
+            self._record(epoch, loss, acc, probe)
+        else:
+            self._check_target(epoch, {"loss": loss, "accuracy": acc})
+        if training:
+            self.optimizer.step()
+        return None
+
+    def _mini_batch_epoch(self, epoch, logged, training, metered):
+        cfg = self.spec.train
+        n, k, b = len(self.x), cfg.accumulation_steps, int(cfg.batch_size)
+        if logged:  # evaluate the network after `epoch` epochs on the whole training set
+            chunks = list(zip(self.x.split(b * k), self.y.split(b * k)))
+            probe = self._probe(False)
+            try:
+                loss, acc = self._accumulate(chunks, probe, self.classify)
+            finally:
+                probe.close()
+            if not math.isfinite(loss):
+                self.curves.append({"epoch": epoch, "loss": loss, "accuracy": acc,
+                                    "test_loss": math.nan, "test_accuracy": math.nan,
+                                    "grad_norm": math.nan})
+                return epoch
+            self.best_loss = min(self.best_loss, loss)
+            self._record(epoch, loss, acc, probe)
+        if not training:
+            return None
+        order = torch.randperm(n, generator=self.batches).to(self.device)
+        micro = order.split(b)
+        epoch_loss = 0.0
+        for s in range(0, len(micro), k):  # the last step may hold fewer than k: step on it
+            idx = micro[s:s + k]
+            chunks = [(self.x[i], self.y[i]) for i in idx]
+            loss, _ = self._accumulate(chunks, None, False)
+            epoch_loss += loss
+            self.optimizer.step()
+        if not math.isfinite(epoch_loss):
+            self.curves.append({"epoch": epoch + 1, "loss": math.nan, "accuracy": math.nan,
+                                "test_loss": math.nan, "test_accuracy": math.nan,
+                                "grad_norm": math.nan})
+            return epoch + 1
+        return None
+
+    def _finish(self, wall: float, epoch_times: list[float], peak: int | None,
+                diverged_at: int | None) -> None:
+        row, last = self.row, self.curves[-1]
+        relu_like = self.activation.relu_family
+        bounded = self.activation.bounds is not None
+        final_layers = [r for r in self.layers if r["epoch"] == last["epoch"]]
+        steady = epoch_times[1:]
+        per_epoch = sum(steady) / len(steady) if steady else math.nan
+        row.update(
+            final_loss=last["loss"], final_accuracy=last["accuracy"],
+            final_test_loss=last["test_loss"], final_test_accuracy=last["test_accuracy"],
+            best_loss=min(self.best_loss, last["loss"]) if math.isfinite(last["loss"]) else self.best_loss,
+            epochs_to_target=self.epochs_to_target,
+            dead_fraction=_mean([r["dead_fraction"] for r in final_layers]) if relu_like else math.nan,
+            saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded else math.nan,
+            grad_norm=last["grad_norm"], time_total_s=wall, time_per_epoch_s=per_epoch,
+            time_warmup_s=epoch_times[0] if epoch_times else math.nan,
+            samples_per_s=len(self.x) / per_epoch if steady else math.nan,
+            peak_memory_bytes=peak, n_params=sum(p.numel() for p in self.model.parameters()),
+            device_name=device_name(self.device))
+        if diverged_at is not None:
+            row.update(status="diverged", diverged_epoch=diverged_at,
+                       error=f"non-finite loss ({last['loss']}) at epoch {diverged_at}")
+        if not math.isfinite(row["best_loss"]):
+            row["best_loss"] = math.nan
+        for r in self.curves:
+            r["trial_id"] = row["trial_id"]
+        for r in self.layers:
+            r["trial_id"] = row["trial_id"]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
