@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         return _run(args, console)
     except UserError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", markup=True, highlight=False,
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
                                    soft_wrap=True)
         return EXIT_USER_ERROR
 
@@ -81,10 +81,11 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         run_dir = _latest_run_dir(options, suite)
         Console(stderr=True).print(
             f"\ninterrupted: every finished trial is stored in {run_dir}\n"
-            f"continue with: python -m bench run {args.suite} --resume {run_dir}")
+            f"continue with: python -m bench run {args.suite} --resume {run_dir}",
+            soft_wrap=True, highlight=False, markup=False)
         return EXIT_INTERRUPTED
     _print_summary(store, suite, console)
-    console.print(f"run folder: {store.dir}")
+    console.print(f"run folder: {store.dir}", soft_wrap=True, highlight=False)
     return 0
 
 

@@ -19,7 +19,9 @@ class UserError(Exception):
         self.key = key
         self.value = value
         self.choices = tuple(choices)
-        super().__init__(f"{source}: {message}" if source else message)
+        if source:  # every line names the file, so each stands alone in a log
+            message = "\n".join(f"{source}: {line}" for line in message.splitlines())
+        super().__init__(message)
 
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:

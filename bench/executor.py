@@ -68,7 +68,7 @@ def run_processes(specs: Iterable[TrialSpec], workers: int, threads: int,
                     else:
                         pending.append(spec)
             if broken:
-                for future, spec in in_flight.items():  # a broken pool fails them all
+                for spec in in_flight.values():  # a broken pool fails them all
                     pending.append(spec)
                 in_flight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)

@@ -9,8 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
-from rich.progress import (BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn,
-                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from . import __version__
 from .errors import UserError
@@ -51,16 +58,23 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     store.update_manifest(state="running", executor=session["executor"], workers=workers,
                           threads=options.threads, trials_total=len(specs))
     console.print(f"[bold]{suite.name}[/]: {len(specs)} trials, {len(todo)} to run, "
-                  f"{workers} worker(s) x {options.threads} thread(s) -> {store.dir}")
+                  f"{workers} worker(s) x {options.threads} thread(s) -> {store.dir}",
+                  soft_wrap=True, highlight=False)
 
     state = "interrupted"
     progress = _progress(console)
     task = progress.add_task(suite.name, total=len(todo), last="")
     last_write = [time.monotonic()]
 
+    finished = [0]
+
     def on_result(spec: TrialSpec, result: TrialResult) -> None:
         store.add(result)
+        finished[0] += 1
         progress.update(task, advance=1, last=_headline(spec, result))
+        if not console.is_terminal:  # a log file or CI: one line per trial instead of a bar
+            console.print(f"[{finished[0]}/{len(todo)}] {_headline(spec, result)}",
+                          highlight=False, markup=False)
         if time.monotonic() - last_write[0] > _CONSOLIDATE_EVERY_S:
             store.consolidate(order)
             last_write[0] = time.monotonic()
@@ -117,8 +131,8 @@ def _open_store(suite: Suite, options: RunOptions) -> RunStore:
 def _progress(console: Console) -> Progress:
     return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), TextColumn("{task.fields[last]}"),
-                    console=console, transient=False)
+                    TimeRemainingColumn(), TextColumn("{task.fields[last]}", markup=False),
+                    console=console, transient=False, disable=not console.is_terminal)
 
 
 def _headline(spec: TrialSpec, result: TrialResult) -> str:

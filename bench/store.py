@@ -16,7 +16,7 @@ import json
 import os
 import shutil
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -49,19 +49,24 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
+_STRING_COLUMNS = {"error", "status", "variant", "suite", "trial_id", "worker", "device_name"}
+
+
 def _arrow(df: pd.DataFrame) -> pa.Table:
-    """DataFrame -> Arrow with the contract's types: list<int64> widths, nullable int64s."""
+    """DataFrame -> Arrow with the contract's types: list<int64> widths, int64s, plain strings."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
     fields = []
-    for name in df.columns:
-        if name in _LIST_COLUMNS:
-            fields.append(pa.field(name, pa.list_(pa.int64())))
-        elif name in _INT_COLUMNS:
-            fields.append(pa.field(name, pa.int64()))
-        elif df[name].dtype == object and df[name].map(lambda v: v is None or isinstance(v, str)).all():
-            fields.append(pa.field(name, pa.string()))
-        else:
-            fields.append(pa.field(name, pa.Table.from_pandas(df[[name]], preserve_index=False).schema[0].type))
-    return pa.Table.from_pandas(df, schema=pa.schema(fields), preserve_index=False)
+    for f in table.schema:
+        t = f.type
+        if f.name in _LIST_COLUMNS:
+            t = pa.list_(pa.int64())
+        elif f.name in _INT_COLUMNS:
+            t = pa.int64()
+        elif pa.types.is_large_string(t) or (pa.types.is_null(t) and (
+                f.name in _STRING_COLUMNS or f.name.endswith(".metric"))):
+            t = pa.string()
+        fields.append(pa.field(f.name, t))
+    return table.cast(pa.schema(fields))
 
 
 def write_table(df: pd.DataFrame, path: Path) -> None:
@@ -91,7 +96,7 @@ class RunStore:
     def create(cls, out_root: Path, suite_name: str, manifest: dict) -> RunStore:
         base = out_root / suite_name
         base.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         for n in range(1000):
             run_id = stamp if n == 0 else f"{stamp}-{n}"
             try:
@@ -166,10 +171,10 @@ class RunStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for table in TABLES:
+        for table, name in zip(TABLES, ("trial", "curves", "layers")):
             self._frames[table].pop(tid, None)
-            if len(frames[table]):
-                self._frames[table][tid] = read_table(self.parts / tid / f"{'trial' if table == 'trials' else table}.parquet")
+            if (final / f"{name}.parquet").is_file():
+                self._frames[table][tid] = read_table(final / f"{name}.parquet")
 
     def consolidate(self, order: list[str] | None = None) -> dict[str, pd.DataFrame]:
         """Rewrite the three tables from the parts; ``order`` is the grid's trial order."""

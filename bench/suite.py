@@ -195,18 +195,19 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
             kind = table.get("kind")
             if kind not in TASKS:
                 where = origin.get("task.kind", "[task] kind")
-                what = ("is required" if kind is None
-                        else unknown_name("task", kind, TASKS).replace(f"{kind!r} is", "is", 1))
-                errors.setdefault(f"{where}: {kind!r} {what}" if kind is not None
-                                  else f"{where} {what}; valid choices: {', '.join(TASKS)}")
-                return None
+                errors.setdefault(f"{where}: {unknown_name('task', kind, TASKS)}"
+                                  if kind is not None else
+                                  f"{where}: required key is missing; valid choices: "
+                                  f"{', '.join(sorted(TASKS))}")
+                continue
             cls = TASKS[kind][0]
         try:
             validated[section] = cls.model_validate(table)
         except ValidationError as exc:
             for message in _messages(exc, cls, section, origin):
                 errors.setdefault(message)
-            return None
+    if len(validated) < len(SECTIONS):
+        return None
     return GridPoint(name, tuple(overrides.items()), validated["task"], validated["model"],
                      validated["train"])
 

@@ -15,7 +15,7 @@ import time
 import traceback
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import torch
 import torch.nn.functional as F
@@ -57,7 +57,7 @@ def trial_row(spec: TrialSpec, threads: int) -> dict:
             "epochs_to_target": None, "peak_memory_bytes": None, "n_params": None,
             "lr_effective": spec.train.lr_effective, "device_name": None,
             "threads": threads, "worker": worker_id(),
-            "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
@@ -274,10 +274,12 @@ class _Trainer:
         row.update(
             final_loss=last["loss"], final_accuracy=last["accuracy"],
             final_test_loss=last["test_loss"], final_test_accuracy=last["test_accuracy"],
-            best_loss=min(self.best_loss, last["loss"]) if math.isfinite(last["loss"]) else self.best_loss,
+            best_loss=self.best_loss if math.isfinite(self.best_loss) else math.nan,
             epochs_to_target=self.epochs_to_target,
-            dead_fraction=_mean([r["dead_fraction"] for r in final_layers]) if relu_like else math.nan,
-            saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded else math.nan,
+            dead_fraction=_mean([r["dead_fraction"] for r in final_layers]) if relu_like
+            else math.nan,
+            saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded
+            else math.nan,
             grad_norm=last["grad_norm"], time_total_s=wall, time_per_epoch_s=per_epoch,
             time_warmup_s=epoch_times[0] if epoch_times else math.nan,
             samples_per_s=len(self.x) / per_epoch if steady else math.nan,
@@ -286,8 +288,6 @@ class _Trainer:
         if diverged_at is not None:
             row.update(status="diverged", diverged_epoch=diverged_at,
                        error=f"non-finite loss ({last['loss']}) at epoch {diverged_at}")
-        if not math.isfinite(row["best_loss"]):
-            row["best_loss"] = math.nan
         for r in self.curves:
             r["trial_id"] = row["trial_id"]
         for r in self.layers:

@@ -1,0 +1,205 @@
+"""End to end through ``python -m bench``, as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+TINY = """
+name = "tiny"
+description = "a suite small enough for tests"
+seeds = [0, 1]
+
+[task]
+kind = "spiral"
+points_per_class = 40
+
+[model]
+hidden = [8]
+activation = "relu"
+
+[train]
+optimizer = "adam"
+lr = 0.01
+epochs = {epochs}
+log_every = 5
+target = {{ metric = "accuracy", value = 0.4 }}
+
+[sweep]
+"model.activation" = ["relu", "tanh"]
+"train.accumulation_steps" = [1, 3]
+"train.device" = ["cpu", "cuda"]
+"""
+
+TRIAL_COLUMNS = [
+    "trial_id", "seed", "model.activation", "model.hidden", "model.init", "train.lr",
+    "train.batch_size", "train.accumulation_steps", "train.device", "task.kind", "status",
+    "error", "final_loss", "final_accuracy", "best_loss", "epochs_to_target", "dead_fraction",
+    "grad_norm", "time_total_s", "time_per_epoch_s", "samples_per_s", "peak_memory_bytes",
+    "device_name", "threads", "worker", "train.target.metric"]
+CURVE_COLUMNS = ["trial_id", "epoch", "loss", "accuracy", "grad_norm"]
+LAYER_COLUMNS = ["trial_id", "epoch", "layer", "dead_fraction", "saturated_fraction",
+                 "activation_mean", "activation_std", "weight_grad_norm", "backprop_grad_std"]
+
+
+def bench(*args, cwd, timeout=300, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout, **kwargs)
+
+
+def write_suite(tmp_path, epochs=20, text=TINY):
+    path = tmp_path / "tiny.toml"
+    path.write_text(text.format(epochs=epochs))
+    return path
+
+
+def run_dirs(root: Path):
+    return sorted(p.parent for p in root.glob("*/*/manifest.json"))
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    suite = write_suite(tmp)
+    result = bench("run", suite, "--out", tmp / "out", "--workers", "2", cwd=tmp)
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = run_dirs(tmp / "out")
+    return result, run_dir
+
+
+def test_run_writes_the_contract_tables(tiny_run):
+    result, run_dir = tiny_run
+    assert run_dir.parent.name == "tiny"
+    assert str(run_dir) in result.stdout.replace("\n", "")
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert len(trials) == 2 * 2 * 2 * 2 and trials.trial_id.is_unique
+    assert set(TRIAL_COLUMNS) <= set(trials.columns)
+    cpu = trials[trials["train.device"] == "cpu"]
+    assert (cpu.status == "ok").all()
+    for col in ["final_loss", "final_accuracy", "best_loss", "grad_norm", "time_total_s",
+                "time_per_epoch_s", "samples_per_s", "peak_memory_bytes", "device_name",
+                "epochs_to_target"]:
+        assert cpu[col].notna().all(), col
+    relu = cpu[cpu["model.activation"] == "relu"]
+    assert relu.dead_fraction.notna().all()
+    assert cpu[cpu["model.activation"] == "tanh"].dead_fraction.isna().all()
+
+    curves = pd.read_parquet(run_dir / "curves.parquet")
+    layers = pd.read_parquet(run_dir / "layers.parquet")
+    assert set(CURVE_COLUMNS) <= set(curves.columns)
+    assert set(LAYER_COLUMNS) <= set(layers.columns)
+    assert sorted(curves.epoch.unique()) == [0, 5, 10, 15, 20]
+    assert set(curves.trial_id) == set(cpu.trial_id) == set(layers.trial_id)
+    last = curves[curves.epoch == 20].set_index("trial_id").loc[cpu.trial_id]
+    assert (last.loss.values == cpu.final_loss.values).all()
+
+    schema = pq.read_schema(run_dir / "trials.parquet")
+    assert str(schema.field("model.hidden").type) == "list<element: int64>"
+    assert str(schema.field("train.batch_size").type) == "string"
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["schema_version"] == 1 and manifest["state"] == "finished"
+    assert manifest["suite"]["text"] == (run_dir.parent.parent.parent / "tiny.toml").read_text()
+    assert manifest["workers"] == 2 and manifest["threads"] == 1
+    for key in ("host", "cpu", "torch", "python", "gpus"):
+        assert key in manifest["machine"]
+
+
+def test_cuda_rows_are_skipped_with_a_reason_not_dropped(tiny_run):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA: its rows run")
+    _, run_dir = tiny_run
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    cuda = trials[trials["train.device"] == "cuda"]
+    assert len(cuda) == 8 and (cuda.status == "skipped").all()
+    assert cuda.error.str.contains("CUDA is not available").all()
+
+
+def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
+    suite = write_suite(tmp_path)
+    result = bench("run", suite, "--dry-run", "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "8 grid points x 2 seeds = 16 trials" in result.stdout
+    assert "model.activation" in result.stdout and "tanh" in result.stdout
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("mutate, expected", [
+    (lambda t: t.replace('"tanh"]', '"tahn"]'), ["tiny.toml", "'model.activation'", "'tahn'",
+                                                   "did you mean 'tanh'"]),
+    (lambda t: t.replace("lr = 0.01", "lr = \"big\""), ["tiny.toml", "[train] lr", "'big'"]),
+    (lambda t: t.replace("[model]", "[model]\ndepth = 3"), ["tiny.toml", "[model] depth", "unknown key"]),
+])
+def test_bad_input_is_one_message_exit_2_no_traceback(tmp_path, mutate, expected):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(mutate(TINY.format(epochs=5)))
+    result = bench("run", suite, "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    for part in expected:
+        assert part in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_suite_and_bad_resume_are_user_errors(tmp_path):
+    result = bench("run", tmp_path / "nope.toml", cwd=tmp_path)
+    assert result.returncode == 2 and "nope.toml" in result.stderr and "Traceback" not in result.stderr
+    suite = write_suite(tmp_path)
+    result = bench("run", suite, "--resume", tmp_path, cwd=tmp_path)
+    assert result.returncode == 2 and "not a run folder" in result.stderr
+
+
+def test_list_names_everything():
+    result = bench("list", cwd=".")
+    assert result.returncode == 0
+    for name in ("spiral", "cubic", "digits", "leaky_relu", "softsign", "xavier_uniform",
+                 "kaiming_normal", "orthogonal", "adamw"):
+        assert name in result.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupt_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path, sig):
+    suite = write_suite(tmp_path, epochs=300)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out",
+                             str(tmp_path / "out"), "--workers", "2"], cwd=tmp_path, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    parts = tmp_path / "out" / "tiny"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # wait until some CPU trials are stored, not all
+        done = [p for p in parts.glob("*/parts/*/trial.parquet")]
+        if sum(pd.read_parquet(p).status.iloc[0] == "ok" for p in done) >= 2:
+            break
+        time.sleep(0.2)
+    os.killpg(proc.pid, sig)  # the whole process group, as Ctrl-C in a terminal does
+    _, err = proc.communicate(timeout=60)
+    (run_dir,) = run_dirs(tmp_path / "out")
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "--resume" in err
+    before = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("parts/*/trial.parquet")}
+    assert 0 < sum(1 for _ in before) < 16
+
+    result = bench("run", suite, "--out", tmp_path / "out", "--resume", run_dir, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert len(trials) == 16 and trials.trial_id.is_unique
+    after = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("parts/*/trial.parquet")}
+    kept = {tid for tid, status in zip(trials.trial_id, trials.status) if status in ("ok", "diverged")}
+    for tid, mtime in before.items():  # stored trials were not run again
+        if tid in kept:
+            assert after[tid] == mtime
+    curves = pd.read_parquet(run_dir / "curves.parquet")
+    assert not curves.duplicated(["trial_id", "epoch"]).any()
+    assert len(list(run_dir.glob("parts/.*"))) == 0 or all(
+        not (p / "trial.parquet").exists() for p in run_dir.glob("parts/.*"))
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert len(manifest["sessions"]) == 2 and manifest["state"] == "finished"

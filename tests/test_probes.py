@@ -1,0 +1,111 @@
+"""Dead and saturated definitions on hand-made tensors; probe statistics against autograd."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from bench.activations import ACTIVATIONS
+from bench.config import ModelConfig
+from bench.model import MLP
+from bench.probes import LayerProbe, _LayerStats, _Moments
+
+
+def stats(name, outputs, chunks=1):
+    s = _LayerStats(ACTIVATIONS[name])
+    for chunk in torch.as_tensor(outputs, dtype=torch.float32).tensor_split(chunks):
+        s.add_output(chunk)
+    return s
+
+
+def dead(name, outputs, chunks=1):
+    return _LayerStats._fraction_false(stats(name, outputs, chunks).alive)
+
+
+def saturated(name, outputs, chunks=1):
+    return _LayerStats._fraction_false(stats(name, outputs, chunks).unsaturated)
+
+
+def test_relu_dead_means_zero_for_every_sample():
+    # units: always 0 | 0 then positive | tiny positive once | always positive
+    out = [[0.0, 0.0, 0.0, 1.0],
+           [0.0, 2.0, 0.0, 1.0],
+           [0.0, 0.0, 1e-7, 3.0]]
+    assert dead("relu", out) == pytest.approx(1 / 4)
+    assert dead("relu", out, chunks=3) == pytest.approx(1 / 4)
+
+
+def test_leaky_relu_dead_means_negative_for_every_sample():
+    out = [[-0.01, -0.02, 0.0, 5.0],
+           [-0.03, 1.00, -0.1, 5.0]]
+    # unit 0 negative for all; unit 2 is 0 once (not negative): alive
+    assert dead("leaky_relu", out) == pytest.approx(1 / 4)
+
+
+def test_dead_fraction_is_undefined_outside_the_relu_family():
+    assert math.isnan(dead("tanh", [[0.0], [0.0]]))
+
+
+def test_sigmoid_saturation_within_001_of_a_bound_for_every_sample():
+    out = [[0.005, 0.995, 0.005, 0.5, 0.0100001],
+           [0.002, 0.999, 0.995, 0.5, 0.5]]
+    # unit 0: always near 0; unit 1: always near 1; unit 2: near 0 then near 1 (still
+    # saturated: each sample is within 0.01 of a bound); unit 3 never; unit 4: 0.0100001 is not
+    # within 0.01 of 0 (|0.0100001 - 0| > 0.01)
+    assert saturated("sigmoid", out) == pytest.approx(3 / 5)
+    assert saturated("sigmoid", out, chunks=2) == pytest.approx(3 / 5)
+
+
+def test_tanh_saturation_is_abs_above_099():
+    out = [[0.995, -0.9999, 0.98], [0.991, -0.995, 0.999]]
+    assert saturated("tanh", out) == pytest.approx(2 / 3)
+
+
+def test_saturation_is_undefined_for_unbounded_activations():
+    assert math.isnan(saturated("relu", [[1.0]]))
+
+
+def test_moments_merge_across_chunks_exactly():
+    x = torch.randn(1000, dtype=torch.float64) * 0.01 + 0.99  # mean dwarfs the spread
+    m = _Moments()
+    for chunk in x.tensor_split(7):
+        m.add(chunk)
+    assert m.mean == pytest.approx(x.mean().item(), rel=1e-12)
+    assert m.std == pytest.approx(x.std().item(), rel=1e-9)
+
+
+def test_probe_rows_match_autograd():
+    torch.manual_seed(0)
+    model = MLP(ModelConfig(hidden=(6, 5), activation="relu"), 3, 2)
+    x, y = torch.randn(40, 3), torch.randint(0, 2, (40,))
+    probe = LayerProbe(model, ACTIVATIONS["relu"])
+    nn.functional.cross_entropy(model(x), y).backward()
+    probe.close()
+    rows = probe.rows(epoch=0)
+
+    # Reference: the pre-activations by hand, with retain_grad.
+    model.zero_grad()
+    pre, h = [], x
+    for linear, act in zip(model.hidden_linears, model.hidden_activations):
+        z = linear(h)
+        z.retain_grad()
+        pre.append(z)
+        h = act(z)
+    nn.functional.cross_entropy(model[-1](h), y).backward()
+    for row, z, linear in zip(rows, pre, model.hidden_linears):
+        a = torch.relu(z)
+        assert row["dead_fraction"] == pytest.approx(((z <= 0).all(0)).float().mean().item())
+        assert row["activation_mean"] == pytest.approx(a.mean().item(), rel=1e-5)
+        assert row["activation_std"] == pytest.approx(a.std().item(), rel=1e-5)
+        assert row["backprop_grad_std"] == pytest.approx(z.grad.std().item(), rel=1e-5)
+        assert row["weight_grad_norm"] == pytest.approx(linear.weight.grad.norm().item(), rel=1e-5)
+    assert [r["layer"] for r in rows] == [0, 1]
+
+
+def test_probe_detaches_its_hooks():
+    model = MLP(ModelConfig(hidden=(4,), activation="relu"), 2, 2)
+    probe = LayerProbe(model, ACTIVATIONS["relu"])
+    probe.close()
+    model(torch.randn(3, 2)).sum().backward()
+    assert probe.stats[0].out.n == 0
