@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -13,10 +13,10 @@ from torch import nn
 class Activation:
     """One activation: how to build it and how to read its outputs.
 
-    ``dead`` takes a unit's largest output over the samples and says whether the unit is dead:
-    inactive for every sample (ReLU: output exactly 0, i.e. max <= 0; LeakyReLU: output
-    negative, i.e. max < 0). Only the ReLU family has it; for the others the dead fraction is
-    not defined (NaN).
+    ``dead`` maps a chunk of the layer's output (samples x units) to a per-unit mask: the
+    unit is inactive for every sample of the chunk. By default that is output exactly 0 (so a
+    sigmoid or tanh unit is practically never dead); LeakyReLU's rule is output negative
+    (DESIGN.md). A unit is dead when it is inactive in every chunk, i.e. on the whole training set.
 
     ``bounds`` are the limits of a bounded activation. A unit is saturated when, for every
     sample, its output is within ``SATURATION_MARGIN`` of one of them.
@@ -25,12 +25,9 @@ class Activation:
     name: str
     build: Callable[..., nn.Module]
     doc: str
-    dead: Callable[[torch.Tensor], torch.Tensor] | None = None
+    dead: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda a: a.abs().amax(0) == 0)
     bounds: tuple[float, float] | None = None
-
-    @property
-    def relu_family(self) -> bool:
-        return self.dead is not None
+    relu_family: bool = False
 
 
 # DESIGN.md: saturated = within 0.01 of a bound for every sample (|tanh| > 0.99; sigmoid < 0.01 or > 0.99).
@@ -41,10 +38,13 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
     Activation("sigmoid", lambda **_: nn.Sigmoid(), "1 / (1 + exp(-x))", bounds=(0.0, 1.0)),
     Activation("tanh", lambda **_: nn.Tanh(), "tanh(x)", bounds=(-1.0, 1.0)),
     Activation("softsign", lambda **_: nn.Softsign(), "x / (1 + |x|)", bounds=(-1.0, 1.0)),
-    Activation("relu", lambda **_: nn.ReLU(), "max(0, x)", dead=lambda amax: amax <= 0),
+    Activation("relu", lambda **_: nn.ReLU(), "max(0, x)",
+               # outputs are >= 0, so "0 for every sample" is "largest output <= 0": one
+               # amax, ~10x cheaper on CPU than any() over a boolean mask
+               dead=lambda a: a.amax(0) <= 0, relu_family=True),
     Activation("leaky_relu", lambda negative_slope=0.01, **_: nn.LeakyReLU(negative_slope),
                "max(0, x) + negative_slope * min(0, x); slope: model.negative_slope",
-               dead=lambda amax: amax < 0),
+               dead=lambda a: a.amax(0) < 0, relu_family=True),
     Activation("elu", lambda **_: nn.ELU(), "x if x > 0 else exp(x) - 1"),
     Activation("gelu", lambda **_: nn.GELU(), "x * Phi(x), the exact (erf) form"),
     Activation("silu", lambda **_: nn.SiLU(), "x * sigmoid(x) (swish)"),

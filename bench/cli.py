@@ -51,16 +51,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print the grid and run nothing")
 
     sub.add_parser("list", help="list tasks, activations, inits and optimizers")
+
+    perf = sub.add_parser("perf", help="measure the harness: instrumentation overhead")
+    perf.add_argument("--epochs", type=_positive, default=300)
+    perf.add_argument("--repeats", type=_positive, default=5)
+    perf.add_argument("--threads", type=_positive, default=1)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    console = Console()
+    # In a log file or CI rich would wrap at 80 columns; tables are easier to read wider.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
     try:
         if args.command == "list":
             _list(console)
             return 0
+        if args.command == "perf":
+            from .perf import main as perf_main
+            return perf_main(args.epochs, args.repeats, args.threads)
         return _run(args, console)
     except UserError as exc:
         Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
@@ -133,20 +142,28 @@ def _print_summary(store, suite: Suite, console: Console) -> None:
     trials = pd.read_parquet(store.dir / "trials.parquet")
     if trials.empty:
         return
+    for (status, error), group in trials[trials.status.isin(["skipped", "failed"])].groupby(
+            ["status", "error"], dropna=False):
+        console.print(f"{len(group)} trials {status}: {error}", highlight=False, markup=False)
+    ran = trials[trials.status.isin(["ok", "diverged"])]
+    if ran.empty:
+        return
     keys = [k for k in dict.fromkeys(k for p in suite.points for k, _ in p.overrides)
-            if k in trials.columns and trials[k].map(repr).nunique() > 1]
-    if any(p.variant for p in suite.points):
+            if k in ran.columns and ran[k].map(repr).nunique() > 1]
+    if ran["variant"].nunique() > 1:
         keys.insert(0, "variant")
-    table = Table(title=f"{suite.name}: mean over seeds")
-    for key in keys + ["ok/n", "final_loss", "final_accuracy", "dead_fraction", "ms/epoch"]:
-        table.add_column(key, justify="left" if key in keys else "right")
-    grouped = trials.assign(_key=trials[keys].map(repr).agg("|".join, axis=1) if keys else "")
+    table = Table(title=f"{suite.name}: mean over seeds (final = after the last epoch)")
+    for key in keys:
+        table.add_column(key.split(".")[-1].replace("accumulation_steps", "k"))
+    for col in ("ok/n", "final_loss", "final_accuracy", "dead_fraction", "ms/epoch"):
+        table.add_column(col, justify="right")
+    grouped = ran.assign(_key=ran[keys].map(repr).agg("|".join, axis=1) if keys else "")
     for _, group in grouped.groupby("_key", sort=False):
         ok = group[group.status == "ok"]
         first = group.iloc[0]
-        cells = [_cell(first[k]) if not isinstance(first[k], (list, tuple)) else str(list(first[k]))
-                 for k in keys]
-        cells.append(f"{len(ok)}/{len(group)}" + ("" if len(ok) else f" {group.status.iloc[0]}"))
+        cells = [_cell(first[k]) if not hasattr(first[k], "__len__") or isinstance(first[k], str)
+                 else str(list(first[k])) for k in keys]
+        cells.append(f"{len(ok)}/{len(group)}")
         for col, fmt in (("final_loss", "{:.4g}"), ("final_accuracy", "{:.3f}"),
                          ("dead_fraction", "{:.2f}"), ("time_per_epoch_s", "{:.3g}")):
             value = ok[col].astype(float).mean() * (1000 if col == "time_per_epoch_s" else 1)

@@ -62,9 +62,8 @@ class _LayerStats:
         # Per-unit reductions over samples (amax/amin) are ~10x faster than any() over a mask.
         a = a.detach()
         act = self.activation
-        if act.dead is not None:
-            alive = ~act.dead(a.amax(0))
-            self.alive = alive if self.alive is None else self.alive | alive
+        alive = ~act.dead(a)
+        self.alive = alive if self.alive is None else self.alive | alive
         if act.bounds is not None:
             lo, hi = act.bounds
             # A sample is away from both bounds iff |a - centre| < half-width - margin.

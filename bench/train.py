@@ -44,8 +44,8 @@ class TrialResult:
         return self.trial["status"]
 
 
-_METRICS = ("final_loss", "final_accuracy", "final_test_loss", "final_test_accuracy",
-            "best_loss", "dead_fraction", "saturated_fraction", "grad_norm", "time_total_s",
+_METRICS = ("final_loss", "final_accuracy", "best_loss", "dead_fraction", "saturated_fraction",
+            "grad_norm", "time_total_s",
             "time_per_epoch_s", "time_warmup_s", "samples_per_s")
 
 
@@ -145,9 +145,11 @@ class _Trainer:
 
     def _record(self, epoch: int, loss: float, accuracy: float, probe: LayerProbe | None) -> None:
         test_loss, test_acc = self._test_metrics()
-        self.curves.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
-                            "test_loss": test_loss, "test_accuracy": test_acc,
-                            "grad_norm": self._grad_norm() if probe else math.nan})
+        row = {"epoch": epoch, "loss": loss, "accuracy": accuracy,
+               "grad_norm": self._grad_norm() if probe else math.nan}
+        if self.x_test is not None:  # test columns exist only for tasks with a held-out split
+            row.update(test_loss=test_loss, test_accuracy=test_acc)
+        self.curves.append(row)
         if probe is not None:
             self.layers.extend(probe.rows(epoch))
         self._check_target(epoch, {"loss": loss, "accuracy": accuracy,
@@ -215,9 +217,7 @@ class _Trainer:
             if probe:
                 probe.close()
         if not math.isfinite(loss):
-            self.curves.append({"epoch": epoch, "loss": loss, "accuracy": acc,
-                                "test_loss": math.nan, "test_accuracy": math.nan,
-                                "grad_norm": math.nan})
+            self.curves.append({"epoch": epoch, "loss": loss, "accuracy": acc, "grad_norm": math.nan})
             return epoch
         self.best_loss = min(self.best_loss, loss)
         if logged:
@@ -240,7 +240,6 @@ class _Trainer:
                 probe.close()
             if not math.isfinite(loss):
                 self.curves.append({"epoch": epoch, "loss": loss, "accuracy": acc,
-                                    "test_loss": math.nan, "test_accuracy": math.nan,
                                     "grad_norm": math.nan})
                 return epoch
             self.best_loss = min(self.best_loss, loss)
@@ -258,7 +257,6 @@ class _Trainer:
             self.optimizer.step()
         if not math.isfinite(epoch_loss):
             self.curves.append({"epoch": epoch + 1, "loss": math.nan, "accuracy": math.nan,
-                                "test_loss": math.nan, "test_accuracy": math.nan,
                                 "grad_norm": math.nan})
             return epoch + 1
         return None
@@ -266,18 +264,15 @@ class _Trainer:
     def _finish(self, wall: float, epoch_times: list[float], peak: int | None,
                 diverged_at: int | None) -> None:
         row, last = self.row, self.curves[-1]
-        relu_like = self.activation.relu_family
         bounded = self.activation.bounds is not None
         final_layers = [r for r in self.layers if r["epoch"] == last["epoch"]]
         steady = epoch_times[1:]
         per_epoch = sum(steady) / len(steady) if steady else math.nan
         row.update(
             final_loss=last["loss"], final_accuracy=last["accuracy"],
-            final_test_loss=last["test_loss"], final_test_accuracy=last["test_accuracy"],
             best_loss=self.best_loss if math.isfinite(self.best_loss) else math.nan,
             epochs_to_target=self.epochs_to_target,
-            dead_fraction=_mean([r["dead_fraction"] for r in final_layers]) if relu_like
-            else math.nan,
+            dead_fraction=_mean([r["dead_fraction"] for r in final_layers]),
             saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded
             else math.nan,
             grad_norm=last["grad_norm"], time_total_s=wall, time_per_epoch_s=per_epoch,
@@ -285,6 +280,9 @@ class _Trainer:
             samples_per_s=len(self.x) / per_epoch if steady else math.nan,
             peak_memory_bytes=peak, n_params=sum(p.numel() for p in self.model.parameters()),
             device_name=device_name(self.device))
+        if self.x_test is not None:
+            row.update(final_test_loss=last.get("test_loss", math.nan),
+                       final_test_accuracy=last.get("test_accuracy", math.nan))
         if diverged_at is not None:
             row.update(status="diverged", diverged_epoch=diverged_at,
                        error=f"non-finite loss ({last['loss']}) at epoch {diverged_at}")

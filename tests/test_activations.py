@@ -50,14 +50,17 @@ def test_leaky_relu_slope_is_a_key():
 @pytest.mark.parametrize("name, inactive, active", [
     ("relu", [0.0, 0.0], [0.0, 1e-6]),
     ("leaky_relu", [-1e-3, -5.0], [-1.0, 0.0]),
+    ("tanh", [0.0, 0.0], [0.0, -1e-6]),      # other activations: output exactly 0
+    ("sigmoid", [0.0, 0.0], [1e-6, 0.0]),
 ])
-def test_dead_rule_on_a_units_largest_output(name, inactive, active):
+def test_dead_rule_per_unit(name, inactive, active):
     dead = ACTIVATIONS[name].dead
-    assert bool(dead(torch.tensor(inactive).amax()))
-    assert not bool(dead(torch.tensor(active).amax()))
+    outputs = torch.tensor([inactive, active]).T  # samples x units: unit 0 inactive, unit 1 not
+    assert dead(outputs).tolist() == [True, False]
 
 
-def test_only_the_relu_family_has_a_dead_rule_and_bounds_are_right():
+def test_relu_family_and_bounds():
     assert {n for n, a in ACTIVATIONS.items() if a.relu_family} == {"relu", "leaky_relu"}
     assert ACTIVATIONS["sigmoid"].bounds == (0.0, 1.0)
     assert ACTIVATIONS["tanh"].bounds == (-1.0, 1.0)
+    assert ACTIVATIONS["relu"].bounds is None

@@ -88,9 +88,11 @@ def test_run_writes_the_contract_tables(tiny_run):
                 "time_per_epoch_s", "samples_per_s", "peak_memory_bytes", "device_name",
                 "epochs_to_target"]:
         assert cpu[col].notna().all(), col
-    relu = cpu[cpu["model.activation"] == "relu"]
-    assert relu.dead_fraction.notna().all()
-    assert cpu[cpu["model.activation"] == "tanh"].dead_fraction.isna().all()
+    assert cpu.dead_fraction.notna().all()
+    tanh = cpu[cpu["model.activation"] == "tanh"]
+    assert tanh.saturated_fraction.notna().all()
+    assert cpu[cpu["model.activation"] == "relu"].saturated_fraction.isna().all()
+    assert "final_test_loss" not in trials.columns  # spiral has no held-out split
 
     curves = pd.read_parquet(run_dir / "curves.parquet")
     layers = pd.read_parquet(run_dir / "layers.parquet")

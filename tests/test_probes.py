@@ -43,8 +43,9 @@ def test_leaky_relu_dead_means_negative_for_every_sample():
     assert dead("leaky_relu", out) == pytest.approx(1 / 4)
 
 
-def test_dead_fraction_is_undefined_outside_the_relu_family():
-    assert math.isnan(dead("tanh", [[0.0], [0.0]]))
+def test_other_activations_are_dead_only_when_exactly_zero_for_every_sample():
+    assert dead("tanh", [[0.0, 0.0], [0.0, 1e-3]]) == pytest.approx(1 / 2)
+    assert dead("sigmoid", [[0.5], [0.01]]) == 0.0
 
 
 def test_sigmoid_saturation_within_001_of_a_bound_for_every_sample():

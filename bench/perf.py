@@ -1,0 +1,96 @@
+"""Speed of the harness itself: instrumentation overhead against a bare PyTorch loop.
+
+    python -m bench perf [--repeats 5] [--epochs 300]
+
+Both loops train the same trial (same seed, data, init, optimizer, micro-batches) in this
+process, one after the other, ``repeats`` times interleaved, so machine noise hits both alike.
+The bare loop is the course notebook's: forward, loss, zero_grad, backward, step, with the
+micro-batch weighting of an accumulation step and nothing else. The figure is the ratio of the
+median per-epoch times (epochs after the first), so setup and warm-up are excluded from both.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from rich.console import Console
+from rich.table import Table
+
+from .model import MLP
+from .optimizers import build_optimizer
+from .spec import TrialSpec
+from .suite import expand, parse_suite
+from .tasks import make_task
+from .train import run_trial
+
+_SUITE = """
+name = "perf"
+[task]
+kind = "spiral"
+[model]
+hidden = [100]
+activation = "relu"
+[train]
+optimizer = "adam"
+lr = 1e-3
+weight_decay = 1e-5
+epochs = {epochs}
+lr_scaling = "linear"
+[sweep]
+"model.activation" = ["relu", "sigmoid"]
+"train.accumulation_steps" = [1, 8]
+"""
+
+
+def bare_epoch_time(spec: TrialSpec) -> float:
+    """Median seconds per epoch (after the first) of the plain loop on ``spec``."""
+    cfg = spec.train
+    torch.manual_seed(spec.seed)
+    data = make_task(spec.task)
+    model = MLP(spec.model, data.x_train.shape[1], data.out_features)
+    opt = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr_effective,
+                          weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+    x, y, n = data.x_train, data.y_train, len(data.x_train)
+    chunks = list(zip(x.tensor_split(cfg.accumulation_steps), y.tensor_split(cfg.accumulation_steps)))
+    times = []
+    for _ in range(cfg.epochs):
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        for xb, yb in chunks:
+            loss = F.cross_entropy(model(xb), yb)
+            (loss * (len(xb) / n) if len(chunks) > 1 else loss).backward()
+        opt.step()
+        times.append(time.perf_counter() - t0)
+    return statistics.mean(times[1:])
+
+
+def overhead(epochs: int = 300, repeats: int = 5, threads: int = 1) -> list[dict]:
+    torch.set_num_threads(threads)
+    rows = []
+    for spec in expand(parse_suite(_SUITE.format(epochs=epochs), source="perf")):
+        bare, inst = [], []
+        for _ in range(repeats):
+            bare.append(bare_epoch_time(spec))
+            inst.append(run_trial(spec, threads).trial["time_per_epoch_s"])
+        b, i = statistics.median(bare), statistics.median(inst)
+        rows.append({"activation": spec.model.activation, "k": spec.train.accumulation_steps,
+                     "bare_ms": b * 1e3, "instrumented_ms": i * 1e3, "ratio": i / b,
+                     "spread": (max(inst) - min(inst)) / i})
+    return rows
+
+
+def main(epochs: int, repeats: int, threads: int) -> int:
+    console = Console()
+    console.print(f"instrumentation overhead: spiral 3x1000, MLP [100], adam, full batch, "
+                  f"log_every = 10, {epochs} epochs, {threads} thread(s), median of {repeats}")
+    table = Table()
+    for col in ("activation", "k", "bare ms/epoch", "instrumented ms/epoch", "ratio", "spread"):
+        table.add_column(col, justify="right")
+    for r in overhead(epochs, repeats, threads):
+        table.add_row(r["activation"], str(r["k"]), f"{r['bare_ms']:.3f}",
+                      f"{r['instrumented_ms']:.3f}", f"{r['ratio']:.3f}x", f"{r['spread']:.0%}")
+    console.print(table)
+    return 0
