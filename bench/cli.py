@@ -16,7 +16,7 @@ from .errors import UserError
 from .inits import INITS
 from .optimizers import OPTIMIZERS
 from .provenance import cuda_unavailable_reason
-from .runner import RunOptions, run_suite
+from .runner import Interrupted, RunOptions, run_suite
 from .suite import Suite, expand, load_suite
 from .tasks import TASKS
 
@@ -86,24 +86,15 @@ def _run(args: argparse.Namespace, console: Console) -> int:
                          resume=args.resume)
     try:
         store = run_suite(suite, options)
-    except KeyboardInterrupt:
-        run_dir = _latest_run_dir(options, suite)
+    except Interrupted as stop:
         Console(stderr=True).print(
-            f"\ninterrupted: every finished trial is stored in {run_dir}\n"
-            f"continue with: python -m bench run {args.suite} --resume {run_dir}",
+            f"\ninterrupted: every finished trial is stored in {stop.run_dir}\n"
+            f"continue with: python -m bench run {args.suite} --resume {stop.run_dir}",
             soft_wrap=True, highlight=False, markup=False)
         return EXIT_INTERRUPTED
     _print_summary(store, suite, console)
     console.print(f"run folder: {store.dir}", soft_wrap=True, highlight=False)
     return 0
-
-
-def _latest_run_dir(options: RunOptions, suite: Suite) -> Path:
-    if options.resume:
-        return options.resume
-    runs = sorted((options.out / suite.name).glob("*/manifest.json"),
-                  key=lambda p: p.stat().st_mtime)
-    return runs[-1].parent if runs else options.out / suite.name
 
 
 def _print_grid(suite: Suite, console: Console) -> None:

@@ -68,7 +68,7 @@ class _LayerStats:
             lo, hi = act.bounds
             # A sample is away from both bounds iff |a - centre| < half-width - margin.
             centre, half = (lo + hi) / 2, (hi - lo) / 2 - SATURATION_MARGIN
-            unsat = (a - centre).abs().amin(0) < half
+            unsat = torch.sub(a, centre).abs_().amin(0) < half
             self.unsaturated = unsat if self.unsaturated is None else self.unsaturated | unsat
         self.out.add(a)
 

@@ -31,6 +31,14 @@ from .train import TrialResult, run_trial
 _CONSOLIDATE_EVERY_S = 10.0  # the tables are also rebuilt at the end and on Ctrl-C
 
 
+class Interrupted(Exception):
+    """Ctrl-C during a run: every finished trial is stored in ``run_dir``."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
 @dataclass(frozen=True)
 class RunOptions:
     out: Path = Path("results")
@@ -99,6 +107,8 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
             # One GPU trial at a time: timings from a shared GPU mean nothing.
             run_serial(cuda, options.threads, on_result)
         state = "finished"
+    except KeyboardInterrupt:
+        raise Interrupted(store.dir) from None
     finally:
         store.consolidate(order)
         counts: dict[str, int] = {}

@@ -107,7 +107,7 @@ class RunStore:
         run_dir = base / run_id
         (run_dir / "parts").mkdir()
         store = cls(run_dir, {"schema_version": SCHEMA_VERSION, "run_id": run_id,
-                              "created_at": now_utc(), **manifest})
+                              "started_at": now_utc(), **manifest})
         store.write_manifest()
         return store
 

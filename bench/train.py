@@ -97,6 +97,8 @@ class _Trainer:
         self.loss_fn = F.cross_entropy if self.classify else F.mse_loss
         self.batches = torch.Generator().manual_seed(spec.seed)  # its own stream: data order
         self.activation = ACTIVATIONS[spec.model.activation]
+        k = cfg.accumulation_steps  # "full": the whole set in k near-equal micro-batches (views)
+        self.full_chunks = list(zip(self.x.tensor_split(k), self.y.tensor_split(k)))
         self.curves: list[dict] = []
         self.layers: list[dict] = []
         self.best_loss = math.inf
@@ -109,17 +111,19 @@ class _Trainer:
 
         Each micro-batch's mean loss is weighted by its share of the step's samples, so the sum
         is (sum of per-sample losses) / (samples in the step), exact for ragged splits too.
+        Returns the step's loss and accuracy as floats (one host sync per step).
         """
         self.optimizer.zero_grad(set_to_none=True)
-        n_step = sum(len(xb) for xb, _ in chunks)
+        sizes = [xb.shape[0] for xb, _ in chunks]
+        n_step = sum(sizes)
         total = correct = None
-        for xb, yb in chunks:
-            if len(xb) == 0:
+        for (xb, yb), size in zip(chunks, sizes):
+            if size == 0:
                 continue
             out = self.model(xb)
             loss = self.loss_fn(out, yb)
-            if len(xb) != n_step:
-                loss = loss * (len(xb) / n_step)
+            if size != n_step:
+                loss = loss * (size / n_step)
             loss.backward()
             total = loss.detach() if total is None else total + loss.detach()
             if want_correct:
@@ -208,8 +212,7 @@ class _Trainer:
                            {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
 
     def _full_batch_epoch(self, epoch, logged, training, metered, accuracy_each_epoch):
-        chunks = list(zip(self.x.tensor_split(self.spec.train.accumulation_steps),
-                          self.y.tensor_split(self.spec.train.accumulation_steps)))
+        chunks = self.full_chunks
         probe = self._probe(metered) if logged else None
         try:
             loss, acc = self._accumulate(chunks, probe, self.classify and (logged or accuracy_each_epoch))
