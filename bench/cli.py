@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import signal
 import sys
 from pathlib import Path
 
@@ -84,6 +85,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         return 0
     options = RunOptions(out=args.out, workers=args.workers, threads=args.threads,
                          resume=args.resume)
+    # `kill` (SIGTERM) stops a run the way Ctrl-C does: stored trials kept, tables rebuilt.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         store = run_suite(suite, options)
     except Interrupted as stop:

@@ -26,7 +26,10 @@ class UserError(Exception):
 
 def did_you_mean(value: object, choices: Iterable[str]) -> str:
     """' did you mean 'relu'?' when something close exists, else ''."""
-    close = difflib.get_close_matches(str(value), list(choices), n=1, cutoff=0.6)
+    choices = list(choices)
+    text = str(value)
+    prefixed = [c for c in choices if text and c.startswith(text)]  # 'acc' -> 'accuracy'
+    close = prefixed[:1] or difflib.get_close_matches(text, choices, n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 

@@ -8,13 +8,12 @@ micro-batches reports the same numbers as one full-batch pass.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import torch
 
 from .activations import SATURATION_MARGIN, Activation
+from .memory import LiveTensorMeter
 from .model import MLP
 
 
@@ -66,9 +65,11 @@ class _LayerStats:
         self.alive = alive if self.alive is None else self.alive | alive
         if act.bounds is not None:
             lo, hi = act.bounds
-            # A sample is away from both bounds iff |a - centre| < half-width - margin.
+            # Saturated: every sample strictly within the margin of a bound (|tanh| > 0.99;
+            # sigmoid < 0.01 or > 0.99), i.e. |a - centre| > half-width - margin. A unit is
+            # unsaturated when some sample has |a - centre| <= that.
             centre, half = (lo + hi) / 2, (hi - lo) / 2 - SATURATION_MARGIN
-            unsat = torch.sub(a, centre).abs_().amin(0) < half
+            unsat = torch.sub(a, centre).abs_().amin(0) <= half
             self.unsaturated = unsat if self.unsaturated is None else self.unsaturated | unsat
         self.out.add(a)
 
@@ -80,17 +81,15 @@ class _LayerStats:
 class LayerProbe:
     """Attach to an MLP for one logged pass (possibly several micro-batches), then read rows."""
 
-    def __init__(self, model: MLP, activation: Activation,
-                 untracked: Callable[[], AbstractContextManager] = nullcontext):
+    def __init__(self, model: MLP, activation: Activation):
         self.model = model
         self.stats = [_LayerStats(activation) for _ in model.hidden_activations]
-        self._untracked = untracked  # keeps probe temporaries out of the memory meter
         self._handles = [m.register_forward_hook(self._forward_hook(i))
                          for i, m in enumerate(model.hidden_activations)]
 
     def _forward_hook(self, i: int):
         def hook(module, inputs, output):
-            with self._untracked():
+            with LiveTensorMeter.paused():  # probe temporaries are not the step's memory
                 self.stats[i].add_output(output)
             pre = inputs[0]
             if pre.requires_grad:
@@ -99,7 +98,7 @@ class LayerProbe:
 
     def _grad_hook(self, i: int):
         def hook(grad):
-            with self._untracked():
+            with LiveTensorMeter.paused():
                 self.stats[i].grad.add(grad)
         return hook
 

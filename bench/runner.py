@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import os
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,6 @@ from .spec import TrialSpec
 from .store import RunStore
 from .suite import Suite, expand
 from .train import TrialResult, run_trial
-
-_CONSOLIDATE_EVERY_S = 10.0  # the tables are also rebuilt at the end and on Ctrl-C
 
 
 class Interrupted(Exception):
@@ -56,6 +53,7 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     specs = expand(suite)
     order = [s.trial_id for s in specs]
     store = _open_store(suite, options)
+    store.consolidate(order)  # the tables exist from the start (and a resume rebuilds them)
     done = store.done()
     todo = [s for s in specs if s.trial_id not in done]
     workers = options.resolved_workers()
@@ -72,20 +70,17 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     state = "interrupted"
     progress = _progress(console)
     task = progress.add_task(suite.name, total=len(todo), last="")
-    last_write = [time.monotonic()]
 
     finished = [0]
 
     def on_result(spec: TrialSpec, result: TrialResult) -> None:
         store.add(result)
+        store.consolidate(order)  # cheap (Arrow, appended): the tables hold every stored trial
         finished[0] += 1
         progress.update(task, advance=1, last=_headline(spec, result))
         if not console.is_terminal:  # a log file or CI: one line per trial instead of a bar
             console.print(f"[{finished[0]}/{len(todo)}] {_headline(spec, result)}",
                           highlight=False, markup=False)
-        if time.monotonic() - last_write[0] > _CONSOLIDATE_EVERY_S:
-            store.consolidate(order)
-            last_write[0] = time.monotonic()
 
     try:
         with progress:

@@ -6,8 +6,9 @@
         parts/<trial_id>/             trial.parquet curves.parquet layers.parquet model.pt
 
 A part is written to a temporary folder and renamed into place, so a crash or Ctrl-C at any
-moment leaves each trial either wholly stored or absent. The three tables are rebuilt from the
-parts, so they can always be recovered (``--resume`` does it first).
+moment leaves each trial either wholly stored or absent. The three tables are rewritten (each
+atomically) after every stored trial, so they hold every finished trial even after ``kill -9``;
+they can always be rebuilt from the parts, which ``--resume`` does first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
@@ -31,11 +33,26 @@ from .train import TrialResult
 
 SCHEMA_VERSION = 1
 TABLES = ("trials", "curves", "layers")
+_PART_FILES = {"trials": "trial", "curves": "curves", "layers": "layers"}  # names inside a part
 # Kept when resuming: trials with these statuses are not run again.
 DONE = ("ok", "diverged")
-_INT_COLUMNS = {"seed", "epoch", "layer", "diverged_epoch", "epochs_to_target",
-                "peak_memory_bytes", "n_params", "threads"}
-_LIST_COLUMNS = {"model.hidden"}
+
+# Columns whose type must not depend on the values a run happened to produce (a column that is
+# null in every row would otherwise be Arrow's null type).
+_TYPES = {
+    **dict.fromkeys(["seed", "epoch", "layer", "diverged_epoch", "epochs_to_target",
+                     "peak_memory_bytes", "n_params", "threads"], pa.int64()),
+    **dict.fromkeys(["trial_id", "suite", "variant", "status", "error", "worker",
+                     "device_name", "started_at", "train.target.metric"], pa.string()),
+    "train.target.value": pa.float64(),
+    "model.hidden": pa.list_(pa.int64()),
+}
+# The schema of a table with no rows (every trial skipped, or no hidden layers).
+_EMPTY = {
+    "curves": ["trial_id", "epoch", "loss", "accuracy", "grad_norm"],
+    "layers": ["trial_id", "epoch", "layer", "dead_fraction", "saturated_fraction",
+               "activation_mean", "activation_std", "weight_grad_norm", "backprop_grad_std"],
+}
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -49,29 +66,25 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-_STRING_COLUMNS = {"error", "status", "variant", "suite", "trial_id", "worker", "device_name"}
-
-
-def _arrow(df: pd.DataFrame) -> pa.Table:
-    """DataFrame -> Arrow with the contract's types: list<int64> widths, int64s, plain strings."""
-    table = pa.Table.from_pandas(df, preserve_index=False)
+def to_arrow(rows: list[dict]) -> pa.Table:
+    """Rows -> Arrow with the contract's types: list<int64> widths, int64s, plain strings."""
+    table = pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
     fields = []
     for f in table.schema:
-        t = f.type
-        if f.name in _LIST_COLUMNS:
-            t = pa.list_(pa.int64())
-        elif f.name in _INT_COLUMNS:
-            t = pa.int64()
-        elif pa.types.is_large_string(t) or (pa.types.is_null(t) and (
-                f.name in _STRING_COLUMNS or f.name.endswith(".metric"))):
+        t = _TYPES.get(f.name, f.type)
+        if pa.types.is_large_string(t):
             t = pa.string()
         fields.append(pa.field(f.name, t))
     return table.cast(pa.schema(fields))
 
 
-def write_table(df: pd.DataFrame, path: Path) -> None:
+def _empty(table: str) -> pa.Table:
+    return pa.table({c: pa.array([], _TYPES.get(c, pa.float64())) for c in _EMPTY[table]})
+
+
+def write_table(table: pa.Table, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(_arrow(df), tmp)
+    pq.write_table(table, tmp)
     os.replace(tmp, path)
 
 
@@ -87,7 +100,8 @@ class RunStore:
         self.dir = run_dir
         self.parts = run_dir / "parts"
         self.manifest = manifest
-        self._frames: dict[str, dict[str, pd.DataFrame]] = {t: {} for t in TABLES}
+        self._parts: dict[str, dict[str, pa.Table]] = {t: {} for t in TABLES}
+        self._merged: dict[str, pa.Table | None] = dict.fromkeys(TABLES)
         self._load_parts()
 
     # -- opening ------------------------------------------------------------------------------
@@ -95,18 +109,21 @@ class RunStore:
     @classmethod
     def create(cls, out_root: Path, suite_name: str, manifest: dict) -> RunStore:
         base = out_root / suite_name
-        base.mkdir(parents=True, exist_ok=True)
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-        for n in range(1000):
-            run_id = stamp if n == 0 else f"{stamp}-{n}"
-            try:
-                (base / run_id).mkdir()
-                break
-            except FileExistsError:
-                continue
-        run_dir = base / run_id
-        (run_dir / "parts").mkdir()
-        store = cls(run_dir, {"schema_version": SCHEMA_VERSION, "run_id": run_id,
+        try:
+            base.mkdir(parents=True, exist_ok=True)
+            for n in range(1000):
+                run_dir = base / (stamp if n == 0 else f"{stamp}-{n}")
+                try:
+                    run_dir.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+            (run_dir / "parts").mkdir()
+        except OSError as exc:
+            raise UserError(f"cannot create the run folder: {exc.strerror}",
+                            source=str(exc.filename or base)) from None
+        store = cls(run_dir, {"schema_version": SCHEMA_VERSION, "run_id": run_dir.name,
                               "started_at": now_utc(), **manifest})
         store.write_manifest()
         return store
@@ -129,15 +146,15 @@ class RunStore:
         for part in sorted(self.parts.iterdir()):
             if part.name.startswith(".") or not (part / "trial.parquet").is_file():
                 continue  # an unfinished temporary part from a crash: the trial runs again
-            for table, name in zip(TABLES, ("trial", "curves", "layers")):
+            for table, name in _PART_FILES.items():
                 file = part / f"{name}.parquet"
                 if file.is_file():
-                    self._frames[table][part.name] = read_table(file)
+                    self._parts[table][part.name] = pq.read_table(file)
 
     # -- state --------------------------------------------------------------------------------
 
     def statuses(self) -> dict[str, str]:
-        return {tid: str(df["status"].iloc[0]) for tid, df in self._frames["trials"].items()}
+        return {tid: t.column("status")[0].as_py() for tid, t in self._parts["trials"].items()}
 
     def done(self) -> set[str]:
         return {tid for tid, status in self.statuses().items() if status in DONE}
@@ -149,13 +166,14 @@ class RunStore:
         row = dict(result.trial)
         trace = row.pop("traceback", None)
         tid = row["trial_id"]
-        frames = {"trials": pd.DataFrame([row]), "curves": pd.DataFrame(result.curves),
-                  "layers": pd.DataFrame(result.layers)}
+        tables = {"trials": to_arrow([row])}
+        for table, rows in (("curves", result.curves), ("layers", result.layers)):
+            if rows:
+                tables[table] = to_arrow(rows)
         tmp = Path(tempfile.mkdtemp(dir=self.parts, prefix=f".{tid}."))
         try:
-            for table, name in zip(TABLES, ("trial", "curves", "layers")):
-                if len(frames[table]) or table == "trials":
-                    pq.write_table(_arrow(frames[table]), tmp / f"{name}.parquet")
+            for table, arrow in tables.items():
+                pq.write_table(arrow, tmp / f"{_PART_FILES[table]}.parquet")
             if result.state_dict is not None:
                 torch.save(result.state_dict, tmp / "model.pt")
             if trace:
@@ -171,26 +189,27 @@ class RunStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        for table, name in zip(TABLES, ("trial", "curves", "layers")):
-            self._frames[table].pop(tid, None)
-            if (final / f"{name}.parquet").is_file():
-                self._frames[table][tid] = read_table(final / f"{name}.parquet")
-
-    def consolidate(self, order: list[str] | None = None) -> dict[str, pd.DataFrame]:
-        """Rewrite the three tables from the parts; ``order`` is the grid's trial order."""
-        rank = {tid: i for i, tid in enumerate(order or [])}
-        ids = sorted(self._frames["trials"], key=lambda t: (rank.get(t, len(rank)), t))
-        out = {}
         for table in TABLES:
-            frames = [self._frames[table][t] for t in ids if t in self._frames[table]]
-            frames = [f for f in frames if len(f)]
-            df = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-            if table != "trials" and len(df):
-                first = ["trial_id", "epoch"] + (["layer"] if table == "layers" else [])
-                df = df[first + [c for c in df.columns if c not in first]]
-            write_table(df, self.dir / f"{table}.parquet")
-            out[table] = df
-        return out
+            replaced = self._parts[table].pop(tid, None) is not None
+            new = tables.get(table)
+            if new is not None:
+                self._parts[table][tid] = new
+            merged = self._merged[table]
+            if replaced or merged is None:
+                self._merged[table] = None  # rebuilt from the parts when next needed
+            elif new is not None:
+                self._merged[table] = pa.concat_tables([merged, new], promote_options="permissive")
+
+    def consolidate(self, order: list[str] | None = None) -> None:
+        """Rewrite the three tables from the stored trials, in ``order`` (the grid's)."""
+        for table in TABLES:
+            merged = self._merged[table]
+            if merged is None:
+                parts = list(self._parts[table].values())
+                merged = (pa.concat_tables(parts, promote_options="permissive") if parts
+                          else _empty(table) if table in _EMPTY else pa.table({}))
+                self._merged[table] = merged
+            write_table(_in_order(merged, order or []), self.dir / f"{table}.parquet")
 
     def write_manifest(self) -> None:
         atomic_write_bytes(self.dir / "manifest.json",
@@ -199,3 +218,16 @@ class RunStore:
     def update_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)
         self.write_manifest()
+
+
+def _in_order(table: pa.Table, order: list[str]) -> pa.Table:
+    """Rows sorted by the grid order of their trial (unknown trials last), stable within one."""
+    if table.num_rows == 0 or "trial_id" not in table.column_names:
+        return table
+    rank = pc.index_in(table.column("trial_id"), value_set=pa.array(order, pa.string()))
+    rank = pc.fill_null(rank, len(order))
+    keyed = table.append_column("__rank", rank).append_column(
+        "__row", pa.array(range(table.num_rows), pa.int64()))
+    indices = pc.sort_indices(keyed, [("__rank", "ascending"), ("trial_id", "ascending"),
+                                      ("__row", "ascending")])
+    return table.take(indices)

@@ -97,9 +97,12 @@ def load_suite(path: str | Path) -> Suite:
     """Read and validate a suite file; raises ``UserError`` on any mistake."""
     path = Path(path)
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise UserError(f"cannot read the suite: {exc.strerror}", source=str(path)) from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})",
+                        source=str(path)) from None
     return parse_suite(text, source=str(path))
 
 
@@ -208,6 +211,18 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
                 errors.setdefault(message)
     if len(validated) < len(SECTIONS):
         return None
+    target = validated["train"].target
+    if target is not None:
+        task = validated["task"]
+        where = origin.get("train.target", origin.get("train.target.metric", "[train] target"))
+        if "accuracy" in target.metric and task.problem != "classification":
+            errors.setdefault(f"{where}: metric {target.metric!r} needs a classification task; "
+                              f"{task.kind!r} is {task.problem}: use 'loss' or 'test_loss'")
+            return None
+        if target.metric.startswith("test_") and not task.has_test_split:
+            errors.setdefault(f"{where}: metric {target.metric!r} needs a held-out split, and "
+                              f"task {task.kind!r} has none here: use 'loss' or 'accuracy'")
+            return None
     return GridPoint(name, tuple(overrides.items()), validated["task"], validated["model"],
                      validated["train"])
 

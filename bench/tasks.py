@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,6 +28,11 @@ class TaskData:
 
 class _TaskConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    problem: ClassVar[str] = "classification"
+
+    @property
+    def has_test_split(self) -> bool:
+        return False
 
 
 class SpiralConfig(_TaskConfig):
@@ -42,9 +47,13 @@ class SpiralConfig(_TaskConfig):
 class CubicConfig(_TaskConfig):
     """The course's regression (05-regression): y = x^3 + noise * U[0, 1)."""
 
+    problem: ClassVar[str] = "regression"
     kind: Literal["cubic"] = "cubic"
     points: int = Field(100, ge=2, description="evenly spaced x on [-1, 1]")
     noise: float = Field(0.3, ge=0, description="scale of the uniform [0, 1) noise added to y")
+
+
+_DIGITS_SAMPLES = 1797  # sklearn.datasets.load_digits
 
 
 class DigitsConfig(_TaskConfig):
@@ -52,6 +61,10 @@ class DigitsConfig(_TaskConfig):
 
     kind: Literal["digits"] = "digits"
     test_fraction: float = Field(0.2, ge=0, lt=1, description="held-out share, split by the seed")
+
+    @property
+    def has_test_split(self) -> bool:
+        return round(self.test_fraction * _DIGITS_SAMPLES) > 0
 
 
 def spiral(cfg: SpiralConfig) -> TaskData:
@@ -81,7 +94,7 @@ def digits(cfg: DigitsConfig) -> TaskData:
     x = torch.tensor(bunch.data, dtype=torch.float32)
     y = torch.tensor(bunch.target, dtype=torch.long)
     order = torch.randperm(len(x))
-    n_test = int(round(cfg.test_fraction * len(x)))
+    n_test = round(cfg.test_fraction * len(x))
     test, train = order[:n_test], order[n_test:]
     mean, std = x[train].mean(0), x[train].std(0)
     std[std == 0] = 1.0  # pixels that are always blank stay 0 rather than NaN

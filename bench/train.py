@@ -103,6 +103,7 @@ class _Trainer:
         self.layers: list[dict] = []
         self.best_loss = math.inf
         self.epochs_to_target: int | None = None
+        self.peak_memory: int | None = None
 
     # -- one optimizer step (or one evaluation) over a list of micro-batches ------------------
 
@@ -111,7 +112,8 @@ class _Trainer:
 
         Each micro-batch's mean loss is weighted by its share of the step's samples, so the sum
         is (sum of per-sample losses) / (samples in the step), exact for ragged splits too.
-        Returns the step's loss and accuracy as floats (one host sync per step).
+        Returns the step's loss as a 0-d tensor (no host sync) and its accuracy (a float, NaN
+        unless asked for).
         """
         self.optimizer.zero_grad(set_to_none=True)
         sizes = [xb.shape[0] for xb, _ in chunks]
@@ -130,7 +132,7 @@ class _Trainer:
                 hits = (out.detach().argmax(1) == yb).sum()
                 correct = hits if correct is None else correct + hits
         accuracy = float(correct) / n_step if correct is not None else math.nan
-        return float(total), accuracy
+        return total, accuracy
 
     def _grad_norm(self) -> float:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
@@ -148,6 +150,10 @@ class _Trainer:
     # -- recording ----------------------------------------------------------------------------
 
     def _record(self, epoch: int, loss: float, accuracy: float, probe: LayerProbe | None) -> None:
+        with LiveTensorMeter.paused():  # logging is not the step's memory
+            self._record_unmetered(epoch, loss, accuracy, probe)
+
+    def _record_unmetered(self, epoch, loss, accuracy, probe) -> None:
         test_loss, test_acc = self._test_metrics()
         row = {"epoch": epoch, "loss": loss, "accuracy": accuracy,
                "grad_norm": self._grad_norm() if probe else math.nan}
@@ -168,9 +174,8 @@ class _Trainer:
         if met:
             self.epochs_to_target = epoch
 
-    def _probe(self, metered: bool) -> LayerProbe:
-        return LayerProbe(self.model, self.activation,
-                          LiveTensorMeter.paused if metered else nullcontext)
+    def _probe(self) -> LayerProbe:
+        return LayerProbe(self.model, self.activation)
 
     def _logged(self, epoch: int) -> bool:
         return epoch % self.spec.train.log_every == 0 or epoch == self.spec.train.epochs
@@ -183,89 +188,92 @@ class _Trainer:
                                  self.x_test, self.y_test])
         start = time.perf_counter()
         epoch_times: list[float] = []
-        peak = {}
         diverged_at = None
-        full = cfg.batch_size == "full"
-        accuracy_each_epoch = self.classify and cfg.target is not None and cfg.target.metric == "accuracy"
+        epoch_fn = self._full_batch_epoch if cfg.batch_size == "full" else self._mini_batch_epoch
         for epoch in range(cfg.epochs + 1):
             training = epoch < cfg.epochs
-            logged = self._logged(epoch)
-            metered = epoch == 0  # the warm-up (or, with epochs = 0, the one evaluation)
+            # Peak memory is measured over the first epoch of training (or, with epochs = 0, the
+            # one evaluation): the warm-up, which time_per_epoch_s leaves out.
+            meter = measure_peak(self.device, resident) if epoch == 0 else None
             t0 = time.perf_counter()
-            window = measure_peak(self.device, resident) if metered else nullcontext({})
-            with window as peak_out:
-                if full:
-                    diverged_at = self._full_batch_epoch(epoch, logged, training, metered,
-                                                         accuracy_each_epoch)
-                else:
-                    diverged_at = self._mini_batch_epoch(epoch, logged, training, metered)
-            if metered:
-                peak = peak_out
+            diverged_at = epoch_fn(epoch, self._logged(epoch), training, meter)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             if training:
                 epoch_times.append(time.perf_counter() - t0)
             if diverged_at is not None:
                 break
-        self._finish(time.perf_counter() - start, epoch_times, peak.get("peak"), diverged_at)
+        self._finish(time.perf_counter() - start, epoch_times, diverged_at)
         return TrialResult(self.row, self.curves, self.layers,
                            {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
 
-    def _full_batch_epoch(self, epoch, logged, training, metered, accuracy_each_epoch):
-        chunks = self.full_chunks
-        probe = self._probe(metered) if logged else None
+    def _metered(self, meter):
+        """The meter's window around a block, recording its peak; a no-op without a meter."""
+        if meter is None:
+            return nullcontext()
+        return _Recorded(meter, self)
+
+    def _full_batch_epoch(self, epoch, logged, training, meter):
+        """One full-batch step; its forward pass is also the evaluation of epoch ``epoch``."""
+        probe = self._probe() if logged else None
         try:
-            loss, acc = self._accumulate(chunks, probe, self.classify and (logged or accuracy_each_epoch))
+            with self._metered(meter):
+                loss, acc = self._accumulate(self.full_chunks, probe, self.classify and logged)
+                loss = float(loss)  # one host sync per epoch: divergence is caught when it happens
+                if not math.isfinite(loss):
+                    return self._diverged(epoch, loss, acc)
+                if logged:
+                    self._record(epoch, loss, acc, probe)
+                if training:
+                    self.optimizer.step()
         finally:
             if probe:
                 probe.close()
-        if not math.isfinite(loss):
-            self.curves.append({"epoch": epoch, "loss": loss, "accuracy": acc, "grad_norm": math.nan})
-            return epoch
         self.best_loss = min(self.best_loss, loss)
-        if logged:
-            self._record(epoch, loss, acc, probe)
-        else:
-            self._check_target(epoch, {"loss": loss, "accuracy": acc})
-        if training:
-            self.optimizer.step()
         return None
 
-    def _mini_batch_epoch(self, epoch, logged, training, metered):
+    def _mini_batch_epoch(self, epoch, logged, training, meter):
+        """Evaluate epoch ``epoch`` on the whole training set if logged, then train one epoch.
+
+        The evaluation runs in chunks of one step's samples; the peak memory is that of the
+        training micro-batches, so it is measured around them only.
+        """
         cfg = self.spec.train
-        n, k, b = len(self.x), cfg.accumulation_steps, int(cfg.batch_size)
-        if logged:  # evaluate the network after `epoch` epochs on the whole training set
+        k, b = cfg.accumulation_steps, int(cfg.batch_size)
+        if logged:
             chunks = list(zip(self.x.split(b * k), self.y.split(b * k)))
-            probe = self._probe(False)
+            probe = self._probe()
             try:
-                loss, acc = self._accumulate(chunks, probe, self.classify)
+                with self._metered(meter if not training else None):
+                    loss, acc = self._accumulate(chunks, probe, self.classify)
             finally:
                 probe.close()
+            loss = float(loss)
             if not math.isfinite(loss):
-                self.curves.append({"epoch": epoch, "loss": loss, "accuracy": acc,
-                                    "grad_norm": math.nan})
-                return epoch
+                return self._diverged(epoch, loss, acc)
             self.best_loss = min(self.best_loss, loss)
             self._record(epoch, loss, acc, probe)
         if not training:
             return None
-        order = torch.randperm(n, generator=self.batches).to(self.device)
-        micro = order.split(b)
-        epoch_loss = 0.0
-        for s in range(0, len(micro), k):  # the last step may hold fewer than k: step on it
-            idx = micro[s:s + k]
-            chunks = [(self.x[i], self.y[i]) for i in idx]
-            loss, _ = self._accumulate(chunks, None, False)
-            epoch_loss += loss
-            self.optimizer.step()
-        if not math.isfinite(epoch_loss):
-            self.curves.append({"epoch": epoch + 1, "loss": math.nan, "accuracy": math.nan,
-                                "grad_norm": math.nan})
-            return epoch + 1
+        micro = torch.randperm(len(self.x), generator=self.batches).to(self.device).split(b)
+        epoch_loss = None
+        with self._metered(meter):
+            for s in range(0, len(micro), k):  # the last step may hold fewer than k: step on it
+                chunks = [(self.x[i], self.y[i]) for i in micro[s:s + k]]
+                loss, _ = self._accumulate(chunks, None, False)
+                epoch_loss = loss if epoch_loss is None else epoch_loss + loss
+                self.optimizer.step()
+        # One sync per epoch; a non-finite step poisons the weights, so the sum shows it.
+        if not math.isfinite(float(epoch_loss)):
+            return self._diverged(epoch + 1, math.nan, math.nan)
         return None
 
-    def _finish(self, wall: float, epoch_times: list[float], peak: int | None,
-                diverged_at: int | None) -> None:
+    def _diverged(self, epoch: int, loss: float, accuracy: float) -> int:
+        self.curves.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
+                            "grad_norm": math.nan})
+        return epoch
+
+    def _finish(self, wall: float, epoch_times: list[float], diverged_at: int | None) -> None:
         row, last = self.row, self.curves[-1]
         bounded = self.activation.bounds is not None
         final_layers = [r for r in self.layers if r["epoch"] == last["epoch"]]
@@ -275,13 +283,15 @@ class _Trainer:
             final_loss=last["loss"], final_accuracy=last["accuracy"],
             best_loss=self.best_loss if math.isfinite(self.best_loss) else math.nan,
             epochs_to_target=self.epochs_to_target,
-            dead_fraction=_mean([r["dead_fraction"] for r in final_layers]),
+            # DESIGN: the mean over ReLU-family layers; a net without any has no dead fraction
+            dead_fraction=_mean([r["dead_fraction"] for r in final_layers])
+            if self.activation.relu_family else math.nan,
             saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded
             else math.nan,
             grad_norm=last["grad_norm"], time_total_s=wall, time_per_epoch_s=per_epoch,
             time_warmup_s=epoch_times[0] if epoch_times else math.nan,
             samples_per_s=len(self.x) / per_epoch if steady else math.nan,
-            peak_memory_bytes=peak, n_params=sum(p.numel() for p in self.model.parameters()),
+            peak_memory_bytes=self.peak_memory, n_params=sum(p.numel() for p in self.model.parameters()),
             device_name=device_name(self.device))
         if self.x_test is not None:
             row.update(final_test_loss=last.get("test_loss", math.nan),
@@ -293,6 +303,23 @@ class _Trainer:
             r["trial_id"] = row["trial_id"]
         for r in self.layers:
             r["trial_id"] = row["trial_id"]
+
+
+class _Recorded:
+    """Enter a ``measure_peak`` window and store its peak on the trainer when it closes."""
+
+    def __init__(self, window, trainer: _Trainer):
+        self.window, self.trainer = window, trainer
+
+    def __enter__(self):
+        self.out = self.window.__enter__()
+        return self.out
+
+    def __exit__(self, *exc):
+        suppress = self.window.__exit__(*exc)
+        if "peak" in self.out:
+            self.trainer.peak_memory = self.out["peak"]
+        return suppress
 
 
 def _mean(values: list[float]) -> float:

@@ -95,3 +95,20 @@ def test_lr_scaling(scaling, factor):
     t = _Trainer(spec, trial_row(spec, 1))
     assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * factor)
     assert spec.train.lr_effective == pytest.approx(0.01 * factor)
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_peak_memory_falls_with_the_micro_batch_for_both_batch_modes(full):
+    model = "hidden = [256]\nactivation = \"relu\""  # few parameters: activations dominate
+    task = "kind = \"spiral\"\npoints_per_class = 1000"
+    if full:
+        big, small = "batch_size = \"full\"", "batch_size = \"full\"\naccumulation_steps = 8"
+    else:  # one step of 2048 samples against 8 micro-batches of 256: the same step size
+        big, small = "batch_size = 2048", "batch_size = 256\naccumulation_steps = 8"
+    train = "optimizer = \"adam\"\nlr = 0.01\nepochs = 2\n"
+    one = run_trial(one_spec(task=task, model=model, train=train + big))
+    eight = run_trial(one_spec(task=task, model=model, train=train + small))
+    assert eight.trial["peak_memory_bytes"] < 0.3 * one.trial["peak_memory_bytes"]
+    # the floor is what stays alive: data, parameters, their gradients and Adam's two moments
+    floor = 3000 * 2 * 4 + 3000 * 8 + 4 * 4 * one.trial["n_params"]
+    assert eight.trial["peak_memory_bytes"] > floor

@@ -110,3 +110,10 @@ def test_probe_detaches_its_hooks():
     probe.close()
     model(torch.randn(3, 2)).sum().backward()
     assert probe.stats[0].out.n == 0
+
+
+def test_saturation_bounds_are_strict_as_design_says():
+    # |tanh| > 0.99 and sigmoid < 0.01 or > 0.99: exactly 0.99 / 0.01 is not saturated
+    assert saturated("tanh", [[0.99], [-0.99]]) == 0.0
+    assert saturated("sigmoid", [[0.99], [0.01]]) == 0.0
+    assert saturated("tanh", [[0.9901], [-0.9901]]) == 1.0

@@ -129,6 +129,12 @@ def test_int_is_accepted_where_a_float_is_expected():
     ("seeds = []\n" + BASE, ["seeds"]),
     ("seeds = [1, 1]\n" + BASE, ["seeds", "repeats"]),
     (BASE.replace("[train]", "[train\n"), ["test.toml", "not valid TOML", "line"]),
+    # targets the task cannot have
+    (BASE.replace('"spiral"', '"cubic"') + 'target = { metric = "accuracy", value = 0.9 }\n',
+     ["[train] target", "'accuracy'", "classification", "regression"]),
+    (BASE + 'target = { metric = "test_loss", value = 0.1 }\n', ["'test_loss'", "held-out"]),
+    (BASE + 'target = { metric = "acc", value = 0.1 }\n', ["[train] target.metric", "'acc'",
+                                                            "did you mean 'accuracy'"]),
 ])
 def test_bad_input_names_file_key_value_and_choices(body, expected):
     message = error(body)
