@@ -89,6 +89,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         store = run_suite(suite, options)
+    except KeyboardInterrupt:  # before the run folder existed, or while it was being closed
+        Console(stderr=True).print("\ninterrupted", highlight=False)
+        return EXIT_INTERRUPTED
     except Interrupted as stop:
         Console(stderr=True).print(
             f"\ninterrupted: every finished trial is stored in {stop.run_dir}\n"

@@ -70,22 +70,30 @@ def tensor_bytes(tensors: Iterable[torch.Tensor | None]) -> int:
     return sum(seen.values())
 
 
-@contextmanager
-def measure_peak(device: torch.device, resident: int) -> Iterator[dict]:
-    """Measure peak live tensor bytes over the block; the result lands in ``out["peak"]``.
+class PeakMemory:
+    """Peak live tensor bytes over one or more windows (the step, not the logging around it).
 
-    ``resident`` is the bytes already alive at entry on CPU (CUDA counts them itself).
+    CUDA: the allocator's peak, reset at each window's start and read at its end. CPU: one
+    ``LiveTensorMeter`` entered for each window; its weakref finalizers keep counting frees in
+    between, so a tensor allocated in one window and freed later is still accounted for.
+    ``resident`` is the bytes alive before the first window (parameters, data) on CPU.
     """
-    out: dict = {}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        yield out
-        torch.cuda.synchronize(device)
-        out["peak"] = int(torch.cuda.max_memory_allocated(device))
-    else:
-        meter = LiveTensorMeter()
-        out["meter"] = meter
-        with meter:
-            yield out
-        out["peak"] = resident + meter.peak
+
+    def __init__(self, device: torch.device, resident: int):
+        self.device = device
+        self.peak = 0
+        self._resident = resident
+        self._meter = LiveTensorMeter() if device.type != "cuda" else None
+
+    @contextmanager
+    def window(self) -> Iterator[None]:
+        if self._meter is None:
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            yield
+            torch.cuda.synchronize(self.device)
+            self.peak = max(self.peak, int(torch.cuda.max_memory_allocated(self.device)))
+        else:
+            with self._meter:
+                yield
+            self.peak = max(self.peak, self._resident + self._meter.peak)

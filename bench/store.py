@@ -49,6 +49,10 @@ _TYPES = {
 }
 # The schema of a table with no rows (every trial skipped, or no hidden layers).
 _EMPTY = {
+    "trials": ["trial_id", "suite", "variant", "seed", "status", "error", "final_loss",
+               "final_accuracy", "best_loss", "epochs_to_target", "dead_fraction", "grad_norm",
+               "time_total_s", "time_per_epoch_s", "samples_per_s", "peak_memory_bytes",
+               "device_name", "threads", "worker"],
     "curves": ["trial_id", "epoch", "loss", "accuracy", "grad_norm"],
     "layers": ["trial_id", "epoch", "layer", "dead_fraction", "saturated_fraction",
                "activation_mean", "activation_std", "weight_grad_norm", "backprop_grad_std"],
@@ -143,9 +147,14 @@ class RunStore:
     def _load_parts(self) -> None:
         if not self.parts.is_dir():
             return
+        for leftover in self.dir.glob(".*.tmp"):  # a table write cut short by a crash
+            leftover.unlink(missing_ok=True)
         for part in sorted(self.parts.iterdir()):
-            if part.name.startswith(".") or not (part / "trial.parquet").is_file():
-                continue  # an unfinished temporary part from a crash: the trial runs again
+            if part.name.startswith("."):  # an unfinished part from a crash: the trial runs again
+                shutil.rmtree(part, ignore_errors=True)
+                continue
+            if not (part / "trial.parquet").is_file():
+                continue
             for table, name in _PART_FILES.items():
                 file = part / f"{name}.parquet"
                 if file.is_file():
@@ -198,7 +207,9 @@ class RunStore:
             if replaced or merged is None:
                 self._merged[table] = None  # rebuilt from the parts when next needed
             elif new is not None:
-                self._merged[table] = pa.concat_tables([merged, new], promote_options="permissive")
+                merged = pa.concat_tables([merged, new], promote_options="permissive")
+                # one chunk per trial makes every later write slower; merge them now and then
+                self._merged[table] = merged.combine_chunks() if merged.column(0).num_chunks > 64 else merged
 
     def consolidate(self, order: list[str] | None = None) -> None:
         """Rewrite the three tables from the stored trials, in ``order`` (the grid's)."""
@@ -207,9 +218,10 @@ class RunStore:
             if merged is None:
                 parts = list(self._parts[table].values())
                 merged = (pa.concat_tables(parts, promote_options="permissive") if parts
-                          else _empty(table) if table in _EMPTY else pa.table({}))
+                          else _empty(table))
                 self._merged[table] = merged
-            write_table(_in_order(merged, order or []), self.dir / f"{table}.parquet")
+            write_table(_in_order(_columns_first(merged, table), order or []),
+                        self.dir / f"{table}.parquet")
 
     def write_manifest(self) -> None:
         atomic_write_bytes(self.dir / "manifest.json",
@@ -218,6 +230,14 @@ class RunStore:
     def update_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)
         self.write_manifest()
+
+
+def _columns_first(table: pa.Table, name: str) -> pa.Table:
+    """The identifying columns first, whatever order the parts were built in."""
+    first = {"trials": ["trial_id"], "curves": ["trial_id", "epoch"],
+             "layers": ["trial_id", "epoch", "layer"]}[name]
+    first = [c for c in first if c in table.column_names]
+    return table.select(first + [c for c in table.column_names if c not in first])
 
 
 def _in_order(table: pa.Table, order: list[str]) -> pa.Table:

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .activations import ACTIVATIONS
-from .memory import LiveTensorMeter, measure_peak, tensor_bytes
+from .memory import LiveTensorMeter, PeakMemory, tensor_bytes
 from .model import MLP
 from .optimizers import build_optimizer
 from .probes import LayerProbe
@@ -194,42 +194,48 @@ class _Trainer:
             training = epoch < cfg.epochs
             # Peak memory is measured over the first epoch of training (or, with epochs = 0, the
             # one evaluation): the warm-up, which time_per_epoch_s leaves out.
-            meter = measure_peak(self.device, resident) if epoch == 0 else None
+            meter = PeakMemory(self.device, resident) if epoch == 0 else None
             t0 = time.perf_counter()
             diverged_at = epoch_fn(epoch, self._logged(epoch), training, meter)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             if training:
                 epoch_times.append(time.perf_counter() - t0)
+            if meter is not None:
+                self.peak_memory = meter.peak
             if diverged_at is not None:
                 break
         self._finish(time.perf_counter() - start, epoch_times, diverged_at)
         return TrialResult(self.row, self.curves, self.layers,
                            {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
 
-    def _metered(self, meter):
-        """The meter's window around a block, recording its peak; a no-op without a meter."""
-        if meter is None:
-            return nullcontext()
-        return _Recorded(meter, self)
+    @staticmethod
+    def _metered(meter: PeakMemory | None):
+        """The meter's window around a block; a no-op without a meter."""
+        return meter.window() if meter is not None else nullcontext()
 
     def _full_batch_epoch(self, epoch, logged, training, meter):
-        """One full-batch step; its forward pass is also the evaluation of epoch ``epoch``."""
+        """One full-batch step; its forward pass is also the evaluation of epoch ``epoch``.
+
+        The step is metered in two windows, forward+backward and the update, with the logging
+        in between left out (the allocator's peak on CUDA cannot be paused).
+        """
         probe = self._probe() if logged else None
         try:
             with self._metered(meter):
                 loss, acc = self._accumulate(self.full_chunks, probe, self.classify and logged)
-                loss = float(loss)  # one host sync per epoch: divergence is caught when it happens
-                if not math.isfinite(loss):
-                    return self._diverged(epoch, loss, acc)
-                if logged:
-                    self._record(epoch, loss, acc, probe)
-                if training:
-                    self.optimizer.step()
         finally:
             if probe:
                 probe.close()
+        loss = float(loss)  # one host sync per epoch: divergence is caught when it happens
+        if not math.isfinite(loss):
+            return self._diverged(epoch, loss, acc)
         self.best_loss = min(self.best_loss, loss)
+        if logged:
+            self._record(epoch, loss, acc, probe)
+        if training:
+            with self._metered(meter):
+                self.optimizer.step()
         return None
 
     def _mini_batch_epoch(self, epoch, logged, training, meter):
@@ -241,7 +247,10 @@ class _Trainer:
         cfg = self.spec.train
         k, b = cfg.accumulation_steps, int(cfg.batch_size)
         if logged:
-            chunks = list(zip(self.x.split(b * k), self.y.split(b * k)))
+            # In pieces of one step's samples, or of one micro-batch when this evaluation is
+            # what the memory meter measures (epochs = 0). The weighting keeps it exact.
+            size = b if meter is not None and not training else b * k
+            chunks = list(zip(self.x.split(size), self.y.split(size)))
             probe = self._probe()
             try:
                 with self._metered(meter if not training else None):
@@ -303,23 +312,6 @@ class _Trainer:
             r["trial_id"] = row["trial_id"]
         for r in self.layers:
             r["trial_id"] = row["trial_id"]
-
-
-class _Recorded:
-    """Enter a ``measure_peak`` window and store its peak on the trainer when it closes."""
-
-    def __init__(self, window, trainer: _Trainer):
-        self.window, self.trainer = window, trainer
-
-    def __enter__(self):
-        self.out = self.window.__enter__()
-        return self.out
-
-    def __exit__(self, *exc):
-        suppress = self.window.__exit__(*exc)
-        if "peak" in self.out:
-            self.trainer.peak_memory = self.out["peak"]
-        return suppress
 
 
 def _mean(values: list[float]) -> float:
