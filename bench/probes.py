@@ -8,6 +8,7 @@ micro-batches reports the same numbers as one full-batch pass.
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -59,7 +60,6 @@ class _LayerStats:
 
     def add_output(self, a: torch.Tensor) -> None:
         # Per-unit reductions over samples (amax/amin) are ~10x faster than any() over a mask.
-        a = a.detach()
         act = self.activation
         alive = ~act.dead(a)
         self.alive = alive if self.alive is None else self.alive | alive
@@ -78,19 +78,57 @@ class _LayerStats:
         return math.nan if mask is None else 1.0 - float(mask.float().mean())
 
 
-class LayerProbe:
-    """Attach to an MLP for one logged pass (possibly several micro-batches), then read rows."""
+class _Buffer:
+    """Micro-batch tensors held until they reach ``limit`` values, then reduced in one go.
 
-    def __init__(self, model: MLP, activation: Activation):
+    The probe's reductions cost ~10-20 ops per tensor; with k small micro-batches that per-op
+    overhead, not the arithmetic, dominates a logged step. Holding small chunks and reducing
+    their concatenation gives the same numbers (every statistic merges exactly) for a bounded
+    amount of memory. ``limit = 0`` reduces each chunk at once (used while memory is metered).
+    """
+
+    def __init__(self, limit: int, reduce):
+        self.limit, self.reduce = limit, reduce
+        self.held: list[torch.Tensor] = []
+        self.size = 0
+
+    def add(self, t: torch.Tensor) -> None:
+        self.held.append(t.detach())
+        self.size += t.numel()
+        if self.size >= self.limit:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.held:
+            block = self.held[0] if len(self.held) == 1 else torch.cat(self.held)
+            self.held, self.size = [], 0
+            self.reduce(block)
+
+
+class LayerProbe:
+    """Attach to an MLP for one logged pass (possibly several micro-batches), then read rows.
+
+    ``metered``: the pass is inside the peak-memory window, so the probe reduces each chunk at
+    once (holding outputs would count as the step's memory) and hides its temporaries from
+    the meter. Otherwise it buffers up to ``BUFFER_VALUES`` values per layer.
+    """
+
+    BUFFER_VALUES = 1 << 20  # 4 MB of float32 per layer and kind
+
+    def __init__(self, model: MLP, activation: Activation, metered: bool = False):
         self.model = model
         self.stats = [_LayerStats(activation) for _ in model.hidden_activations]
+        limit = 0 if metered else self.BUFFER_VALUES
+        self._outputs = [_Buffer(limit, s.add_output) for s in self.stats]
+        self._grads = [_Buffer(limit, s.grad.add) for s in self.stats]
+        self._quiet = LiveTensorMeter.paused if metered else nullcontext
         self._handles = [m.register_forward_hook(self._forward_hook(i))
                          for i, m in enumerate(model.hidden_activations)]
 
     def _forward_hook(self, i: int):
         def hook(module, inputs, output):
-            with LiveTensorMeter.paused():  # probe temporaries are not the step's memory
-                self.stats[i].add_output(output)
+            with self._quiet():  # probe temporaries are not the step's memory
+                self._outputs[i].add(output)
             pre = inputs[0]
             if pre.requires_grad:
                 pre.register_hook(self._grad_hook(i))
@@ -98,14 +136,17 @@ class LayerProbe:
 
     def _grad_hook(self, i: int):
         def hook(grad):
-            with LiveTensorMeter.paused():
-                self.stats[i].grad.add(grad)
+            with self._quiet():
+                self._grads[i].add(grad)
         return hook
 
     def close(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles = []
+        with self._quiet():
+            for buffer in (*self._outputs, *self._grads):
+                buffer.flush()
 
     def rows(self, epoch: int) -> list[dict]:
         """One row per hidden layer; call after backward so weight gradients are present."""

@@ -38,6 +38,7 @@ class TrialResult:
     curves: list[dict] = field(default_factory=list)
     layers: list[dict] = field(default_factory=list)
     state_dict: dict | None = None
+    epoch_times: list[float] = field(default_factory=list)  # wall time of each training epoch
 
     @property
     def status(self) -> str:
@@ -174,8 +175,8 @@ class _Trainer:
         if met:
             self.epochs_to_target = epoch
 
-    def _probe(self) -> LayerProbe:
-        return LayerProbe(self.model, self.activation)
+    def _probe(self, meter: PeakMemory | None = None) -> LayerProbe:
+        return LayerProbe(self.model, self.activation, metered=meter is not None)
 
     def _logged(self, epoch: int) -> bool:
         return epoch % self.spec.train.log_every == 0 or epoch == self.spec.train.epochs
@@ -207,7 +208,8 @@ class _Trainer:
                 break
         self._finish(time.perf_counter() - start, epoch_times, diverged_at)
         return TrialResult(self.row, self.curves, self.layers,
-                           {k: v.detach().cpu() for k, v in self.model.state_dict().items()})
+                           {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+                           epoch_times)
 
     @staticmethod
     def _metered(meter: PeakMemory | None):
@@ -220,7 +222,7 @@ class _Trainer:
         The step is metered in two windows, forward+backward and the update, with the logging
         in between left out (the allocator's peak on CUDA cannot be paused).
         """
-        probe = self._probe() if logged else None
+        probe = self._probe(meter) if logged else None
         try:
             with self._metered(meter):
                 loss, acc = self._accumulate(self.full_chunks, probe, self.classify and logged)
@@ -251,7 +253,7 @@ class _Trainer:
             # what the memory meter measures (epochs = 0). The weighting keeps it exact.
             size = b if meter is not None and not training else b * k
             chunks = list(zip(self.x.split(size), self.y.split(size)))
-            probe = self._probe()
+            probe = self._probe(meter if not training else None)
             try:
                 with self._metered(meter if not training else None):
                     loss, acc = self._accumulate(chunks, probe, self.classify)

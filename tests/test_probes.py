@@ -117,3 +117,26 @@ def test_saturation_bounds_are_strict_as_design_says():
     assert saturated("tanh", [[0.99], [-0.99]]) == 0.0
     assert saturated("sigmoid", [[0.99], [0.01]]) == 0.0
     assert saturated("tanh", [[0.9901], [-0.9901]]) == 1.0
+
+
+@pytest.mark.parametrize("metered", [True, False])
+@pytest.mark.parametrize("chunks", [1, 7])
+def test_rows_do_not_depend_on_chunking_or_buffering(metered, chunks, monkeypatch):
+    """Micro-batches reduced one by one, or buffered and reduced together, agree."""
+    monkeypatch.setattr(LayerProbe, "BUFFER_VALUES", 500)  # forces several flushes
+    torch.manual_seed(0)
+    model = MLP(ModelConfig(hidden=(6, 5), activation="sigmoid"), 3, 2)
+    x, y = torch.randn(90, 3), torch.randint(0, 2, (90,))
+
+    def rows(n_chunks, metered_):
+        model.zero_grad()
+        probe = LayerProbe(model, ACTIVATIONS["sigmoid"], metered=metered_)
+        for xb, yb in zip(x.tensor_split(n_chunks), y.tensor_split(n_chunks)):
+            (nn.functional.cross_entropy(model(xb), yb, reduction="sum") / 90).backward()
+        probe.close()
+        return probe.rows(epoch=0)
+
+    reference = rows(1, True)
+    for got, want in zip(rows(chunks, metered), reference):
+        for key, value in want.items():
+            assert got[key] == pytest.approx(value, rel=1e-5, abs=1e-9), key
