@@ -92,11 +92,6 @@ def write_table(table: pa.Table, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    # Arrow int64 with nulls would become float64 in pandas; keep them as nullable Int64.
-    return pq.read_table(path).to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
-
-
 class RunStore:
     """Owns one run folder. Only the coordinating process writes to it."""
 
