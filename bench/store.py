@@ -7,8 +7,9 @@
 
 A part is written to a temporary folder and renamed into place, so a crash or Ctrl-C at any
 moment leaves each trial either wholly stored or absent. The three tables are rewritten (each
-atomically) after every stored trial, so they hold every finished trial even after ``kill -9``;
-they can always be rebuilt from the parts, which ``--resume`` does first.
+atomically) after every stored trial, so after ``kill -9`` they lack at most the trials stored
+in the instant before it; the parts are the source of truth, and ``--resume`` rebuilds the
+tables from them first.
 """
 
 from __future__ import annotations
