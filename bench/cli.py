@@ -106,7 +106,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 def _print_grid(suite: Suite, console: Console) -> None:
     table = Table(title=f"{suite.name}: {len(suite.points)} grid points x "
                         f"{len(suite.seeds)} seeds = {len(expand(suite))} trials")
-    keys = list(dict.fromkeys(k for p in suite.points for k, _ in p.overrides))
+    keys = suite.varied_keys
     has_variants = any(p.variant for p in suite.points)
     table.add_column("#", justify="right")
     if has_variants:
@@ -122,7 +122,8 @@ def _print_grid(suite: Suite, console: Console) -> None:
         cells = [str(i + 1)] + ([point.variant] if has_variants else [])
         cells += [_cell(overrides.get(k, "")) for k in keys]
         cells += [",".join(map(str, suite.seeds)), "skipped" if reason else ""]
-        reasons.add(reason) if reason else None
+        if reason:
+            reasons.add(reason)
         table.add_row(*cells)
     console.print(table)
     for reason in sorted(reasons):
@@ -145,8 +146,7 @@ def _print_summary(store, suite: Suite, console: Console) -> None:
     ran = trials[trials.status.isin(["ok", "diverged"])]
     if ran.empty:
         return
-    keys = [k for k in dict.fromkeys(k for p in suite.points for k, _ in p.overrides)
-            if k in ran.columns and ran[k].map(repr).nunique() > 1]
+    keys = [k for k in suite.varied_keys if k in ran.columns and ran[k].map(repr).nunique() > 1]
     if ran["variant"].nunique() > 1:
         keys.insert(0, "variant")
     table = Table(title=f"{suite.name}: mean over seeds (final = after the last epoch)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,7 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     progress = _progress(console)
     task = progress.add_task(suite.name, total=len(todo), last="")
 
-    finished = [0]
-
+    finished = [0]  # a closure counter for the one-line-per-trial log
     pacer = _Pacer()
 
     def on_result(spec: TrialSpec, result: TrialResult) -> None:
@@ -112,9 +112,7 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
         raise Interrupted(store.dir) from None
     finally:
         store.consolidate(order)
-        counts: dict[str, int] = {}
-        for status in store.statuses().values():
-            counts[status] = counts.get(status, 0) + 1
+        counts = dict(Counter(store.statuses().values()))
         session["finished_at"] = now_utc()
         store.update_manifest(state=state, finished_at=session["finished_at"],
                               trials_by_status=counts)

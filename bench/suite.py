@@ -83,10 +83,14 @@ class Suite:
     description: str
     seeds: tuple[int, ...]
     points: tuple[GridPoint, ...]
-    swept_keys: tuple[str, ...]
     expect: tuple[Expect, ...]
     text: str
     source: str
+
+    @property
+    def varied_keys(self) -> list[str]:
+        """The dotted keys set by [sweep] or a [[variant]], in file order."""
+        return list(dict.fromkeys(k for p in self.points for k, _ in p.overrides))
 
     @property
     def sha256(self) -> str:
@@ -134,7 +138,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     if seen_errors:
         raise UserError("\n".join(list(seen_errors)[:_MAX_MESSAGES]), source=source)
     return Suite(raw.name, raw.description, tuple(raw.seeds), tuple(points.values()),
-                 tuple(raw.sweep), tuple(raw.expect), text, source)
+                 tuple(raw.expect), text, source)
 
 
 def expand(suite: Suite) -> list[TrialSpec]:
@@ -171,7 +175,9 @@ def _set_dotted(tables: dict[str, dict], key: str, value: Any) -> None:
     section, *path = key.split(".")
     node = tables[section]
     for part in path[:-1]:
-        node = node.setdefault(part, {}) if isinstance(node.get(part, {}), dict) else node
+        if not isinstance(node.get(part), dict):
+            node[part] = {}  # validation then names the key that is not a table
+        node = node[part]
     node[path[-1]] = value
 
 
@@ -263,7 +269,7 @@ def _messages(exc: ValidationError, cls: type[BaseModel], section: str | None,
 
 def _where(dotted: str, section: str | None, origin: dict[str, str]) -> str:
     for key in sorted(origin, key=len, reverse=True):
-        if dotted == key or dotted.startswith(key + "."):
+        if dotted == key or dotted.startswith(key + ".") or key.startswith(dotted + "."):
             return origin[key]
     if section is None:
         return f"key {dotted!r}" if dotted else "suite"
