@@ -50,6 +50,16 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a run folder: trials already stored are not run again")
     run.add_argument("--dry-run", action="store_true", help="print the grid and run nothing")
+    run.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR",
+                     help="where the report of the run goes: DIR/<suite>/<run-id>/ (default: reports)")
+    run.add_argument("--no-report", action="store_true", help="store the tables, draw no report")
+
+    report = sub.add_parser("report", help="render a run folder as an HTML and a Markdown report")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.add_argument("--out", type=Path, metavar="DIR",
+                        help="the folder the report is written to (default: reports/<suite>/<run-id>)")
+    report.add_argument("--format", default="html,md", metavar="html,md",
+                        help="formats to write, comma-separated (default: html,md)")
 
     sub.add_parser("list", help="list tasks, activations, inits and optimizers")
 
@@ -68,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             _list(console)
             return 0
+        if args.command == "report":
+            return _report(args.run_dir, args.out, args.format, console)
         if args.command == "perf":
             from .perf import main as perf_main
             return perf_main(args.epochs, args.repeats, args.threads)
@@ -100,6 +112,28 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         return EXIT_INTERRUPTED
     _print_summary(store, suite, console)
     console.print(f"run folder: {store.dir}", soft_wrap=True, highlight=False)
+    if args.no_report:
+        return 0
+    # The tables are stored whatever happens here: a report that cannot be drawn says so and
+    # how to retry, and the run's exit status says it did not finish cleanly.
+    try:
+        return _report(store.dir, args.reports / suite.name / store.dir.name, "html,md", console)
+    except UserError as exc:
+        Console(stderr=True).print(f"[bold red]report not written:[/] {escape(str(exc))}",
+                                   highlight=False, soft_wrap=True)
+    except Exception as exc:  # a bug in drawing must not hide that the run itself is stored
+        Console(stderr=True).print(
+            f"report not written: {type(exc).__name__}: {exc}\nthe run is stored; retry with: "
+            f"python -m bench report {store.dir}", highlight=False, markup=False, soft_wrap=True)
+    return 1
+
+
+def _report(run_dir: Path, out: Path | None, formats: str, console: Console) -> int:
+    from .report import parse_formats, render
+
+    written = render(run_dir, out, parse_formats(formats))
+    for path in written:
+        console.print(f"report: {path}", soft_wrap=True, highlight=False)
     return 0
 
 

@@ -1,0 +1,588 @@
+"""The report's figures, drawn with seaborn from a run's tables (and, for 7 and 8, its models).
+
+Each ``fig_*`` function returns a ``Figure`` (a matplotlib figure with a title and a caption
+that says what is pooled or held fixed), or None when the run lacks the data for it: a figure
+is drawn only where it can show something. Every band and error bar is the same 95% Student
+t-interval over seeds that the tables use. Each activation keeps one colour in every figure.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, never a window; set before pyplot is imported
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+import torch  # noqa: E402
+from scipy import stats as _st  # noqa: E402
+
+from .activations import ACTIVATIONS  # noqa: E402
+from .formatting import sig, unit_for  # noqa: E402
+from .rundata import RunData, hashable, show  # noqa: E402
+from .stats import mean_ci  # noqa: E402
+from .summary import ACTIVATION, Section, short  # noqa: E402
+
+DPI = 96
+_PALETTE = sns.color_palette("tab10", len(ACTIVATIONS))
+COLORS = {name: _PALETTE[i] for i, name in enumerate(ACTIVATIONS)}
+_FACET_PRIORITY = ("model.init", "train.lr")
+# Keys whose levels a figure holds at one reference value unless it is about them.
+_RESOURCE_KEYS = ("train.accumulation_steps", "train.device", "train.batch_size")
+
+
+@dataclass
+class Figure:
+    name: str       # file stem: "fig1_loss"
+    title: str
+    caption: str
+    figure: matplotlib.figure.Figure
+
+    def png(self) -> bytes:
+        """The figure as a compact PNG (palette-quantized: plots have few colours)."""
+        from PIL import Image
+
+        buf = io.BytesIO()
+        self.figure.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", facecolor="white")
+        plt.close(self.figure)
+        image = Image.open(io.BytesIO(buf.getvalue())).convert("RGB")
+        out = io.BytesIO()
+        image.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            out, format="png", optimize=True)
+        return out.getvalue()
+
+
+def color(activation: str):
+    return COLORS.get(activation, (0.3, 0.3, 0.3))
+
+
+# -- choosing what to show --------------------------------------------------------------------
+
+def _facets(section: Section, limit: int = 2, exclude: tuple[str, ...] = ()) -> list[str]:
+    """Up to ``limit`` varied keys to facet by: init and lr first, then other model/task keys."""
+    candidates = [k for k in section.keys if k != ACTIVATION and k not in _RESOURCE_KEYS
+                  and k not in exclude]
+    ordered = [k for k in _FACET_PRIORITY if k in candidates]
+    ordered += [k for k in candidates if k not in ordered]
+    return ordered[:limit]
+
+
+def _reference(section: Section, keep: list[str], frame: pd.DataFrame | None = None):
+    """Hold every varied key not in ``keep`` (nor the activation) at one value: the smallest
+    accumulation, the CPU, else the first level. Returns (filtered frame, 'k = 1, ...')."""
+    frame = section.frame if frame is None else frame
+    fixed = []
+    for key in section.keys:
+        if key == ACTIVATION or key in keep:
+            continue
+        values = frame[key].map(hashable)
+        levels = list(dict.fromkeys(values))
+        if key == "train.accumulation_steps":
+            level = min(levels)
+        elif key == "train.device" and "cpu" in levels:
+            level = "cpu"
+        else:
+            level = levels[0]
+        frame = frame[values == level]
+        fixed.append(f"{short(key)} = {show(level)}")
+    return frame, ", ".join(fixed)
+
+
+def _held(fixed: str) -> str:
+    return f" Held fixed: {fixed}." if fixed else ""
+
+
+def _labelled(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Readable facet labels: a column "lr" with "lr = 0.001" for each key."""
+    frame = frame.copy()
+    for key in keys:
+        frame[short(key)] = frame[key].map(lambda v, k=key: f"{short(k)} = {show(v)}")
+    return frame
+
+
+def _t_band(values: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
+    """Per x: mean, and the 95% t-interval over the rows (seeds) at that x."""
+    g = values.groupby(x)[y]
+    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()})
+    tcrit = _st.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
+    half = np.where(out["n"] > 1, tcrit * out["std"] / np.sqrt(out["n"]), np.nan)
+    out["low"], out["high"] = out["mean"] - half, out["mean"] + half
+    return out.reset_index()
+
+
+def _line_with_band(ax, data: pd.DataFrame, x: str, y: str, label: str, colour, **style) -> None:
+    band = _t_band(data[[x, y]].replace([np.inf, -np.inf], np.nan).dropna(), x, y)
+    if band.empty:
+        return
+    ax.plot(band[x], band["mean"], color=colour, label=label, lw=1.6, **style)
+    ax.fill_between(band[x], band["low"], band["high"], color=colour, alpha=0.2, lw=0)
+
+
+def _grid(frame: pd.DataFrame, facets: list[str], height: float = 2.8):
+    """A FacetGrid with rows and columns from up to two facet keys (labels already made)."""
+    row = short(facets[0]) if len(facets) == 2 else None
+    col = short(facets[-1]) if facets else None
+    return sns.FacetGrid(frame, row=row, col=col, height=height, aspect=1.35, sharey=True,
+                         margin_titles=True, despine=False)
+
+
+def _legend(fig, handles_from) -> None:
+    handles, labels = handles_from.get_legend_handles_labels()
+    seen = dict(zip(labels, handles))
+    fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", ncol=min(len(seen), 6),
+               bbox_to_anchor=(0.5, 1.0), frameon=False)
+
+
+def _by_trial(frame: pd.DataFrame, table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    cols = ["trial_id", "seed", ACTIVATION, *[k for k in keys if k != ACTIVATION]]
+    return table.merge(frame[list(dict.fromkeys(cols))], on="trial_id")
+
+
+# -- 1. curves ------------------------------------------------------------------------------------
+
+def fig_curves(run: RunData, section: Section, metric: str) -> Figure | None:
+    if metric not in run.curves or ACTIVATION not in section.frame:
+        return None
+    facets = _facets(section)
+    frame, fixed = _reference(section, facets)
+    data = _labelled(_by_trial(frame, run.curves, facets), facets)
+    if data.empty or not data[metric].notna().any():
+        return None
+    with sns.axes_style("whitegrid"):
+        grid = _grid(data, facets)
+        for ax, (_, sub) in zip(grid.axes.flat, grid.facet_data()):
+            for act, g in sub.groupby(ACTIVATION, sort=False):
+                _line_with_band(ax, g, "epoch", metric, act, color(act))
+        grid.set_axis_labels("epoch", metric)
+        grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+        if metric == "loss":
+            for ax in grid.axes.flat:
+                ax.set_yscale("log")
+        grid.figure.subplots_adjust(top=0.86 if len(grid.axes) > 1 else 0.8)
+        _legend(grid.figure, grid.axes.flat[0])
+    what = "training loss (log scale)" if metric == "loss" else "training accuracy"
+    return Figure(f"fig1_{metric}", f"{metric.capitalize()} curves per activation",
+                  f"Mean {what} over seeds with its 95% t-interval band, after each logged epoch "
+                  f"(epoch 0 = at initialization).{_held(fixed)}", grid.figure)
+
+
+# -- 2. heatmap -----------------------------------------------------------------------------------
+
+def fig_heatmap(run: RunData, section: Section) -> Figure | None:
+    if ACTIVATION not in section.keys:
+        return None
+    facets = _facets(section, 3)
+    if not facets:  # activation alone: the headline table already says it all
+        return None
+    across = "train.lr" if "train.lr" in facets else next(
+        (k for k in facets if k != "model.init"), facets[0])
+    panel_key = "model.init" if "model.init" in section.keys and across != "model.init" else None
+    frame, fixed = _reference(section, [across] + ([panel_key] if panel_key else []))
+    main = section.main
+    unit, scale = main.unit(frame[main.column])
+    panels = run.levels(panel_key, frame) if panel_key else [None]
+    acts = run.levels(ACTIVATION, frame)
+    levels = run.levels(across, frame)
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(1, len(panels), figsize=(1.2 + 1.1 * len(levels) * len(panels)
+                                 + 1.4 * len(panels), 0.9 + 0.45 * len(acts)), squeeze=False)
+        lo, hi = (frame[main.column] * scale).min(), (frame[main.column] * scale).max()
+        for ax, panel in zip(axes.flat, panels):
+            sub = frame if panel is None else frame[frame[panel_key].map(hashable) == panel]
+            table = pd.DataFrame(index=acts, columns=[show(v) for v in levels], dtype=float)
+            for (act, lv), g in sub.groupby([ACTIVATION, sub[across].map(hashable)], sort=False):
+                table.loc[act, show(lv)] = mean_ci(g[main.column]).mean * scale
+            sns.heatmap(table, ax=ax, annot=True, fmt=".1f" if unit == "%" else ".3g",
+                        cmap="viridis_r" if main.better == "min" else "viridis",
+                        vmin=lo, vmax=hi, cbar=ax is axes.flat[-1],
+                        cbar_kws={"label": f"{main.label} ({unit})" if unit else main.label},
+                        linewidths=0.5)
+            ax.tick_params(axis="y", rotation=0)
+            ax.set_xlabel(short(across))
+            ax.set_ylabel("activation" if ax is axes.flat[0] else "")
+            ax.set_title(f"{short(panel_key)} = {show(panel)}" if panel_key else "")
+        fig.tight_layout()
+    return Figure("fig2_heatmap", f"Final {main.label}: activation × {short(across)}",
+                  f"Mean {main.label} over seeds per cell"
+                  f"{', one panel per ' + short(panel_key) if panel_key else ''}. "
+                  f"The colour scale is shared; {'lower' if main.better == 'min' else 'higher'} is "
+                  f"better.{_held(fixed)}", fig)
+
+
+# -- 3. dead and saturated units over training ---------------------------------------------------
+
+def fig_dead_saturated(run: RunData, section: Section) -> Figure | None:
+    if run.layers.empty or ACTIVATION not in section.frame:
+        return None
+    facet = _facets(section, 1, exclude=("model.init",)) or _facets(section, 1)
+    frame, fixed = _reference(section, facet)
+    layers = _by_trial(frame, run.layers, facet)
+    # one value per trial and epoch: the mean over its hidden layers
+    per_trial = layers.groupby(["trial_id", "epoch"], as_index=False).agg(
+        dead=("dead_fraction", "mean"), saturated=("saturated_fraction", "mean"))
+    data = _labelled(per_trial.merge(frame[["trial_id", ACTIVATION, *facet]], on="trial_id"), facet)
+    rows, never = [], []
+    families = (("dead", "relu_family", "dead units (ReLU family)", "died"),
+                ("saturated", "bounded", "saturated units (bounded)", "saturated"))
+    for column, family, label, verb in families:
+        acts = [a for a in run.levels(ACTIVATION, frame) if a in ACTIVATIONS and (
+            ACTIVATIONS[a].relu_family if family == "relu_family" else ACTIVATIONS[a].bounds is not None)]
+        values = data.loc[data[ACTIVATION].isin(acts), column].dropna()
+        if not len(values):
+            continue
+        if values.max() == 0:  # a flat line at zero says nothing a sentence cannot
+            never.append(f"No {' or '.join(acts)} unit {verb} at any logged epoch of any trial shown.")
+            continue
+        rows.append((column, acts, label))
+    if not rows:
+        return None
+    cols = run.levels(facet[0], frame) if facet else [None]
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.6 * len(cols), 2.7 * len(rows)),
+                                 squeeze=False, sharex=True)
+        for r, (column, acts, label) in enumerate(rows):
+            for c, level in enumerate(cols):
+                ax = axes[r, c]
+                sub = data if level is None else data[data[facet[0]].map(hashable) == level]
+                for act in acts:
+                    g = sub[sub[ACTIVATION] == act].assign(pct=lambda d, col=column: 100 * d[col])
+                    _line_with_band(ax, g, "epoch", "pct", act, color(act))
+                ax.set_ylabel(f"{label} (%)" if c == 0 else "", fontsize=9)
+                ax.set_ylim(bottom=0)
+                if r == 0 and level is not None:
+                    ax.set_title(f"{short(facet[0])} = {show(level)}")
+                if r == len(rows) - 1:
+                    ax.set_xlabel("epoch")
+        fig.tight_layout(rect=(0, 0, 1, 0.92))
+        handles = {}
+        for ax in axes.flat:
+            for h, lab in zip(*ax.get_legend_handles_labels()):
+                handles.setdefault(lab, h)
+        fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
+                   ncol=min(len(handles), 6), frameon=False)
+    return Figure("fig3_dead_saturated", "Dead and saturated units over training",
+                  "Share of hidden units that are dead (zero, or negative for leaky_relu, for every "
+                  "training sample) or saturated (within 0.01 of a bound for every sample), mean over "
+                  f"hidden layers, then over seeds with a 95% t-interval band.{_held(fixed)}"
+                  + "".join(" " + n for n in never), fig)
+
+
+# -- 4. gradients per layer at init and at the end -------------------------------------------------
+
+def fig_gradients(run: RunData, section: Section) -> Figure | None:
+    if run.layers.empty or ACTIVATION not in section.frame:
+        return None
+    frame, fixed = _reference(section, [])
+    layers = _by_trial(frame, run.layers, [])
+    if layers.empty:
+        return None
+    last = layers.groupby("trial_id")["epoch"].transform("max")
+    first = layers.groupby("trial_id")["epoch"].transform("min")
+    layers = layers.assign(when=np.where(layers["epoch"] == first, "at init", "at the end"))
+    layers = layers[(layers["epoch"] == first) | (layers["epoch"] == last)]
+    measures = [("weight_grad_norm", "‖dL/dW‖ of the layer"),
+                ("backprop_grad_std", "std of dL/d(pre-activation)")]
+    measures = [m for m in measures if m[0] in layers and (layers[m[0]] > 0).any()]
+    if not measures:
+        return None
+    depth = int(layers["layer"].max()) + 1
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures) + 0.6 * depth, 3.2),
+                                 squeeze=False)
+        for ax, (column, label) in zip(axes.flat, measures):
+            for act, g in layers.groupby(ACTIVATION, sort=False):
+                for when, style in (("at init", dict(ls="--", marker="o", mfc="white")),
+                                    ("at the end", dict(ls="-", marker="o"))):
+                    sub = g[(g["when"] == when) & (g[column] > 0)]
+                    band = _t_band(sub, "layer", column)
+                    if band.empty:
+                        continue
+                    ax.errorbar(band["layer"], band["mean"],
+                                yerr=[band["mean"] - band["low"].fillna(band["mean"]),
+                                      band["high"].fillna(band["mean"]) - band["mean"]],
+                                color=color(act), label=f"{act}, {when}", capsize=3, lw=1.4,
+                                **style)
+            ax.set_yscale("log")
+            ax.set_xlabel("hidden layer (0 = nearest the input)")
+            ax.set_xticks(range(depth))
+            ax.set_ylabel(label)
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        fig.tight_layout()
+    return Figure("fig4_gradients", "Gradients per layer, at init and at the end",
+                  "Per hidden layer: the norm of the loss gradient with respect to its weights, and "
+                  "the std of the gradient with respect to its pre-activations (backprop_grad_std), "
+                  "at epoch 0 (dashed, open) and the last epoch (solid). Mean over seeds with 95% "
+                  "t-intervals, log scale. Gradients that shrink towards the input are the vanishing "
+                  f"gradient.{_held(fixed)}", fig)
+
+
+# -- 5. time per epoch ------------------------------------------------------------------------------
+
+def fig_timing(run: RunData, section: Section) -> Figure | None:
+    frame = section.frame
+    if ACTIVATION not in frame or not frame["time_per_epoch_s"].notna().any():
+        return None
+    unit, scale = unit_for("seconds", frame["time_per_epoch_s"])
+    data = frame.assign(time=frame["time_per_epoch_s"] * scale)
+    hue = "train.device" if "train.device" in section.keys else None
+    col = "train.accumulation_steps" if "train.accumulation_steps" in section.keys else None
+    data = _labelled(data, [k for k in (hue, col) if k])
+    pooled = [short(k) for k in section.keys if k not in (ACTIVATION, hue, col)]
+    with sns.axes_style("whitegrid"):
+        colours = ({"hue": short(hue)} if hue else
+                   {"hue": ACTIVATION, "legend": False,
+                    "palette": {a: color(a) for a in run.levels(ACTIVATION, frame)}})
+        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated arg
+            warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+            grid = sns.catplot(data, kind="box", x=ACTIVATION, y="time", col=short(col) if col else None,
+                               height=3.0, aspect=1.2, fliersize=0, sharey=False, **colours)
+        grid.map_dataframe(sns.stripplot, x=ACTIVATION, y="time", color="black", size=2.5,
+                           alpha=0.6, jitter=0.15)
+        grid.set_axis_labels("activation", f"time per epoch ({unit})")
+        grid.set_titles(col_template="{col_name}")
+    return Figure("fig5_timing", "Time per epoch",
+                  f"Wall time per epoch after the first (warm-up), logging included: one dot per "
+                  f"trial, boxes over trials{' pooled over ' + ', '.join(pooled) if pooled else ''}. "
+                  f"Device: {', '.join(sorted(frame['device_name'].dropna().unique()))}.", grid.figure)
+
+
+# -- 6. accumulation ------------------------------------------------------------------------------
+
+def fig_accumulation(run: RunData, section: Section) -> Figure | None:
+    key = "train.accumulation_steps"
+    if key not in section.keys or ACTIVATION not in section.frame:
+        return None
+    frame, fixed = _reference(section, [key])
+    ks = sorted(run.levels(key, frame))
+    main = section.main
+    mem_unit, mem_scale = unit_for("bytes", frame["peak_memory_bytes"])
+    m_unit, m_scale = main.unit(frame[main.column])
+    panels = [("peak_memory_bytes", f"peak memory ({mem_unit})", mem_scale),
+              (main.column, f"{main.label}" + (f" ({m_unit})" if m_unit else ""), m_scale)]
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+        acts = run.levels(ACTIVATION, frame)
+        offsets = np.linspace(-0.12, 0.12, len(acts)) if len(acts) > 1 else [0.0]
+        for ax, (column, label, scale) in zip(axes, panels):
+            for off, act in zip(offsets, acts):
+                g = frame[frame[ACTIVATION] == act]
+                est = [mean_ci(g.loc[g[key] == k, column] * scale) for k in ks]
+                x = np.arange(len(ks)) + off
+                mean = np.array([e.mean for e in est])
+                half = np.array([e.half_width if math.isfinite(e.half_width) else 0 for e in est])
+                ax.errorbar(x, mean, yerr=half, marker="o", capsize=3, color=color(act), label=act)
+            ax.set_xticks(range(len(ks)), [str(k) for k in ks])
+            ax.set_xlabel("accumulation steps k")
+            ax.set_ylabel(label)
+        if frame["peak_memory_bytes"].notna().any():
+            axes[0].set_ylim(bottom=0)
+        ax = axes[2]
+        lo, hi = ks[0], ks[-1]
+        curves = _by_trial(frame, run.curves, [key])
+        for act in acts:
+            for k, ls in ((lo, "-"), (hi, "--")):
+                g = curves[(curves[ACTIVATION] == act) & (curves[key] == k)]
+                _line_with_band(ax, g, "epoch", "loss", f"{act}, k = {k}", color(act), ls=ls)
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("training loss")
+        ax.set_title(f"k = {lo} (solid) vs k = {hi} (dashed)", fontsize=10)
+        handles, labels = axes[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=len(labels), frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.9))
+    lr_scaling = run.fixed.get("train.lr_scaling", "as set per trial")
+    return Figure("fig6_accumulation", "Gradient accumulation: what it costs and saves",
+                  "Left: peak memory of a training step; middle: final "
+                  f"{main.label}; both against the number of micro-batches k per optimizer step, "
+                  "mean over seeds with 95% t-intervals. Right: the loss curves of the smallest and "
+                  f"largest k overlaid. lr scaling: {lr_scaling}.{_held(fixed)}", fig)
+
+
+# -- 7. spiral decision boundaries ----------------------------------------------------------------
+
+def _setting_scores(section: Section):
+    """Per setting of the non-activation keys (where every activation ran): the mean of the
+    main metric over activations and its range between activations."""
+    others = [k for k in section.keys if k != ACTIVATION]
+    frame, main = section.frame, section.main
+    labels = frame[others].apply(lambda r: tuple(hashable(v) for v in r), axis=1)
+    per_act = frame.groupby([labels, frame[ACTIVATION]])[main.column].mean().unstack()
+    per_act = per_act[per_act.notna().sum(axis=1) == per_act.notna().sum(axis=1).max()]
+    return others, labels, per_act
+
+
+def _in_setting(section: Section, others: list[str], labels, values) -> pd.DataFrame:
+    return section.frame[labels == values] if others else section.frame
+
+
+def _representative(run: RunData, section: Section) -> tuple[pd.DataFrame, str]:
+    """The setting (of the non-activation keys) whose activations do best on average, and
+    one trial per activation there: its first seed."""
+    others = [k for k in section.keys if k != ACTIVATION]
+    if not others:
+        return section.frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1), ""
+    others, labels, per_act = _setting_scores(section)
+    mean = per_act.mean(axis=1)
+    best = mean.idxmax() if section.main.better == "max" else mean.idxmin()
+    frame = _in_setting(section, others, labels, best)
+    setting = ", ".join(f"{short(k)} = {show(v)}" for k, v in zip(others, best))
+    return frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1), setting
+
+
+def _boundary_rows(run: RunData, section: Section) -> list[tuple[str, pd.DataFrame]]:
+    """Up to two rows of panels: where the activations differ most, and where they do best."""
+    others = [k for k in section.keys if k != ACTIVATION]
+    if not others:
+        return [("", section.frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1))]
+    others, labels, per_act = _setting_scores(section)
+    spread = per_act.max(axis=1) - per_act.min(axis=1)
+    mean = per_act.mean(axis=1)
+    picks = [("where the activations differ most", spread.idxmax())] if per_act.shape[1] > 1 else []
+    picks.append(("where they do best on average" if per_act.shape[1] > 1 else "the best setting",
+                  mean.idxmax() if section.main.better == "max" else mean.idxmin()))
+    rows = []
+    for why, values in picks:
+        if any(values == v for _, v, _ in rows):
+            continue
+        frame = _in_setting(section, others, labels, values)
+        rows.append((why, values, frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1)))
+    return [(f"{', '.join(f'{short(k)} = {show(v)}' for k, v in zip(others, values))} ({why})", f)
+            for why, values, f in rows]
+
+
+def fig_decision_boundaries(run: RunData, section: Section) -> Figure | None:
+    if section.task != "spiral" or ACTIVATION not in section.frame:
+        return None
+    rows = []
+    for setting, trials in _boundary_rows(run, section):
+        models = [(row, run.model(row)) for _, row in trials.iterrows()]
+        models = [(row, m) for row, m in models if m is not None]
+        if models:
+            rows.append((setting, models))
+    if not rows:
+        return None
+    data = run.task_data(rows[0][1][0][0])
+    x, y = data.x_train.numpy(), data.y_train.numpy()
+    lim = float(np.abs(x).max()) * 1.1
+    xx, yy = np.meshgrid(np.linspace(-lim, lim, 200), np.linspace(-lim, lim, 200))
+    grid = torch.tensor(np.c_[xx.ravel(), yy.ravel()], dtype=torch.float32)
+    classes = data.out_features
+    palette = sns.color_palette("Set2", classes)
+    cmap = matplotlib.colors.ListedColormap(palette)
+    n = max(len(models) for _, models in rows)
+    with sns.axes_style("white"):
+        fig, axes = plt.subplots(len(rows), n, figsize=(2.7 * n, 3.0 * len(rows)), squeeze=False)
+        for r, (setting, models) in enumerate(rows):
+            for ax in axes[r, len(models):]:
+                ax.remove()
+            for ax, (row, model) in zip(axes[r], models):
+                with torch.no_grad():
+                    pred = model(grid).argmax(1).numpy().reshape(xx.shape)
+                ax.contourf(xx, yy, pred, levels=np.arange(classes + 1) - 0.5, cmap=cmap, alpha=0.45)
+                ax.scatter(x[:, 0], x[:, 1], c=[palette[c] for c in y], s=1.5, linewidths=0)
+                acc = row.get("final_accuracy", math.nan)
+                ax.set_title(f"{row[ACTIVATION]}: accuracy {sig(100 * acc)}%", fontsize=9.5,
+                             color=color(row[ACTIVATION]))
+                ax.set(xticks=[], yticks=[], xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+            if setting:
+                axes[r, 0].set_ylabel(setting.split(" (")[0].replace(", ", "\n"), fontsize=9)
+        fig.tight_layout()
+    seed = int(rows[0][1][0][0]["seed"])
+    settings = "; ".join(f"row {i + 1}: {s}" for i, (s, _) in enumerate(rows) if s)
+    return Figure("fig7_decision_boundaries", "Spiral: decision boundaries of the trained models",
+                  "The class each trained model predicts over the plane (shaded), with the "
+                  f"training points; one panel per activation, seed {seed}."
+                  + (f" Settings: {settings}." if settings else ""), fig)
+
+
+# -- 8. cubic regression fits --------------------------------------------------------------------
+
+def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
+    if section.task != "cubic" or ACTIVATION not in section.frame:
+        return None
+    trials, setting = _representative(run, section)
+    frame = section.frame
+    acts = list(trials[ACTIVATION])
+    keep = frame[frame["trial_id"].isin(trials["trial_id"])]  # the setting's rows ...
+    if setting:  # ... and the other seeds of that same setting
+        others = [k for k in section.keys if k not in (ACTIVATION, "seed")]
+        ref = keep.iloc[0]
+        mask = np.ones(len(frame), bool)
+        for k in others:
+            mask &= (frame[k].map(hashable) == hashable(ref[k])).to_numpy()
+        keep = frame[mask]
+    else:
+        keep = frame
+    xs = torch.linspace(-2.0, 2.0, 401)[:, None]
+    fits = []
+    for act in acts:
+        preds = []
+        for _, row in keep[keep[ACTIVATION] == act].iterrows():
+            model = run.model(row)
+            if model is not None:
+                with torch.no_grad():
+                    preds.append(model(xs).squeeze(1).numpy())
+        if preds:
+            fits.append((act, np.array(preds)))
+    if not fits:
+        return None
+    data = run.task_data(keep.iloc[0])
+    x_train, y_train = data.x_train.squeeze(1).numpy(), data.y_train.squeeze(1).numpy()
+    lo, hi = float(x_train.min()), float(x_train.max())
+    noise = float(run.fixed.get("task.noise", keep["task.noise"].iloc[0]))
+    grid = xs.squeeze(1).numpy()
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(fits), figsize=(3.3 * len(fits), 3.2), squeeze=False,
+                                 sharey=True)
+        for ax, (act, preds) in zip(axes.flat, fits):
+            ax.axvspan(lo, hi, color="0.92", zorder=0)
+            ax.plot(grid, grid ** 3 + noise / 2, color="0.4", ls=":", lw=1.2, label="E[y] = x³ + noise/2")
+            ax.scatter(x_train, y_train, s=6, color="0.3", zorder=3, label="training data (one seed)")
+            mean, std = preds.mean(0), preds.std(0, ddof=1) if len(preds) > 1 else np.zeros(len(grid))
+            ax.plot(grid, mean, color=color(act), lw=2, label="fit: mean over seeds")
+            ax.fill_between(grid, mean - std, mean + std, color=color(act), alpha=0.25, lw=0,
+                            label="± std over seeds")
+            ax.set_title(f"{act} ({len(preds)} seed{'s' if len(preds) > 1 else ''})",
+                         color=color(act), fontsize=10)
+            ax.set_xlabel("x")
+            ax.set_ylim(min(-2.5, float(y_train.min()) - 0.5), max(2.5, float(y_train.max()) + 0.5))
+        axes.flat[0].set_ylabel("y")
+        handles, labels = axes.flat[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="upper center", ncol=4, frameon=False)
+        fig.tight_layout(rect=(0, 0, 1, 0.88))
+    return Figure("fig8_cubic_fits", "Cubic regression: fitted curves and how they extrapolate",
+                  "Each trained model's prediction on x in [-2, 2]; the training data covers the "
+                  f"shaded band [{sig(lo, 2)}, {sig(hi, 2)}]. Line: mean over seeds; band: ± one std "
+                  f"over seeds{', at ' + setting if setting else ''}.", fig)
+
+
+FIGURES: tuple[Callable[[RunData, Section], Figure | None], ...] = (
+    lambda run, s: fig_curves(run, s, "loss"),
+    lambda run, s: fig_curves(run, s, "accuracy") if s.problem == "classification" else None,
+    fig_heatmap,
+    fig_dead_saturated,
+    fig_gradients,
+    fig_timing,
+    fig_accumulation,
+    fig_decision_boundaries,
+    fig_cubic_fits,
+)
+
+
+def figures(run: RunData, section: Section) -> list[Figure]:
+    """Every figure the section's data supports, in the report's order."""
+    out = []
+    for draw in FIGURES:
+        fig = draw(run, section)
+        if fig is not None:
+            out.append(fig)
+    return out

@@ -1,0 +1,294 @@
+"""``bench report``: a run folder -> one self-contained HTML file and a Markdown file with PNGs.
+
+The report reads only the run folder (tables, manifest, stored weights). Its numbers come from
+``summary``, its figures from ``figures``; this module formats them into tables and renders the
+two templates in ``bench/templates``. Both formats hold the same content.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from . import __version__
+from .errors import UserError
+from .formatting import DASH, estimate, interval, p_value, sig, signed
+from .rundata import RunData, hashable, show
+from .stats import CONFIDENCE
+from .store import atomic_write_bytes
+from .summary import Comparison, Section, sections, short
+
+FORMATS = ("html", "md")
+METHODS = (
+    f"Each cell is the mean over seeds ± the half-width of its two-sided {CONFIDENCE:.0%} Student "
+    "t-interval (a single seed shows the value alone). Non-finite values (a diverged loss) and "
+    "targets never reached are left out of a mean; the seed count says how many remained. "
+    "Comparisons use Welch's two-sided t-test on the seeds of two settings that differ in one key "
+    "only; the p-values of one table are Holm-corrected together, and a difference is called at "
+    "α = 0.05. With fewer than two seeds on a side there is no test, and the table says so. "
+    "Bands and error bars in the figures are the same t-intervals."
+)
+
+
+@dataclass
+class Cell:
+    text: str
+    sort: float | str | None = None   # what the HTML table sorts by
+    best: bool = False
+
+
+@dataclass
+class Table:
+    columns: list[str]
+    rows: list[list[Cell]]
+    numeric: list[bool] = field(default_factory=list)  # right-aligned columns
+
+    def markdown(self) -> str:
+        def esc(text: str) -> str:
+            return text.replace("|", "\\|").replace("\n", " ")
+
+        def cell(c: Cell) -> str:
+            return f"**{esc(c.text)}**" if c.best and c.text != DASH else esc(c.text)
+
+        align = [("---:" if n else ":---") for n in (self.numeric or [False] * len(self.columns))]
+        lines = ["| " + " | ".join(esc(c) for c in self.columns) + " |",
+                 "|" + "|".join(align) + "|"]
+        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
+        return "\n".join(lines)
+
+
+@dataclass
+class RenderedFigure:
+    name: str
+    title: str
+    caption: str
+    png: bytes
+
+    @property
+    def data_uri(self) -> str:
+        return "data:image/png;base64," + base64.b64encode(self.png).decode()
+
+
+@dataclass
+class SectionView:
+    task: str
+    findings: list[str]
+    headline: Table
+    comparisons: Table | None
+    ranking: list[str]
+    figures: list[RenderedFigure]
+    main_metric: str
+
+
+# -- header ---------------------------------------------------------------------------------------
+
+def _description(run: RunData) -> str:
+    text = (run.manifest.get("suite") or {}).get("text") or ""
+    try:
+        return str(tomllib.loads(text).get("description", ""))
+    except tomllib.TOMLDecodeError:
+        return ""
+
+
+def _provenance(run: RunData) -> Table:
+    m, machine = run.manifest, run.manifest.get("machine") or {}
+    suite = m.get("suite") or {}
+    rows = [
+        ("run", f"{run.run_id} ({m.get('state', 'unknown state')})"),
+        ("started / finished", f"{m.get('started_at', '?')} / {m.get('finished_at', DASH)}"),
+        ("host", f"{machine.get('host', '?')}: {machine.get('platform', '?')}"),
+        ("CPU", f"{machine.get('cpu', '?')} ({machine.get('cpu_count', '?')} cores)"),
+        ("GPU", ", ".join(machine.get("gpus") or []) or "none"),
+        ("versions", f"Python {machine.get('python', '?')}, torch {machine.get('torch', '?')}"
+                     f"{', CUDA ' + machine['torch_cuda'] if machine.get('torch_cuda') else ''}, "
+                     f"numpy {machine.get('numpy', '?')}, pandas {machine.get('pandas', '?')}"),
+        ("execution", f"{m.get('executor', '?')}: {m.get('workers', '?')} workers × "
+                      f"{m.get('threads', '?')} threads; {len(m.get('sessions') or [])} session(s)"),
+        ("code", f"actbench {m.get('bench_version', '?')}, git {machine.get('git_commit') or 'unknown'}"),
+        ("suite", f"{suite.get('source', '?')} (sha256 {str(suite.get('sha256', '?'))[:12]}…)"),
+    ]
+    return Table(["", ""], [[Cell(k), Cell(v)] for k, v in rows])
+
+
+def _grid(run: RunData) -> Table:
+    rows = [[Cell(key), Cell(", ".join(show(v) for v in run.levels(key)))] for key in run.varied_keys]
+    rows.append([Cell("seed"), Cell(", ".join(show(v) for v in run.levels("seed")))])
+    return Table(["swept key", "values"], rows)
+
+
+def _fixed(run: RunData) -> str:
+    return "; ".join(f"{k} = {show(v)}" for k, v in run.fixed.items() if v is not None)
+
+
+def _label(run: RunData, row) -> str:
+    keys = [k for k in run.varied_keys]
+    return ", ".join(f"{short(k)} = {show(row[k])}" for k in keys) + f", seed {row['seed']}"
+
+
+def _statuses(run: RunData) -> tuple[Table, list[str]]:
+    counts = Counter(run.trials["status"])
+    table = Table(["status", "trials"], [[Cell(s), Cell(str(n), n)] for s, n in counts.most_common()],
+                  [False, True])
+    notes = []
+    skipped = run.trials[run.trials["status"] == "skipped"]
+    for reason, group in skipped.groupby("error", dropna=False, sort=False):
+        where = {k: sorted({show(v) for v in group[k]}) for k in run.varied_keys}
+        common = ", ".join(f"{short(k)} = {v[0]}" for k, v in where.items()
+                           if len(v) == 1 and len(run.levels(k)) > 1)
+        notes.append(f"{len(group)} trials skipped ({common or 'various settings'}): {reason}")
+    for _, row in run.trials[run.trials["status"] == "failed"].iterrows():
+        notes.append(f"failed: {_label(run, row)}: {row['error']}")
+    for _, row in run.trials[run.trials["status"] == "diverged"].iterrows():
+        notes.append(f"diverged: {_label(run, row)}: {row['error']}")
+    return table, notes
+
+
+# -- sections -------------------------------------------------------------------------------------
+
+def _headline(section: Section) -> Table:
+    columns = [short(k) for k in section.keys] + ["seeds"]
+    numeric = [False] * len(section.keys) + [True]
+    units = {}
+    for m in section.metrics:
+        unit, scale = m.unit(section.frame[m.column])
+        units[m.column] = scale
+        columns.append(f"{m.label} ({unit})" if unit else m.label)
+        numeric.append(True)
+    bests = {m.column: m.best([r.estimates[m.column].mean for r in section.rows])
+             for m in section.metrics}
+    rows = []
+    for i, r in enumerate(section.rows):
+        seeds = f"{r.seeds}" + (f" ({r.diverged} diverged)" if r.diverged else "")
+        cells = [Cell(show(r.point[k]), _sortable(r.point[k])) for k in section.keys]
+        cells.append(Cell(seeds, r.seeds))
+        for m in section.metrics:
+            est = r.estimates[m.column]
+            text = estimate(est, units[m.column])
+            if m.column == "epochs_to_target" and r.reached:
+                reached, ran = r.reached
+                text = "not reached" if reached == 0 else (
+                    text if reached == ran else f"{text} ({reached}/{ran} reached)")
+            cells.append(Cell(text, est.mean if math.isfinite(est.mean) else None,
+                              best=i in bests[m.column]))
+        rows.append(cells)
+    return Table(columns, rows, numeric)
+
+
+def _sortable(value):
+    value = hashable(value)
+    return value if isinstance(value, (int, float)) else show(value)
+
+
+def _comparisons(section: Section) -> Table | None:
+    if not section.comparisons:
+        return None
+    main = section.main
+    unit, scale = main.unit(section.frame[main.column])
+    others = [k for k in section.keys if k != "model.activation"]
+    d_unit = main.diff_unit or unit
+    columns = [short(k) for k in others] + ["a", "b", f"a − b ({d_unit})" if d_unit else "a − b",
+                                            "95% CI", "seeds", "p (Welch)", "p (Holm)", "verdict"]
+    rows = []
+    for c in section.comparisons:
+        rows.append([Cell(show(c.context[k]), _sortable(c.context[k])) for k in others] + [
+            Cell(show(c.a)), Cell(show(c.b)), Cell(signed(c.diff.diff * scale, 3), c.diff.diff),
+            Cell(interval(c.diff.low, c.diff.high, scale)),
+            Cell(f"{c.diff.n_a} vs {c.diff.n_b}"), Cell(p_value(c.diff.p), _num(c.diff.p)),
+            Cell(p_value(c.p_holm), _num(c.p_holm)), Cell(c.verdict(main), best=_called(c))])
+    numeric = [False] * len(others) + [False, False, True, True, True, True, True, False]
+    return Table(columns, rows, numeric)
+
+
+def _num(x: float):
+    return x if math.isfinite(x) else None
+
+
+def _called(c: Comparison) -> bool:
+    return c.diff.testable and math.isfinite(c.p_holm) and c.p_holm < 0.05
+
+
+# -- rendering ------------------------------------------------------------------------------------
+
+def _env() -> jinja2.Environment:
+    return jinja2.Environment(loader=jinja2.PackageLoader("bench", "templates"),
+                              autoescape=jinja2.select_autoescape(["html.j2"]),
+                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+
+
+def parse_formats(text: str) -> tuple[str, ...]:
+    formats = tuple(dict.fromkeys(f.strip().lower() for f in text.split(",") if f.strip()))
+    bad = [f for f in formats if f not in FORMATS]
+    if bad or not formats:
+        raise UserError(f"unknown report format {bad[0] if bad else text!r}; valid choices: "
+                        f"{', '.join(FORMATS)} (comma-separated, e.g. html,md)", key="--format")
+    return formats
+
+
+def default_out(run: RunData, root: Path = Path("reports")) -> Path:
+    return root / run.suite_name / run.run_id
+
+
+def build(run: RunData) -> dict:
+    """Everything both templates show, computed once."""
+    from .figures import figures  # matplotlib is imported only when a report is drawn
+
+    status, notes = _statuses(run)
+    views = []
+    secs = sections(run)
+    for section in secs:
+        prefix = f"{section.task}_" if len(secs) > 1 else ""
+        rendered = [RenderedFigure(prefix + f.name, f.title, f.caption, f.png())
+                    for f in figures(run, section)]
+        views.append(SectionView(section.task, section.findings, _headline(section),
+                                 _comparisons(section), section.ranking, rendered,
+                                 section.main.label))
+    return {
+        "title": f"{run.suite_name}: run {run.run_id}",
+        "suite": run.suite_name,
+        "description": _description(run),
+        "provenance": _provenance(run),
+        "grid": _grid(run),
+        "fixed": _fixed(run),
+        "status": status,
+        "status_notes": notes,
+        "sections": views,
+        "methods": METHODS,
+        "n_trials": len(run.trials),
+        "n_ran": len(run.ran),
+        "version": __version__,
+        "sig": sig,
+    }
+
+
+def render(run_dir: Path, out: Path | None = None, formats=FORMATS) -> list[Path]:
+    """Write the report of ``run_dir`` into ``out`` (default reports/<suite>/<run-id>/)."""
+    run = RunData.open(Path(run_dir))
+    out = Path(out) if out is not None else default_out(run)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create the report folder: {exc.strerror}", source=str(out)) from None
+    context = build(run)
+    env = _env()
+    written = []
+    if "md" in formats:
+        fig_dir = out / "figures"
+        fig_dir.mkdir(exist_ok=True)
+        for view in context["sections"]:
+            for fig in view.figures:
+                atomic_write_bytes(fig_dir / f"{fig.name}.png", fig.png)
+        text = env.get_template("report.md.j2").render(**context)
+        atomic_write_bytes(out / "report.md", text.encode())
+        written.append(out / "report.md")
+    if "html" in formats:
+        text = env.get_template("report.html.j2").render(**context, escape=html.escape)
+        atomic_write_bytes(out / "report.html", text.encode())
+        written.insert(0, out / "report.html")
+    return written

@@ -1,0 +1,169 @@
+"""A stored run, read back for reports: the manifest, the three tables, and the trained models.
+
+Reports read only what ``bench run`` wrote. The grid is recovered from the trials table itself
+(the config columns whose values differ), so a report needs no suite file and survives changes
+to the suite format. The trained weights live in ``parts/<trial_id>/model.pt``; the data a model
+was trained on is drawn again from its task config and seed, exactly as the trial drew it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .config import ModelConfig
+from .errors import UserError
+from .model import MLP
+from .tasks import TASKS, TaskData, make_task
+
+CONFIG_SECTIONS = ("task.", "model.", "train.")
+RAN = ("ok", "diverged")  # trials that trained, and so have numbers
+
+
+def is_config(column: str) -> bool:
+    return column.startswith(CONFIG_SECTIONS)
+
+
+def hashable(value: Any) -> Any:
+    """Cell -> a hashable, comparable value (list widths become tuples, NaN becomes None)."""
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(hashable(v) for v in value)
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def show(value: Any) -> str:
+    """A config value as a person writes it in a suite: 0.001, [100, 100], full."""
+    value = hashable(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(show(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "" if value is None else str(value)
+
+
+@dataclass
+class RunData:
+    """One run folder, loaded. ``trials`` holds every trial, ``ran`` those that trained."""
+
+    dir: Path
+    manifest: dict
+    trials: pd.DataFrame
+    curves: pd.DataFrame
+    layers: pd.DataFrame
+    _models: dict[str, MLP | None] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, run_dir: Path) -> RunData:
+        run_dir = Path(run_dir)
+        if not run_dir.is_dir():
+            raise UserError("no such run folder", source=str(run_dir))
+        manifest_path = run_dir / "manifest.json"
+        if not manifest_path.is_file():
+            raise UserError("not a run folder (no manifest.json); pass the folder that "
+                            "`bench run` printed, e.g. results/<suite>/<run-id>", source=str(run_dir))
+        try:
+            manifest = json.loads(manifest_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise UserError(f"manifest.json is not valid JSON: {exc}", source=str(run_dir)) from None
+        tables = {}
+        for name in ("trials", "curves", "layers"):
+            path = run_dir / f"{name}.parquet"
+            if not path.is_file():
+                raise UserError(f"{name}.parquet is missing: the run never started, or its folder "
+                                f"was copied in part; `bench run SUITE --resume {run_dir}` rebuilds "
+                                "the tables", source=str(run_dir))
+            tables[name] = pd.read_parquet(path)
+        return cls(run_dir, manifest, tables["trials"], tables["curves"], tables["layers"])
+
+    # -- what the run is ----------------------------------------------------------------------
+
+    @property
+    def suite_name(self) -> str:
+        suite = self.manifest.get("suite") or {}
+        if suite.get("name"):
+            return suite["name"]
+        return str(self.trials["suite"].iloc[0]) if len(self.trials) else self.dir.parent.name
+
+    @property
+    def run_id(self) -> str:
+        return self.manifest.get("run_id") or self.dir.name
+
+    @cached_property
+    def ran(self) -> pd.DataFrame:
+        return self.trials[self.trials["status"].isin(RAN)]
+
+    @cached_property
+    def config_columns(self) -> list[str]:
+        return [c for c in self.trials.columns if is_config(c)]
+
+    @cached_property
+    def varied_keys(self) -> list[str]:
+        """The grid's axes: ``variant`` (when there are several) and every config column that
+        takes more than one value over the run's trials, in table order."""
+        keys = ["variant"] if self.trials["variant"].map(hashable).nunique() > 1 else []
+        return keys + [c for c in self.config_columns
+                       if self.trials[c].map(hashable).nunique(dropna=False) > 1]
+
+    @cached_property
+    def fixed(self) -> dict[str, Any]:
+        """Config columns with one value across the run (task, model and train settings)."""
+        varied = set(self.varied_keys)
+        return {c: hashable(self.trials[c].iloc[0]) for c in self.config_columns
+                if c not in varied and len(self.trials)}
+
+    def levels(self, key: str, frame: pd.DataFrame | None = None) -> list:
+        """The values ``key`` takes, in the order they first appear (the suite's order)."""
+        frame = self.trials if frame is None else frame
+        return list(dict.fromkeys(frame[key].map(hashable)))
+
+    def point(self, row: pd.Series, keys: list[str] | None = None) -> tuple:
+        return tuple(hashable(row[k]) for k in (self.varied_keys if keys is None else keys))
+
+    # -- the trained models -------------------------------------------------------------------
+
+    def task_data(self, row: pd.Series) -> TaskData:
+        """The training data of the trial in ``row``, drawn again from its seed."""
+        cfg = _config_from_row(row, "task.", TASKS[row["task.kind"]][0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(row["seed"]))  # as the trial did: data first, from the seed
+            return make_task(cfg)
+
+    def model(self, row: pd.Series) -> MLP | None:
+        """The trial's final model on the CPU, or None when its weights were not stored."""
+        tid = row["trial_id"]
+        if tid not in self._models:
+            path = self.dir / "parts" / tid / "model.pt"
+            model = None
+            if path.is_file():
+                data = self.task_data(row)
+                model = MLP(_config_from_row(row, "model.", ModelConfig), data.x_train.shape[1],
+                            data.out_features)
+                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                model.eval()
+            self._models[tid] = model
+        return self._models[tid]
+
+
+def _config_from_row(row: pd.Series, prefix: str, cls):
+    fields = {}
+    for column, value in row.items():
+        if not column.startswith(prefix) or "." in column[len(prefix):]:
+            continue
+        name = column[len(prefix):]
+        if name not in cls.model_fields:
+            continue  # a column a later version added: not this config's business
+        value = hashable(value)
+        fields[name] = list(value) if isinstance(value, tuple) else value
+    return cls(**fields)
