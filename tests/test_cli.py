@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -116,6 +117,32 @@ def test_run_writes_the_contract_tables(tiny_run):
         assert key in manifest["machine"]
 
 
+def test_run_renders_its_report_at_the_end(tiny_run):
+    result, run_dir = tiny_run
+    report = run_dir.parent.parent.parent / "reports" / "tiny" / run_dir.name  # cwd/reports/...
+    assert f"report: reports/tiny/{run_dir.name}/report.html" in result.stdout.replace("\n", "")
+    html = (report / "report.html").read_text()
+    assert "<h1>tiny: run " in html and "data:image/png;base64," in html
+    md = (report / "report.md").read_text()
+    for link in re.findall(r"\]\((figures/[\w-]+\.png)\)", md):
+        assert (report / link).stat().st_size > 1000
+
+
+def test_report_command_and_its_bad_input(tiny_run, tmp_path):
+    _, run_dir = tiny_run
+    result = bench("report", run_dir, "--out", tmp_path / "r", "--format", "md", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "r" / "report.md").is_file() and not (tmp_path / "r" / "report.html").exists()
+    for args, expected in ((["--format", "pdf"], "valid choices: html, md"),
+                           ([], None)):
+        target = run_dir if expected else tmp_path / "nowhere"
+        result = bench("report", target, *args, "--out", tmp_path / "x", cwd=tmp_path)
+        assert result.returncode == 2 and "Traceback" not in result.stderr
+        assert (expected or "no such run folder") in result.stderr
+    result = bench("report", tmp_path, cwd=tmp_path)
+    assert result.returncode == 2 and "not a run folder" in result.stderr
+
+
 def test_cuda_rows_are_skipped_with_a_reason_not_dropped(tiny_run):
     import torch
     if torch.cuda.is_available():
@@ -198,8 +225,10 @@ def test_interrupt_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path, si
     in_table = set(pd.read_parquet(run_dir / "trials.parquet").trial_id)
     assert in_table <= set(before) and len(set(before) - in_table) <= 2
 
-    result = bench("run", suite, "--out", tmp_path / "out", "--resume", run_dir, cwd=tmp_path)
+    result = bench("run", suite, "--out", tmp_path / "out", "--resume", run_dir, "--no-report",
+                   cwd=tmp_path)
     assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "reports").exists()
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert len(trials) == 16 and trials.trial_id.is_unique
     after = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("parts/*/trial.parquet")}
