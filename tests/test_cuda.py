@@ -38,3 +38,42 @@ def test_cuda_index_out_of_range_is_skipped():
     index = torch.cuda.device_count()
     r = run_trial(one_spec(train=TRAIN + f'device = "cuda:{index}"'))
     assert r.status == "skipped" and "does not exist" in r.trial["error"]
+
+
+def test_report_of_a_cpu_and_cuda_run_compares_devices(tmp_path):
+    from bench.report import render
+    from bench.rundata import RunData
+    from bench.runner import RunOptions, run_suite
+    from tests.conftest import make_suite
+
+    suite = make_suite("""
+        seeds = [0, 1]
+        [task]
+        kind = "spiral"
+        points_per_class = 50
+        [model]
+        hidden = [16]
+        activation = "relu"
+        [train]
+        optimizer = "adam"
+        lr = 0.01
+        epochs = 30
+        log_every = 10
+        [sweep]
+        "model.activation" = ["relu", "tanh"]
+        "train.device" = ["cpu", "cuda"]
+    """, name="devices")
+    store = run_suite(suite, RunOptions(out=tmp_path / "results", workers=1))
+    run = RunData.open(store.dir)
+    assert (run.trials.status == "ok").all()
+    assert "train.device" in run.varied_keys
+    # weights of a CUDA trial are stored on the CPU and reproduce its recorded accuracy
+    for _, row in run.trials[run.trials["train.device"] == "cuda"].iterrows():
+        data = run.task_data(row)
+        with torch.no_grad():
+            acc = (run.model(row)(data.x_train).argmax(1) == data.y_train).float().mean().item()
+        assert acc == pytest.approx(row["final_accuracy"], abs=2 / len(data.y_train))
+    html, md = render(store.dir, tmp_path / "report")
+    text = md.read_text()
+    assert "| activation | device |" in text and "fig5_timing.png" in text
+    assert torch.cuda.get_device_name(0) in text  # the timing figure's caption names both devices
