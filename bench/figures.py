@@ -335,24 +335,42 @@ def fig_timing(run: RunData, section: Section) -> Figure | None:
     data = frame.assign(time=frame["time_per_epoch_s"] * scale)
     hue = "train.device" if "train.device" in section.keys else None
     col = "train.accumulation_steps" if "train.accumulation_steps" in section.keys else None
-    data = _labelled(data, [k for k in (hue, col) if k])
+    panels = run.levels(col, data) if col else [None]
+    acts = run.levels(ACTIVATION, data)
     pooled = [short(k) for k in section.keys if k not in (ACTIVATION, hue, col)]
+    if hue:
+        devices = run.levels(hue, data)
+        style = {"hue": hue, "hue_order": devices,
+                 "palette": dict(zip(devices, sns.color_palette("Set1", len(devices))))}
+    else:
+        style = {"hue": ACTIVATION, "palette": {a: color(a) for a in acts}}
     with sns.axes_style("whitegrid"):
-        colours = ({"hue": short(hue)} if hue else
-                   {"hue": ACTIVATION, "legend": False,
-                    "palette": {a: color(a) for a in run.levels(ACTIVATION, frame)}})
-        with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated arg
-            warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
-            grid = sns.catplot(data, kind="box", x=ACTIVATION, y="time", col=short(col) if col else None,
-                               height=3.0, aspect=1.2, fliersize=0, sharey=False, **colours)
-        grid.map_dataframe(sns.stripplot, x=ACTIVATION, y="time", color="black", size=2.5,
-                           alpha=0.6, jitter=0.15)
-        grid.set_axis_labels("activation", f"time per epoch ({unit})")
-        grid.set_titles(col_template="{col_name}")
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels) + 1.2, 3.2),
+                                 squeeze=False)
+        for ax, level in zip(axes.flat, panels):
+            sub = data if level is None else data[data[col].map(hashable) == level]
+            with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated arg
+                warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+                sns.boxplot(sub, x=ACTIVATION, y="time", order=acts, fliersize=0, ax=ax,
+                            boxprops={"alpha": 0.55}, legend=bool(hue), **style)
+            dots = ({"hue": hue, "hue_order": style["hue_order"], "dodge": True, "legend": False,
+                     "palette": dict.fromkeys(style["hue_order"], "0.15")} if hue else {"color": "0.15"})
+            sns.stripplot(sub, x=ACTIVATION, y="time", order=acts, size=2.5, jitter=0.15, ax=ax,
+                          **dots)
+            ax.set_title(f"{short(col)} = {show(level)}" if col else "")
+            ax.set_xlabel("activation")
+            ax.set_ylabel(f"time per epoch ({unit})" if ax is axes.flat[0] else "")
+            ax.set_ylim(bottom=0)
+            if hue and ax is not axes.flat[-1] and ax.get_legend():
+                ax.get_legend().remove()
+        if hue:
+            sns.move_legend(axes.flat[-1], "upper left", bbox_to_anchor=(1.0, 1.0), title="device")
+        fig.tight_layout()
+    devices = ", ".join(sorted(frame["device_name"].dropna().unique()))
     return Figure("fig5_timing", "Time per epoch",
-                  f"Wall time per epoch after the first (warm-up), logging included: one dot per "
+                  "Wall time per epoch after the first (warm-up), logging included: one dot per "
                   f"trial, boxes over trials{' pooled over ' + ', '.join(pooled) if pooled else ''}. "
-                  f"Device: {', '.join(sorted(frame['device_name'].dropna().unique()))}.", grid.figure)
+                  f"Devices: {devices}.", fig)
 
 
 # -- 6. accumulation ------------------------------------------------------------------------------

@@ -64,7 +64,9 @@ def p_value(p: float) -> str:
         return DASH
     if p < 1e-4:
         return "<0.0001"
-    return f"{p:.2g}" if p < 0.01 else f"{p:.2f}"
+    if p < 0.01:
+        return f"{p:.2g}"
+    return f"{p:.3g}" if p < 0.1 else f"{p:.2f}"  # 0.0499 must not print as 0.05
 
 
 _MEMORY_UNITS = (("GB", 1e9), ("MB", 1e6), ("kB", 1e3), ("B", 1.0))

@@ -85,6 +85,8 @@ class SectionView:
     ranking: list[str]
     figures: list[RenderedFigure]
     main_metric: str
+    notes: list[str] = field(default_factory=list)   # said under the headline table
+    n_called: int = 0
 
 
 # -- header ---------------------------------------------------------------------------------------
@@ -152,23 +154,34 @@ def _statuses(run: RunData) -> tuple[Table, list[str]]:
 
 # -- sections -------------------------------------------------------------------------------------
 
+def _constant_zero(section: Section) -> list:
+    """Metrics that are exactly 0 in every trial: a column of zeros says less than a sentence."""
+    out = []
+    for m in section.metrics:
+        values = section.frame[m.column].dropna()
+        if m.kind == "fraction" and len(values) and (values == 0).all():
+            out.append(m)
+    return out
+
+
 def _headline(section: Section) -> Table:
     columns = [short(k) for k in section.keys] + ["seeds"]
     numeric = [False] * len(section.keys) + [True]
     units = {}
-    for m in section.metrics:
+    zero = _constant_zero(section)
+    metrics = [m for m in section.metrics if m not in zero]
+    for m in metrics:
         unit, scale = m.unit(section.frame[m.column])
         units[m.column] = scale
         columns.append(f"{m.label} ({unit})" if unit else m.label)
         numeric.append(True)
-    bests = {m.column: m.best([r.estimates[m.column].mean for r in section.rows])
-             for m in section.metrics}
+    bests = {m.column: m.best([r.estimates[m.column].mean for r in section.rows]) for m in metrics}
     rows = []
     for i, r in enumerate(section.rows):
         seeds = f"{r.seeds}" + (f" ({r.diverged} diverged)" if r.diverged else "")
         cells = [Cell(show(r.point[k]), _sortable(r.point[k])) for k in section.keys]
         cells.append(Cell(seeds, r.seeds))
-        for m in section.metrics:
+        for m in metrics:
             est = r.estimates[m.column]
             text = estimate(est, units[m.column])
             if m.column == "epochs_to_target" and r.reached:
@@ -239,16 +252,19 @@ def build(run: RunData) -> dict:
     """Everything both templates show, computed once."""
     from .figures import figures  # matplotlib is imported only when a report is drawn
 
-    status, notes = _statuses(run)
+    status, status_notes = _statuses(run)
     views = []
     secs = sections(run)
     for section in secs:
         prefix = f"{section.task}_" if len(secs) > 1 else ""
         rendered = [RenderedFigure(prefix + f.name, f.title, f.caption, f.png())
                     for f in figures(run, section)]
+        notes = [f"{m.label}: 0 in every trial, so the column is left out."
+                 for m in _constant_zero(section)]
         views.append(SectionView(section.task, section.findings, _headline(section),
                                  _comparisons(section), section.ranking, rendered,
-                                 section.main.label))
+                                 section.main.label, notes,
+                                 sum(_called(c) for c in section.comparisons)))
     return {
         "title": f"{run.suite_name}: run {run.run_id}",
         "suite": run.suite_name,
@@ -257,7 +273,7 @@ def build(run: RunData) -> dict:
         "grid": _grid(run),
         "fixed": _fixed(run),
         "status": status,
-        "status_notes": notes,
+        "status_notes": status_notes,
         "sections": views,
         "methods": METHODS,
         "n_trials": len(run.trials),

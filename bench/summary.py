@@ -132,7 +132,7 @@ class Section:
     rows: list[PointRow]
     comparisons: list[Comparison] = field(default_factory=list)   # activation pairs
     ranking: list[str] = field(default_factory=list)
-    findings: list[str] = field(default_factory=list)
+    findings: list = field(default_factory=list)  # of Finding
 
 
 def sections(run: RunData) -> list[Section]:
@@ -239,19 +239,32 @@ def rankings(frame: pd.DataFrame, keys: list[str], metric: Metric,
 
 # -- findings: the sentences a reader wants first -------------------------------------------------
 
-def findings(run: RunData, section: Section) -> list[str]:
+@dataclass(frozen=True)
+class Finding:
+    label: str   # the question it answers, as a short lead-in
+    text: str
+
+
+_FACTOR_LABELS = {"model.init": "What the init changes", "train.lr": "What the learning rate changes",
+                  "train.accumulation_steps": "What accumulation costs and saves",
+                  "train.device": "What the device changes"}
+
+
+def findings(run: RunData, section: Section) -> list[Finding]:
     out = []
     if ACTIVATION in section.frame:
-        out += [line for line in section.ranking[:1] if line.startswith("Across")]
+        out += [Finding("Which activation is best", line) for line in section.ranking[:1]
+                if line.startswith("Across")]
         out += _best_and_fastest(section)
         out += _dies_or_saturates(run, section)
     for key in section.keys:
         if key != ACTIVATION:
-            out += factor_effect(section, key)
+            out += [Finding(_FACTOR_LABELS.get(key, f"What {short(key)} changes"), text)
+                    for text in factor_effect(section, key)]
     return out
 
 
-def _best_and_fastest(section: Section) -> list[str]:
+def _best_and_fastest(section: Section) -> list[Finding]:
     frame, main = section.frame, section.main
     unit, scale = main.unit(frame[main.column])
     best = None
@@ -276,7 +289,7 @@ def _best_and_fastest(section: Section) -> list[str]:
         else:
             spread = "(one seed)"
         tie = f"; {ties} other setting{'s' if ties > 1 else ''} round to the same value" if ties else ""
-        out.append(f"Best {main.label}: {shown}{unit} {spread}, at {setting}{tie}.")
+        out.append(Finding("Best setting", f"{main.label} {shown}{unit} {spread}, at {setting}{tie}."))
         if ties and main.column != "final_loss" and "final_loss" in frame:
             out += _lowest_loss(section)
     if "epochs_to_target" in frame and "train.target.metric" in frame:
@@ -292,12 +305,13 @@ def _best_and_fastest(section: Section) -> list[str]:
                 else:
                     parts.append((math.inf, f"{act} never ({len(g)} trials)"))
             parts.sort(key=lambda p: p[0])
-            out.append(f"Epochs to reach {goal}, mean over the trials that reached it: "
-                       + "; ".join(p[1] for p in parts) + ".")
+            out.append(Finding("Fastest to the target",
+                               f"epochs to reach {goal}, mean over the trials that reached it: "
+                               + "; ".join(p[1] for p in parts) + "."))
     return out
 
 
-def _lowest_loss(section: Section) -> list[str]:
+def _lowest_loss(section: Section) -> list[Finding]:
     """The tie-breaker when many settings share the best accuracy: the lowest final loss."""
     rows = [r for r in section.rows if math.isfinite(r.estimates["final_loss"].mean)]
     if not rows:
@@ -305,11 +319,11 @@ def _lowest_loss(section: Section) -> list[str]:
     row = min(rows, key=lambda r: r.estimates["final_loss"].mean)
     est = row.estimates["final_loss"]
     spread = f" ± {sig(est.half_width, 2)}" if math.isfinite(est.half_width) else ""
-    return [f"Lowest final loss: {sig(est.mean)}{spread} at "
-            f"{_context(list(row.point), tuple(row.point.values()))}."]
+    return [Finding("Lowest final loss", f"{sig(est.mean)}{spread} at "
+                    f"{_context(list(row.point), tuple(row.point.values()))}.")]
 
 
-def _dies_or_saturates(run: RunData, section: Section) -> list[str]:
+def _dies_or_saturates(run: RunData, section: Section) -> list[Finding]:
     frame = section.frame
     out = []
     for column, what in (("dead_fraction", "dead"), ("saturated_fraction", "saturated")):
@@ -329,8 +343,9 @@ def _dies_or_saturates(run: RunData, section: Section) -> list[str]:
                          f"{sig(100 * values.max(), 2)}% ({_context(where, run.point(worst, where))}, "
                          f"seed {worst['seed']})")
         if parts:
-            out.append(f"Units {what} at the end of training (for every training sample): "
-                       + "; ".join(parts) + ".")
+            out.append(Finding("Dead units" if what == "dead" else "Saturated units",
+                               f"share of hidden units {what} for every training sample at the "
+                               "end of training: " + "; ".join(parts) + "."))
     return out
 
 
@@ -359,27 +374,40 @@ def factor_effect(section: Section, key: str) -> list[str]:
 
 
 def _resource_ratios(frame, keys, key, a, b) -> str:
-    """Geometric-mean ratio b/a of time per epoch and peak memory over matched settings."""
-    others = [k for k in keys if k != key]
+    """Geometric-mean ratio b/a of time per epoch and peak memory over matched settings, per
+    device when the run has several: a CPU and a GPU do not cost alike."""
+    by_device = "train.device" in keys and key != "train.device"
+    devices = list(dict.fromkeys(frame["train.device"])) if by_device else [None]
+    others = [k for k in keys if k not in (key, "train.device" if by_device else key)]
     parts = []
     for column, label, kind in (("time_per_epoch_s", "time per epoch", "seconds"),
                                 ("peak_memory_bytes", "peak memory", "bytes")):
         if column not in frame:
             continue
-        ratios, a_vals, b_vals = [], [], []
-        for _, group in _groups(frame, others):
-            va = group.loc[group[key].map(hashable) == a, column].dropna()
-            vb = group.loc[group[key].map(hashable) == b, column].dropna()
-            if len(va) and len(vb) and va.mean() > 0:
-                ratios.append(vb.mean() / va.mean())
-                a_vals.append(va.mean())
-                b_vals.append(vb.mean())
-        if not ratios:
-            continue
-        ratio = float(np.exp(np.mean(np.log(ratios))))
-        if 0.9 <= ratio <= 1.1 and key != "train.accumulation_steps" and key != "train.device":
-            continue  # only say it where it matters
-        unit, scale = unit_for(kind, a_vals + b_vals)
-        parts.append(f"{label} ×{sig(ratio, 2)} ({sig(np.median(a_vals) * scale, 2)} → "
-                     f"{sig(np.median(b_vals) * scale, 2)} {unit}, medians)")
+        for device in devices:
+            sub = frame if device is None else frame[frame["train.device"] == device]
+            text = _ratio(sub, others, key, a, b, column, kind)
+            if text:
+                parts.append(f"{label}{' on ' + device if device else ''} {text}")
     return ("Cost: " + "; ".join(parts) + ".") if parts else ""
+
+
+def _ratio(frame, others, key, a, b, column, kind) -> str | None:
+    ratios, a_vals, b_vals = [], [], []
+    for _, group in _groups(frame, others):
+        va = group.loc[group[key].map(hashable) == a, column].dropna()
+        vb = group.loc[group[key].map(hashable) == b, column].dropna()
+        if len(va) and len(vb) and va.mean() > 0:
+            ratios.append(vb.mean() / va.mean())
+            a_vals.append(va.mean())
+            b_vals.append(vb.mean())
+    if not ratios:
+        return None
+    ratio = float(np.exp(np.mean(np.log(ratios))))
+    if 0.9 <= ratio <= 1.1 and key not in ("train.accumulation_steps", "train.device"):
+        return None  # only say it where it matters
+    unit, scale = unit_for(kind, a_vals + b_vals)
+    spread = (f", ×{sig(min(ratios), 2)} to ×{sig(max(ratios), 2)} across settings"
+              if max(ratios) > 1.25 * min(ratios) else "")
+    return (f"×{sig(ratio, 2)} ({sig(np.median(a_vals) * scale, 2)} → "
+            f"{sig(np.median(b_vals) * scale, 2)} {unit}, medians{spread})")

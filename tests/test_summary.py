@@ -1,0 +1,72 @@
+"""Matched comparisons, rankings and findings on synthetic trials whose answers are known."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.summary import BY_COLUMN, Section, factor_effect, headline, pairwise, rankings
+
+KEYS = ["model.activation", "model.init", "train.accumulation_steps"]
+
+
+def _frame():
+    """relu beats sigmoid by 0.4 everywhere; init changes nothing; k = 8 uses 1/5 the memory."""
+    rows = []
+    noise = iter(np.random.default_rng(0).normal(0, 0.005, size=64))
+    for act, init, k, seed in itertools.product(["sigmoid", "relu"], ["default", "xavier"], [1, 8],
+                                                range(4)):
+        rows.append({"model.activation": act, "model.init": init, "train.accumulation_steps": k,
+                     "seed": seed, "status": "ok",
+                     "final_accuracy": (0.9 if act == "relu" else 0.5) + next(noise),
+                     "peak_memory_bytes": 100.0 if k == 1 else 20.0,
+                     "time_per_epoch_s": 0.001 * (3 if k == 8 else 1)})
+    return pd.DataFrame(rows)
+
+
+def _section(frame):
+    metrics = [BY_COLUMN[c] for c in ("final_accuracy", "peak_memory_bytes", "time_per_epoch_s")]
+    return Section("spiral", "classification", frame, KEYS, BY_COLUMN["final_accuracy"], metrics,
+                   headline(frame, KEYS, metrics))
+
+
+def test_pairs_are_matched_on_every_other_key():
+    frame = _frame()
+    comps = pairwise(frame, KEYS, "model.activation", BY_COLUMN["final_accuracy"])
+    assert len(comps) == 4  # one pair per (init, k)
+    assert {tuple(c.context.values()) for c in comps} == {("default", 1), ("default", 8),
+                                                          ("xavier", 1), ("xavier", 8)}
+    for c in comps:
+        assert (c.a, c.b) == ("sigmoid", "relu")
+        assert c.diff.diff == pytest.approx(-0.4, abs=0.02)
+        assert c.verdict(BY_COLUMN["final_accuracy"]) == "relu better"
+        assert c.diff.n_a == c.diff.n_b == 4
+
+
+def test_rankings_say_which_steps_are_significant():
+    frame = _frame()
+    main = BY_COLUMN["final_accuracy"]
+    comps = pairwise(frame, KEYS, "model.activation", main)
+    lines = rankings(frame, KEYS, main, comps)
+    assert lines[0].startswith("Across the 4 settings") and "relu 4/4, sigmoid 0/4" in lines[0]
+    assert all(" relu " in f" {line} " and " > sigmoid " in line for line in lines[1:])
+
+
+def test_too_few_seeds_is_said_plainly():
+    frame = _frame()
+    frame = frame[frame.seed == 0]
+    comps = pairwise(frame, KEYS, "model.activation", BY_COLUMN["final_accuracy"])
+    assert all(c.verdict(BY_COLUMN["final_accuracy"]).startswith("too few seeds (n = 1, 1)")
+               for c in comps)
+    lines = rankings(frame, KEYS, BY_COLUMN["final_accuracy"], comps)
+    assert all("≈" in line for line in lines[1:])  # nothing can be called with one seed
+
+
+def test_factor_effects_give_verdicts_and_resource_ratios():
+    section = _section(_frame())
+    (init,) = factor_effect(section, "model.init")
+    assert "over 4 matched settings" in init and "no significant difference in 4" in init
+    (k,) = factor_effect(section, "train.accumulation_steps")
+    assert "peak memory ×0.20 (100 → 20 B, medians)" in k
+    assert "time per epoch ×3.0 (1.0 → 3.0 ms, medians)" in k
