@@ -17,6 +17,7 @@ from .errors import UserError
 from .inits import INITS
 from .optimizers import OPTIMIZERS
 from .provenance import cuda_unavailable_reason
+from .rundata import show
 from .runner import Interrupted, RunOptions, run_suite
 from .suite import Suite, expand, load_suite
 from .tasks import TASKS
@@ -192,8 +193,7 @@ def _print_summary(store, suite: Suite, console: Console) -> None:
     for _, group in grouped.groupby("_key", sort=False):
         ok = group[group.status == "ok"]
         first = group.iloc[0]
-        cells = [_cell(first[k]) if not hasattr(first[k], "__len__") or isinstance(first[k], str)
-                 else str(list(first[k])) for k in keys]
+        cells = [show(first[k]) for k in keys]
         cells.append(f"{len(ok)}/{len(group)}")
         for col, fmt in (("final_loss", "{:.4g}"), ("final_accuracy", "{:.3f}"),
                          ("dead_fraction", "{:.2f}"), ("time_per_epoch_s", "{:.3g}")):

@@ -8,6 +8,7 @@ t-interval over seeds that the tables use. Each activation keeps one colour in e
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import math
 import warnings
@@ -27,7 +28,7 @@ from scipy import stats as _st  # noqa: E402
 
 from .activations import ACTIVATIONS  # noqa: E402
 from .formatting import sig, unit_for  # noqa: E402
-from .rundata import RunData, hashable, show  # noqa: E402
+from .rundata import RunData, equals, hashable, keyed, settings, show  # noqa: E402
 from .stats import mean_ci  # noqa: E402
 from .summary import ACTIVATION, Section, short  # noqa: E402
 
@@ -60,8 +61,16 @@ class Figure:
         return out.getvalue()
 
 
-def color(activation: str):
-    return COLORS.get(activation, (0.3, 0.3, 0.3))
+def base(label: str) -> str:
+    """The activation behind a series label: "relu", or "deep (relu)" for a variant."""
+    label = str(label)
+    if label.endswith(")") and " (" in label:
+        return label.rsplit(" (", 1)[1][:-1]
+    return label
+
+
+def color(label: str):
+    return COLORS.get(base(label), (0.3, 0.3, 0.3))
 
 
 # -- choosing what to show --------------------------------------------------------------------
@@ -83,7 +92,7 @@ def _reference(section: Section, keep: list[str], frame: pd.DataFrame | None = N
     for key in section.keys:
         if key == ACTIVATION or key in keep:
             continue
-        values = frame[key].map(hashable)
+        values = keyed(frame[key])
         levels = list(dict.fromkeys(values))
         if key == "train.accumulation_steps":
             level = min(levels)
@@ -91,7 +100,7 @@ def _reference(section: Section, keep: list[str], frame: pd.DataFrame | None = N
             level = "cpu"
         else:
             level = levels[0]
-        frame = frame[values == level]
+        frame = frame[equals(frame[key], level)]
         fixed.append(f"{short(key)} = {show(level)}")
     return frame, ", ".join(fixed)
 
@@ -111,7 +120,8 @@ def _labelled(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def _t_band(values: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     """Per x: mean, and the 95% t-interval over the rows (seeds) at that x."""
     g = values.groupby(x)[y]
-    out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()})
+    with np.errstate(over="ignore", invalid="ignore"):  # huge losses just before divergence
+        out = pd.DataFrame({"mean": g.mean(), "std": g.std(ddof=1), "n": g.count()})
     tcrit = _st.t.ppf(0.975, np.maximum(out["n"] - 1, 1))
     half = np.where(out["n"] > 1, tcrit * out["std"] / np.sqrt(out["n"]), np.nan)
     out["low"], out["high"] = out["mean"] - half, out["mean"] + half
@@ -134,9 +144,20 @@ def _grid(frame: pd.DataFrame, facets: list[str], height: float = 2.8):
                          margin_titles=True, despine=False)
 
 
-def _legend(fig, handles_from) -> None:
-    handles, labels = handles_from.get_legend_handles_labels()
-    seen = dict(zip(labels, handles))
+def _log_floor(ax, means) -> None:
+    """On a log axis, start at the smallest mean (not at a band's non-positive lower bound)."""
+    means = np.asarray(means, dtype=float)
+    means = means[np.isfinite(means) & (means > 0)]
+    if len(means):
+        ax.set_ylim(bottom=means.min() / 2)
+
+
+def _legend(fig, axes) -> None:
+    """One legend for the figure, with every label any panel drew."""
+    seen = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
     fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", ncol=min(len(seen), 6),
                bbox_to_anchor=(0.5, 1.0), frameon=False)
 
@@ -164,10 +185,12 @@ def fig_curves(run: RunData, section: Section, metric: str) -> Figure | None:
         grid.set_axis_labels("epoch", metric)
         grid.set_titles(row_template="{row_name}", col_template="{col_name}")
         if metric == "loss":
+            means = data.groupby([ACTIVATION, "epoch", *[short(k) for k in facets]])[metric].mean()
             for ax in grid.axes.flat:
                 ax.set_yscale("log")
+                _log_floor(ax, means)
         grid.figure.subplots_adjust(top=0.86 if len(grid.axes) > 1 else 0.8)
-        _legend(grid.figure, grid.axes.flat[0])
+        _legend(grid.figure, grid.axes)
     what = "training loss (log scale)" if metric == "loss" else "training accuracy"
     return Figure(f"fig1_{metric}", f"{metric.capitalize()} curves per activation",
                   f"Mean {what} over seeds with its 95% t-interval band, after each logged epoch "
@@ -194,27 +217,48 @@ def fig_heatmap(run: RunData, section: Section) -> Figure | None:
     with sns.axes_style("white"):
         fig, axes = plt.subplots(1, len(panels), figsize=(1.2 + 1.1 * len(levels) * len(panels)
                                  + 1.4 * len(panels), 0.9 + 0.45 * len(acts)), squeeze=False)
-        lo, hi = (frame[main.column] * scale).min(), (frame[main.column] * scale).max()
-        for ax, panel in zip(axes.flat, panels):
-            sub = frame if panel is None else frame[frame[panel_key].map(hashable) == panel]
+        tables, diverged = [], []
+        for panel in panels:
+            sub = frame if panel_key is None else frame[equals(frame[panel_key], panel)]
             table = pd.DataFrame(index=acts, columns=[show(v) for v in levels], dtype=float)
-            for (act, lv), g in sub.groupby([ACTIVATION, sub[across].map(hashable)], sort=False):
-                table.loc[act, show(lv)] = mean_ci(g[main.column]).mean * scale
+            gone = set()
+            for (act, lv), g in sub.groupby([ACTIVATION, keyed(sub[across])], sort=False,
+                                            dropna=False):
+                table.loc[act, show(lv)] = mean_ci(g[main.column]).mean * scale  # finite seeds
+                if (g["status"] == "diverged").all():
+                    gone.add((act, show(lv)))
+            tables.append(table)
+            diverged.append(gone)
+        cells = np.concatenate([t.to_numpy().ravel() for t in tables])
+        if not np.isfinite(cells).any():
+            plt.close(fig)
+            return None  # every cell diverged: the headline table says so
+        lo, hi = np.nanmin(cells), np.nanmax(cells)
+        # losses that span orders of magnitude (a near-divergence) need a log colour scale
+        log = lo > 0 and hi / lo > 100
+        scale_kw = ({"norm": matplotlib.colors.LogNorm(vmin=lo, vmax=hi)} if log
+                    else {"vmin": lo, "vmax": hi})
+        for ax, panel, table, gone in zip(axes.flat, panels, tables, diverged):
             sns.heatmap(table, ax=ax, annot=True, fmt=".1f" if unit == "%" else ".3g",
                         cmap="viridis_r" if main.better == "min" else "viridis",
-                        vmin=lo, vmax=hi, cbar=ax is axes.flat[-1],
+                        cbar=ax is axes.flat[-1], **scale_kw,
                         cbar_kws={"label": f"{main.label} ({unit})" if unit else main.label},
                         linewidths=0.5)
+            for i, act in enumerate(table.index):
+                for j, level in enumerate(table.columns):
+                    if (act, level) in gone:
+                        ax.text(j + 0.5, i + 0.5, "diverged", ha="center", va="center",
+                                fontsize=8, color="0.35")
             ax.tick_params(axis="y", rotation=0)
             ax.set_xlabel(short(across))
             ax.set_ylabel("activation" if ax is axes.flat[0] else "")
             ax.set_title(f"{short(panel_key)} = {show(panel)}" if panel_key else "")
         fig.tight_layout()
-    return Figure("fig2_heatmap", f"Final {main.label}: activation × {short(across)}",
+    return Figure("fig2_heatmap", f"{main.label.capitalize()}: activation × {short(across)}",
                   f"Mean {main.label} over seeds per cell"
                   f"{', one panel per ' + short(panel_key) if panel_key else ''}. "
-                  f"The colour scale is shared; {'lower' if main.better == 'min' else 'higher'} is "
-                  f"better.{_held(fixed)}", fig)
+                  f"The colour scale is shared{' and logarithmic' if log else ''}; "
+                  f"{'lower' if main.better == 'min' else 'higher'} is better.{_held(fixed)}", fig)
 
 
 # -- 3. dead and saturated units over training ---------------------------------------------------
@@ -233,8 +277,9 @@ def fig_dead_saturated(run: RunData, section: Section) -> Figure | None:
     families = (("dead", "relu_family", "dead units (ReLU family)", "died"),
                 ("saturated", "bounded", "saturated units (bounded)", "saturated"))
     for column, family, label, verb in families:
-        acts = [a for a in run.levels(ACTIVATION, frame) if a in ACTIVATIONS and (
-            ACTIVATIONS[a].relu_family if family == "relu_family" else ACTIVATIONS[a].bounds is not None)]
+        acts = [a for a in run.levels(ACTIVATION, frame) if base(a) in ACTIVATIONS and (
+            ACTIVATIONS[base(a)].relu_family if family == "relu_family"
+            else ACTIVATIONS[base(a)].bounds is not None)]
         values = data.loc[data[ACTIVATION].isin(acts), column].dropna()
         if not len(values):
             continue
@@ -251,7 +296,7 @@ def fig_dead_saturated(run: RunData, section: Section) -> Figure | None:
         for r, (column, acts, label) in enumerate(rows):
             for c, level in enumerate(cols):
                 ax = axes[r, c]
-                sub = data if level is None else data[data[facet[0]].map(hashable) == level]
+                sub = data if not facet else data[equals(data[facet[0]], level)]
                 for act in acts:
                     g = sub[sub[ACTIVATION] == act].assign(pct=lambda d, col=column: 100 * d[col])
                     _line_with_band(ax, g, "epoch", "pct", act, color(act))
@@ -311,6 +356,7 @@ def fig_gradients(run: RunData, section: Section) -> Figure | None:
                                 color=color(act), label=f"{act}, {when}", capsize=3, lw=1.4,
                                 **style)
             ax.set_yscale("log")
+            _log_floor(ax, layers.groupby([ACTIVATION, "when", "layer"])[column].mean())
             ax.set_xlabel("hidden layer (0 = nearest the input)")
             ax.set_xticks(range(depth))
             ax.set_ylabel(label)
@@ -348,7 +394,7 @@ def fig_timing(run: RunData, section: Section) -> Figure | None:
         fig, axes = plt.subplots(1, len(panels), figsize=(4.3 * len(panels) + 1.2, 3.2),
                                  squeeze=False)
         for ax, level in zip(axes.flat, panels):
-            sub = data if level is None else data[data[col].map(hashable) == level]
+            sub = data if col is None else data[equals(data[col], level)]
             with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib 3.11 a deprecated arg
                 warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
                 sns.boxplot(sub, x=ACTIVATION, y="time", order=acts, fliersize=0, ax=ax,
@@ -419,7 +465,7 @@ def fig_accumulation(run: RunData, section: Section) -> Figure | None:
         fig.tight_layout(rect=(0, 0, 1, 0.9))
     lr_scaling = run.fixed.get("train.lr_scaling", "as set per trial")
     return Figure("fig6_accumulation", "Gradient accumulation: what it costs and saves",
-                  "Left: peak memory of a training step; middle: final "
+                  "Left: peak memory of a training step; middle: "
                   f"{main.label}; both against the number of micro-batches k per optimizer step, "
                   "mean over seeds with 95% t-intervals. Right: the loss curves of the smallest and "
                   f"largest k overlaid. lr scaling: {lr_scaling}.{_held(fixed)}", fig)
@@ -427,19 +473,25 @@ def fig_accumulation(run: RunData, section: Section) -> Figure | None:
 
 # -- 7. spiral decision boundaries ----------------------------------------------------------------
 
+def _trained(section: Section) -> pd.DataFrame:
+    """The section's trials that finished: a diverged model draws nothing meaningful."""
+    return section.frame[section.frame["status"] == "ok"]
+
+
 def _setting_scores(section: Section):
     """Per setting of the non-activation keys (where every activation ran): the mean of the
     main metric over activations and its range between activations."""
     others = [k for k in section.keys if k != ACTIVATION]
-    frame, main = section.frame, section.main
-    labels = frame[others].apply(lambda r: tuple(hashable(v) for v in r), axis=1)
+    frame, main = _trained(section), section.main
+    labels = settings(frame, others)
     per_act = frame.groupby([labels, frame[ACTIVATION]])[main.column].mean().unstack()
     per_act = per_act[per_act.notna().sum(axis=1) == per_act.notna().sum(axis=1).max()]
     return others, labels, per_act
 
 
 def _in_setting(section: Section, others: list[str], labels, values) -> pd.DataFrame:
-    return section.frame[labels == values] if others else section.frame
+    frame = _trained(section)
+    return frame[equals(labels, values)] if others else frame
 
 
 def _representative(run: RunData, section: Section) -> tuple[pd.DataFrame, str]:
@@ -447,8 +499,10 @@ def _representative(run: RunData, section: Section) -> tuple[pd.DataFrame, str]:
     one trial per activation there: its first seed."""
     others = [k for k in section.keys if k != ACTIVATION]
     if not others:
-        return section.frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1), ""
+        return _trained(section).sort_values("seed").groupby(ACTIVATION, sort=False).head(1), ""
     others, labels, per_act = _setting_scores(section)
+    if per_act.empty:
+        return _trained(section).iloc[:0], ""
     mean = per_act.mean(axis=1)
     best = mean.idxmax() if section.main.better == "max" else mean.idxmin()
     frame = _in_setting(section, others, labels, best)
@@ -460,8 +514,10 @@ def _boundary_rows(run: RunData, section: Section) -> list[tuple[str, pd.DataFra
     """Up to two rows of panels: where the activations differ most, and where they do best."""
     others = [k for k in section.keys if k != ACTIVATION]
     if not others:
-        return [("", section.frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1))]
+        return [("", _trained(section).sort_values("seed").groupby(ACTIVATION, sort=False).head(1))]
     others, labels, per_act = _setting_scores(section)
+    if per_act.empty:
+        return []
     spread = per_act.max(axis=1) - per_act.min(axis=1)
     mean = per_act.mean(axis=1)
     picks = [("where the activations differ most", spread.idxmax())] if per_act.shape[1] > 1 else []
@@ -477,6 +533,22 @@ def _boundary_rows(run: RunData, section: Section) -> list[tuple[str, pd.DataFra
             for why, values, f in rows]
 
 
+def _boundary_panel(ax, data, model) -> None:
+    """The class ``model`` predicts over the plane, shaded, under the training points."""
+    x, y = data.x_train.numpy(), data.y_train.numpy()
+    lim = float(np.abs(x).max()) * 1.1
+    xx, yy = np.meshgrid(np.linspace(-lim, lim, 200), np.linspace(-lim, lim, 200))
+    grid = torch.tensor(np.c_[xx.ravel(), yy.ravel()], dtype=torch.float32)
+    classes = data.out_features
+    palette = sns.color_palette("Set2", classes)
+    with torch.no_grad():
+        pred = model(grid).argmax(1).numpy().reshape(xx.shape)
+    ax.contourf(xx, yy, pred, levels=np.arange(classes + 1) - 0.5,
+                cmap=matplotlib.colors.ListedColormap(palette), alpha=0.45)
+    ax.scatter(x[:, 0], x[:, 1], c=[palette[c] for c in y], s=1.5, linewidths=0)
+    ax.set(xticks=[], yticks=[], xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
+
+
 def fig_decision_boundaries(run: RunData, section: Section) -> Figure | None:
     if section.task != "spiral" or ACTIVATION not in section.frame:
         return None
@@ -488,14 +560,6 @@ def fig_decision_boundaries(run: RunData, section: Section) -> Figure | None:
             rows.append((setting, models))
     if not rows:
         return None
-    data = run.task_data(rows[0][1][0][0])
-    x, y = data.x_train.numpy(), data.y_train.numpy()
-    lim = float(np.abs(x).max()) * 1.1
-    xx, yy = np.meshgrid(np.linspace(-lim, lim, 200), np.linspace(-lim, lim, 200))
-    grid = torch.tensor(np.c_[xx.ravel(), yy.ravel()], dtype=torch.float32)
-    classes = data.out_features
-    palette = sns.color_palette("Set2", classes)
-    cmap = matplotlib.colors.ListedColormap(palette)
     n = max(len(models) for _, models in rows)
     with sns.axes_style("white"):
         fig, axes = plt.subplots(len(rows), n, figsize=(2.7 * n, 3.0 * len(rows)), squeeze=False)
@@ -503,14 +567,10 @@ def fig_decision_boundaries(run: RunData, section: Section) -> Figure | None:
             for ax in axes[r, len(models):]:
                 ax.remove()
             for ax, (row, model) in zip(axes[r], models):
-                with torch.no_grad():
-                    pred = model(grid).argmax(1).numpy().reshape(xx.shape)
-                ax.contourf(xx, yy, pred, levels=np.arange(classes + 1) - 0.5, cmap=cmap, alpha=0.45)
-                ax.scatter(x[:, 0], x[:, 1], c=[palette[c] for c in y], s=1.5, linewidths=0)
+                _boundary_panel(ax, run.task_data(row), model)  # the row's own data and classes
                 acc = row.get("final_accuracy", math.nan)
                 ax.set_title(f"{row[ACTIVATION]}: accuracy {sig(100 * acc)}%", fontsize=9.5,
                              color=color(row[ACTIVATION]))
-                ax.set(xticks=[], yticks=[], xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
             if setting:
                 axes[r, 0].set_ylabel(setting.split(" (")[0].replace(", ", "\n"), fontsize=9)
         fig.tight_layout()
@@ -528,7 +588,9 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
     if section.task != "cubic" or ACTIVATION not in section.frame:
         return None
     trials, setting = _representative(run, section)
-    frame = section.frame
+    if trials.empty:
+        return None
+    frame = _trained(section)
     acts = list(trials[ACTIVATION])
     keep = frame[frame["trial_id"].isin(trials["trial_id"])]  # the setting's rows ...
     if setting:  # ... and the other seeds of that same setting
@@ -536,7 +598,7 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
         ref = keep.iloc[0]
         mask = np.ones(len(frame), bool)
         for k in others:
-            mask &= (frame[k].map(hashable) == hashable(ref[k])).to_numpy()
+            mask &= equals(frame[k], hashable(ref[k])).to_numpy()
         keep = frame[mask]
     else:
         keep = frame
@@ -548,7 +610,9 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
             model = run.model(row)
             if model is not None:
                 with torch.no_grad():
-                    preds.append(model(xs).squeeze(1).numpy())
+                    pred = model(xs).squeeze(1).numpy()
+                if np.isfinite(pred).all():
+                    preds.append(pred)
         if preds:
             fits.append((act, np.array(preds)))
     if not fits:
@@ -596,8 +660,20 @@ FIGURES: tuple[Callable[[RunData, Section], Figure | None], ...] = (
 )
 
 
+def by_variant(section: Section) -> Section:
+    """Where each variant fixes its own activation (and more), the variants are the series:
+    each is drawn as "variant (activation)" in its activation's colour, never faceted apart."""
+    if "variant" not in section.keys or ACTIVATION in section.keys:
+        return section
+    frame = section.frame.assign(**{ACTIVATION: section.frame["variant"].astype(str) + " ("
+                                    + section.frame[ACTIVATION].astype(str) + ")"})
+    keys = [ACTIVATION if k == "variant" else k for k in section.keys]
+    return dataclasses.replace(section, frame=frame, keys=keys)
+
+
 def figures(run: RunData, section: Section) -> list[Figure]:
     """Every figure the section's data supports, in the report's order."""
+    section = by_variant(section)
     out = []
     for draw in FIGURES:
         fig = draw(run, section)

@@ -51,14 +51,11 @@ class Table:
     numeric: list[bool] = field(default_factory=list)  # right-aligned columns
 
     def markdown(self) -> str:
-        def esc(text: str) -> str:
-            return text.replace("|", "\\|").replace("\n", " ")
-
         def cell(c: Cell) -> str:
-            return f"**{esc(c.text)}**" if c.best and c.text != DASH else esc(c.text)
+            return f"**{md_text(c.text)}**" if c.best and c.text != DASH else md_text(c.text)
 
         align = [("---:" if n else ":---") for n in (self.numeric or [False] * len(self.columns))]
-        lines = ["| " + " | ".join(esc(c) for c in self.columns) + " |",
+        lines = ["| " + " | ".join(md_text(c) for c in self.columns) + " |",
                  "|" + "|".join(align) + "|"]
         lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
         return "\n".join(lines)
@@ -200,8 +197,8 @@ def _sortable(value):
 
 
 def _comparisons(section: Section) -> Table | None:
-    if not section.comparisons:
-        return None
+    if not any(c.diff.n_a and c.diff.n_b for c in section.comparisons):
+        return None  # no pair with numbers on both sides (every seed diverged, say)
     main = section.main
     unit, scale = main.unit(section.frame[main.column])
     others = [k for k in section.keys if k != "model.activation"]
@@ -229,10 +226,19 @@ def _called(c: Comparison) -> bool:
 
 # -- rendering ------------------------------------------------------------------------------------
 
+def md_text(text: str) -> str:
+    """Text from the run (an error message, a reason) made safe for one Markdown line: no raw
+    HTML, no line breaks, no stray table pipes."""
+    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+            .replace("|", "\\|").replace("\r", " ").replace("\n", " "))
+
+
 def _env() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("bench", "templates"),
-                              autoescape=jinja2.select_autoescape(["html.j2"]),
-                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env = jinja2.Environment(loader=jinja2.PackageLoader("bench", "templates"),
+                             autoescape=jinja2.select_autoescape(["html.j2"]),
+                             trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
+    env.filters["md"] = md_text
+    return env
 
 
 def parse_formats(text: str) -> tuple[str, ...]:

@@ -43,6 +43,23 @@ def hashable(value: Any) -> Any:
     return value
 
 
+def keyed(series: pd.Series) -> pd.Series:
+    """``series`` as hashable values in an object Series (None stays None rather than NaN)."""
+    return pd.Series([hashable(v) for v in series], index=series.index, dtype=object)
+
+
+def equals(series: pd.Series, value: Any) -> pd.Series:
+    """Boolean mask of the cells equal to ``value`` (a hashable value; None matches NaN)."""
+    return pd.Series([hashable(v) == value for v in series], index=series.index, dtype=bool)
+
+
+def settings(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Each row's values of ``keys`` as one hashable tuple (object Series, row-aligned)."""
+    columns = [keyed(frame[k]) for k in keys]
+    return pd.Series(list(zip(*columns)) if keys else [()] * len(frame), index=frame.index,
+                     dtype=object)
+
+
 def show(value: Any) -> str:
     """A config value as a person writes it in a suite: 0.001, [100, 100], full."""
     value = hashable(value)
@@ -112,9 +129,17 @@ class RunData:
     def varied_keys(self) -> list[str]:
         """The grid's axes: ``variant`` (when there are several) and every config column that
         takes more than one value over the run's trials, in table order."""
-        keys = ["variant"] if self.trials["variant"].map(hashable).nunique() > 1 else []
-        return keys + [c for c in self.config_columns
-                       if self.trials[c].map(hashable).nunique(dropna=False) > 1]
+        trials = self.trials
+        varied = [c for c in self.config_columns if keyed(trials[c]).nunique(dropna=False) > 1]
+        if keyed(trials["variant"]).nunique(dropna=False) < 2:
+            return varied
+        # A key that each variant sets to one value is the variant's, not an axis of its own:
+        # in seed_replication, 'linear' is the identity net with sgd and 'relu' the relu net with
+        # adam, so activation and optimizer are not independent of the variant.
+        variant = keyed(trials["variant"])
+        own = [c for c in varied
+               if keyed(trials[c]).groupby(variant, dropna=False).nunique(dropna=False).max() > 1]
+        return ["variant"] + own
 
     @cached_property
     def fixed(self) -> dict[str, Any]:
@@ -126,15 +151,19 @@ class RunData:
     def levels(self, key: str, frame: pd.DataFrame | None = None) -> list:
         """The values ``key`` takes, in the order they first appear (the suite's order)."""
         frame = self.trials if frame is None else frame
-        return list(dict.fromkeys(frame[key].map(hashable)))
+        return list(dict.fromkeys(keyed(frame[key])))
 
     def point(self, row: pd.Series, keys: list[str] | None = None) -> tuple:
         return tuple(hashable(row[k]) for k in (self.varied_keys if keys is None else keys))
 
     # -- the trained models -------------------------------------------------------------------
 
+    def _stored_row(self, trial_id: str) -> pd.Series:
+        return self.trials.loc[self.trials["trial_id"] == trial_id].iloc[0]
+
     def task_data(self, row: pd.Series) -> TaskData:
         """The training data of the trial in ``row``, drawn again from its seed."""
+        row = self._stored_row(row["trial_id"])
         cfg = _config_from_row(row, "task.", TASKS[row["task.kind"]][0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(row["seed"]))  # as the trial did: data first, from the seed
@@ -147,6 +176,7 @@ class RunData:
             path = self.dir / "parts" / tid / "model.pt"
             model = None
             if path.is_file():
+                row = self._stored_row(tid)  # the config as stored, whatever a figure relabelled
                 data = self.task_data(row)
                 model = MLP(_config_from_row(row, "model.", ModelConfig), data.x_train.shape[1],
                             data.out_features)
@@ -165,5 +195,13 @@ def _config_from_row(row: pd.Series, prefix: str, cls):
         if name not in cls.model_fields:
             continue  # a column a later version added: not this config's business
         value = hashable(value)
+        if value is None:
+            continue  # a column of another task kind, NaN in this row: the default applies
+        if isinstance(value, float) and value.is_integer() and _is_int_field(cls, name):
+            value = int(value)  # Parquet made an int column float where other kinds left NaN
         fields[name] = list(value) if isinstance(value, tuple) else value
     return cls(**fields)
+
+
+def _is_int_field(cls, name: str) -> bool:
+    return cls.model_fields[name].annotation is int

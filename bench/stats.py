@@ -47,7 +47,8 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> Estimate:
     mean = float(a.mean())
     if n < MIN_SEEDS:
         return Estimate(mean, math.nan, math.nan, n)
-    half = float(_st.t.ppf(0.5 + confidence / 2, n - 1) * a.std(ddof=1) / math.sqrt(n))
+    with np.errstate(over="ignore"):  # a huge finite loss just before divergence
+        half = float(_st.t.ppf(0.5 + confidence / 2, n - 1) * a.std(ddof=1) / math.sqrt(n))
     return Estimate(mean, mean - half, mean + half, n)
 
 
@@ -55,8 +56,8 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> Estimate:
 class Difference:
     """``mean(a) - mean(b)`` with Welch's t-interval and two-sided p-value.
 
-    ``p`` is NaN when there are too few seeds to test (``n`` < 2 in a group). When neither
-    group varies over seeds the difference is exact: p is 0 if the means differ, else 1.
+    ``p`` is NaN when there is nothing to test: too few seeds (``n`` < 2 in a group), or no
+    spread over seeds on either side (the difference is then exact, and its interval a point).
     """
 
     diff: float
@@ -68,7 +69,8 @@ class Difference:
 
     @property
     def testable(self) -> bool:
-        return min(self.n_a, self.n_b) >= MIN_SEEDS
+        """Two seeds a side, and some spread over seeds to test against."""
+        return min(self.n_a, self.n_b) >= MIN_SEEDS and math.isfinite(self.p)
 
     def significant(self, alpha: float = ALPHA) -> bool:
         return self.testable and self.p < alpha
@@ -83,10 +85,11 @@ def welch(a, b, confidence: float = CONFIDENCE) -> Difference:
     diff = float(a.mean() - b.mean())
     if min(na, nb) < MIN_SEEDS:
         return Difference(diff, math.nan, math.nan, math.nan, na, nb)
-    va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
+    with np.errstate(over="ignore"):  # a huge finite loss just before divergence
+        va, vb = a.var(ddof=1) / na, b.var(ddof=1) / nb
     se2 = va + vb
-    if se2 == 0:  # both groups identical over seeds: nothing random left to test
-        return Difference(diff, diff, diff, 0.0 if diff != 0 else 1.0, na, nb)
+    if se2 == 0:  # every seed gives the same value on both sides: nothing to test against
+        return Difference(diff, diff, diff, math.nan, na, nb)
     df = se2 ** 2 / (va ** 2 / (na - 1) + vb ** 2 / (nb - 1))
     se = math.sqrt(se2)
     t = diff / se

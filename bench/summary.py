@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .formatting import sig, signed, unit_for
-from .rundata import RunData, hashable, show
-from .stats import ALPHA, Difference, Estimate, holm, mean_ci, welch
+from .formatting import estimate, sig, signed, unit_for
+from .rundata import RunData, equals, hashable, keyed, settings, show
+from .stats import ALPHA, MIN_SEEDS, Difference, Estimate, holm, mean_ci, welch
 
 ACTIVATION = "model.activation"
 
@@ -111,8 +111,14 @@ class Comparison:
     p_holm: float = math.nan
 
     def verdict(self, metric: Metric) -> str:
-        if not self.diff.testable:
-            return f"too few seeds (n = {self.diff.n_a}, {self.diff.n_b}) to call"
+        d = self.diff
+        if d.n_a == 0 or d.n_b == 0:
+            missing = " and ".join(show(x) for x, n in ((self.a, d.n_a), (self.b, d.n_b)) if n == 0)
+            return f"no finite {metric.label} for {missing} (diverged)"
+        if min(d.n_a, d.n_b) < MIN_SEEDS:
+            return f"too few seeds (n = {d.n_a}, {d.n_b}) to call"
+        if not d.testable:
+            return "identical in every seed" if d.diff == 0 else "no spread over seeds to test"
         if not (math.isfinite(self.p_holm) and self.p_holm < ALPHA):
             return "no significant difference"
         a_better = (self.diff.diff > 0) == (metric.better == "max")
@@ -140,7 +146,7 @@ def sections(run: RunData) -> list[Section]:
     for task in run.levels("task.kind", run.ran):
         frame = run.ran[run.ran["task.kind"] == task]
         keys = [k for k in run.varied_keys if k != "task.kind"
-                and frame[k].map(hashable).nunique(dropna=False) > 1]
+                and keyed(frame[k]).nunique(dropna=False) > 1]
         problem = _problem(frame)
         main = main_metric(frame, problem)
         metrics = [m for m in METRICS if m.column in frame and frame[m.column].notna().any()]
@@ -165,9 +171,9 @@ def _groups(frame: pd.DataFrame, keys: list[str]):
     if not keys:
         yield (), frame
         return
-    labels = frame[keys].apply(lambda r: tuple(hashable(v) for v in r), axis=1)
+    labels = settings(frame, keys)
     for values in dict.fromkeys(labels):
-        yield values, frame[labels == values]
+        yield values, frame[equals(labels, values)]
 
 
 def headline(frame: pd.DataFrame, keys: list[str], metrics: list[Metric]) -> list[PointRow]:
@@ -189,8 +195,8 @@ def pairwise(frame: pd.DataFrame, keys: list[str], factor: str, metric: Metric) 
     others = [k for k in keys if k != factor]
     out = []
     for values, group in _groups(frame, others):
-        levels = list(dict.fromkeys(group[factor].map(hashable)))
-        samples = {lv: group.loc[group[factor].map(hashable) == lv, metric.column] for lv in levels}
+        levels = list(dict.fromkeys(keyed(group[factor])))
+        samples = {lv: group.loc[equals(group[factor], lv), metric.column] for lv in levels}
         for a, b in itertools.combinations(levels, 2):
             out.append(Comparison(factor, dict(zip(others, values)), a, b,
                                   welch(samples[a], samples[b])))
@@ -201,39 +207,54 @@ def pairwise(frame: pd.DataFrame, keys: list[str], factor: str, metric: Metric) 
 
 def rankings(frame: pd.DataFrame, keys: list[str], metric: Metric,
              comparisons: list[Comparison]) -> list[str]:
-    """One sentence per setting: activations best first, '>' where the step down is
-    significant (Holm, α = 0.05), '≈' where it is not."""
+    """One line per setting of the other keys: the top group (the best activation and those not
+    significantly worse, Holm, α = 0.05), those significantly worse, those too few seeds could
+    compare, and those that diverged in every seed. First, a tally over the settings."""
     others = [k for k in keys if k != ACTIVATION]
     lookup = {(tuple(hashable(v) for v in c.context.values()), c.a, c.b): c for c in comparisons}
     unit, scale = metric.unit(frame[metric.column])
-    lines, tops, n_settings = [], [], 0
+    acts = list(dict.fromkeys(frame[ACTIVATION]))
+    lines, tops, n_called = [], [], 0
+
+    def named(names, means):
+        return ", ".join(f"{a} {sig(means[a] * scale)}{unit}" for a in names)
+
     for values, group in _groups(frame, others):
-        means = {lv: mean_ci(g[metric.column]).mean
-                 for lv, g in _groups(group, [ACTIVATION])}
-        order = sorted((lv for lv in means if math.isfinite(means[lv])),
-                       key=lambda lv: means[lv], reverse=metric.better == "max")
-        order = [lv[0] for lv in order]
+        means = {act: mean_ci(g[metric.column]).mean for (act,), g in _groups(group, [ACTIVATION])}
+        order = sorted((a for a in means if math.isfinite(means[a])), key=means.get,
+                       reverse=metric.better == "max")
+        gone = [a for a in means if not math.isfinite(means[a])]
         if not order:
             continue
-        text = f"{order[0]} {sig(means[(order[0],)] * scale)}{unit}"
-        for prev, nxt in zip(order, order[1:]):
-            c = lookup.get((values, prev, nxt)) or lookup.get((values, nxt, prev))
-            step = ">" if c and c.diff.testable and c.p_holm < ALPHA else "≈"
-            text += f" {step} {nxt} {sig(means[(nxt,)] * scale)}{unit}"
-        lines.append(f"{_context(others, values)}: {text}")
-        n_settings += 1
-        for act in order:  # the top group: not significantly worse than the best
-            c = lookup.get((values, order[0], act)) or lookup.get((values, act, order[0]))
-            if act == order[0] or not (c and c.diff.testable and c.p_holm < ALPHA):
-                tops.append(act)
-    if n_settings > 1:
+        best, top, worse, unknown = order[0], [order[0]], [], []
+        for act in order[1:]:
+            c = lookup.get((values, best, act)) or lookup.get((values, act, best))
+            if c is None or not c.diff.testable:
+                unknown.append(act)
+            elif c.p_holm < ALPHA:
+                worse.append(act)
+            else:
+                top.append(act)
+        if len(unknown) == len(order) - 1 and unknown:
+            parts = [f"{named(order, means)} (too few seeds to call any difference)"]
+        else:
+            parts = [f"top group {named(top, means)}"]
+            parts += [f"significantly worse than {best}: {named(worse, means)}"] if worse else []
+            parts += [f"too few seeds to compare with {best}: {named(unknown, means)}"] if unknown else []
+            n_called += 1
+            tops += top
+        parts += [f"diverged in every seed: {', '.join(gone)}"] if gone else []
+        lines.append(f"{_context(others, values)}: " + "; ".join(parts))
+    if n_called and len(lines) > 1:
         counts = pd.Series(tops).value_counts()
-        acts = list(dict.fromkeys(frame[ACTIVATION]))
-        summary = ", ".join(f"{a} {counts.get(a, 0)}/{n_settings}" for a in
-                            sorted(acts, key=lambda a: -counts.get(a, 0)))
-        lines.insert(0, f"Across the {n_settings} settings, how often each activation is in the "
-                        f"top group by {metric.label} (the best, or not significantly worse): "
-                        f"{summary}.")
+        summary = ", ".join(f"{a} {counts.get(a, 0)}/{n_called}"
+                            for a in sorted(acts, key=lambda a: -counts.get(a, 0)))
+        lines.insert(0, f"Across the {n_called} settings with enough seeds to compare, how often "
+                        f"each activation is in the top group by {metric.label} (the best, or not "
+                        f"significantly worse): {summary}.")
+    elif not n_called and lines:
+        lines.insert(0, f"Too few seeds (fewer than {MIN_SEEDS} with a finite {metric.label} per "
+                        "activation) to call any difference between activations.")
     return lines
 
 
@@ -254,7 +275,7 @@ def findings(run: RunData, section: Section) -> list[Finding]:
     out = []
     if ACTIVATION in section.frame:
         out += [Finding("Which activation is best", line) for line in section.ranking[:1]
-                if line.startswith("Across")]
+                if line.startswith(("Across", "Too few"))]
         out += _best_and_fastest(section)
         out += _dies_or_saturates(run, section)
     for key in section.keys:
@@ -279,36 +300,53 @@ def _best_and_fastest(section: Section) -> list[Finding]:
     if best:
         _, row, est = best
         setting = _context(list(row.point), tuple(row.point.values()))
-        shown = sig(est.mean * scale)
-        ties = sum(1 for r in section.rows if main.column in r.estimates
-                   and sig(r.estimates[main.column].mean * scale) == shown) - 1
+        ties = sum(1 for r in section.rows if r is not row
+                   and r.estimates.get(main.column, est).mean == est.mean)
+        shown = f"{estimate(est, scale)}{unit}"
         if est.half_width == 0:
-            spread = f"in each of its {est.n} seeds"
+            shown += f" (the same in each of its {est.n} seeds)"
         elif math.isfinite(est.half_width):
-            spread = f"± {sig(est.half_width * scale, 2)}{unit} (95% t-interval over {est.n} seeds)"
-        else:
-            spread = "(one seed)"
-        tie = f"; {ties} other setting{'s' if ties > 1 else ''} round to the same value" if ties else ""
-        out.append(Finding("Best setting", f"{main.label} {shown}{unit} {spread}, at {setting}{tie}."))
+            shown += f" (95% t-interval over {est.n} seeds)"
+        tie = f"; {ties} other setting{'s' if ties > 1 else ''} have the same mean" if ties else ""
+        out.append(Finding("Best setting", f"{main.label} {shown} at {setting}{tie}."))
         if ties and main.column != "final_loss" and "final_loss" in frame:
             out += _lowest_loss(section)
-    if "epochs_to_target" in frame and "train.target.metric" in frame:
-        target = frame["train.target.metric"].dropna()
-        if len(target):
-            goal = f"{target.iloc[0]} {show(frame['train.target.value'].iloc[0])}"
-            parts = []
-            for (act,), g in _groups(frame, [ACTIVATION]):
-                reached = g["epochs_to_target"].dropna()
-                if len(reached):
-                    parts.append((reached.mean(), f"{act} {sig(reached.mean())} epochs "
-                                                  f"({len(reached)}/{len(g)} trials reached it)"))
-                else:
-                    parts.append((math.inf, f"{act} never ({len(g)} trials)"))
-            parts.sort(key=lambda p: p[0])
-            out.append(Finding("Fastest to the target",
-                               f"epochs to reach {goal}, mean over the trials that reached it: "
-                               + "; ".join(p[1] for p in parts) + "."))
+    out += _fastest(section)
     return out
+
+
+def _fastest(section: Section) -> list[Finding]:
+    """Which activation reaches the target first, compared only where every activation reached
+    it in every seed (a pooled mean would favour whoever skipped its slow settings)."""
+    frame = section.frame
+    if "epochs_to_target" not in frame or "train.target.metric" not in frame:
+        return []
+    target = frame["train.target.metric"].dropna()
+    if not len(target):
+        return []
+    goal = f"{target.iloc[0]} {show(frame['train.target.value'].iloc[0])}"
+    others = [k for k in section.keys if k != ACTIVATION]
+    wins, n = [], 0
+    for _, group in _groups(frame, others):
+        per_act = dict(_groups(group, [ACTIVATION]))
+        if len(per_act) < 2 or any(g["epochs_to_target"].isna().any() for g in per_act.values()):
+            continue
+        n += 1
+        means = {act: g["epochs_to_target"].mean() for (act,), g in per_act.items()}
+        fastest = min(means.values())
+        wins += [a for a, m in means.items() if m == fastest]
+    coverage = "; ".join(f"{act} {g['epochs_to_target'].notna().sum()}/{len(g)}"
+                         for (act,), g in _groups(frame, [ACTIVATION]))
+    if n:
+        counts = pd.Series(wins).value_counts()
+        ranking = ", ".join(f"{a} in {c}" for a, c in counts.items())
+        text = (f"fewest epochs to {goal} (mean over seeds), among the {n} setting"
+                f"{'s' if n > 1 else ''} where every activation reached it in every seed: "
+                f"{ranking}. Trials that reached it: {coverage}.")
+    else:
+        text = (f"no setting where every activation reached {goal} in every seed. Trials that "
+                f"reached it: {coverage}.")
+    return [Finding("Fastest to the target", text)]
 
 
 def _lowest_loss(section: Section) -> list[Finding]:
@@ -339,8 +377,8 @@ def _dies_or_saturates(run: RunData, section: Section) -> list[Finding]:
                 continue
             worst = g.loc[values.idxmax()]
             where = [k for k in section.keys if k != ACTIVATION]
-            parts.append(f"{act} {sig(100 * values.mean(), 2)}% on average, up to "
-                         f"{sig(100 * values.max(), 2)}% ({_context(where, run.point(worst, where))}, "
+            parts.append(f"{act} {sig(100 * values.mean())}% on average, up to "
+                         f"{sig(100 * values.max())}% ({_context(where, run.point(worst, where))}, "
                          f"seed {worst['seed']})")
         if parts:
             out.append(Finding("Dead units" if what == "dead" else "Saturated units",
@@ -373,6 +411,11 @@ def factor_effect(section: Section, key: str) -> list[str]:
     return out
 
 
+# Keys that change what a step computes, and so its time and memory.
+_COST_KEYS = ("train.accumulation_steps", "train.device", "train.batch_size", "model.hidden",
+              "task.points_per_class", "task.points", "task.classes", "model.activation")
+
+
 def _resource_ratios(frame, keys, key, a, b) -> str:
     """Geometric-mean ratio b/a of time per epoch and peak memory over matched settings, per
     device when the run has several: a CPU and a GPU do not cost alike."""
@@ -395,8 +438,8 @@ def _resource_ratios(frame, keys, key, a, b) -> str:
 def _ratio(frame, others, key, a, b, column, kind) -> str | None:
     ratios, a_vals, b_vals = [], [], []
     for _, group in _groups(frame, others):
-        va = group.loc[group[key].map(hashable) == a, column].dropna()
-        vb = group.loc[group[key].map(hashable) == b, column].dropna()
+        va = group.loc[equals(group[key], a), column].dropna()
+        vb = group.loc[equals(group[key], b), column].dropna()
         if len(va) and len(vb) and va.mean() > 0:
             ratios.append(vb.mean() / va.mean())
             a_vals.append(va.mean())
@@ -404,8 +447,8 @@ def _ratio(frame, others, key, a, b, column, kind) -> str | None:
     if not ratios:
         return None
     ratio = float(np.exp(np.mean(np.log(ratios))))
-    if 0.9 <= ratio <= 1.1 and key not in ("train.accumulation_steps", "train.device"):
-        return None  # only say it where it matters
+    if key not in _COST_KEYS:
+        return None  # a time ratio over, say, task.noise is timing noise, not a cost
     unit, scale = unit_for(kind, a_vals + b_vals)
     spread = (f", ×{sig(min(ratios), 2)} to ×{sig(max(ratios), 2)} across settings"
               if max(ratios) > 1.25 * min(ratios) else "")

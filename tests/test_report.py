@@ -225,7 +225,7 @@ def test_findings_answer_the_questions(reports):
                      "**What accumulation costs and saves.**"):
         assert question in glance
     assert "top group by final accuracy" in glance
-    assert "epochs to reach accuracy 0.5" in glance
+    assert "fewest epochs to accuracy 0.5" in glance
     assert "init = xavier_uniform vs default, over 4 matched settings" in glance
     assert "k = 2 vs 1" in glance and "peak memory ×" in glance
 
@@ -240,3 +240,62 @@ def test_a_run_where_nothing_trained_still_reports(tmp_path):
     assert "No trial trained" in md_path.read_text()
     assert "<img" not in html_path.read_text()
     assert not list((tmp_path / "report" / "figures").glob("*.png"))
+
+
+def test_a_sweep_over_task_kinds_reports_each_task(tmp_path):
+    """Task columns of one kind are empty (NaN) in the other's rows; configs rebuild anyway."""
+    body = """
+        seeds = [0, 1]
+        [task]
+        kind = "spiral"
+        [model]
+        hidden = [8]
+        activation = "relu"
+        [train]
+        optimizer = "adam"
+        lr = 0.02
+        epochs = 10
+        log_every = 5
+        [sweep]
+        "task.kind" = ["spiral", "cubic"]
+        "model.activation" = ["relu", "tanh"]
+    """
+    run_dir = _run(tmp_path, body, "tasks")
+    run = RunData.open(run_dir)
+    assert [s.task for s in sections(run)] == ["spiral", "cubic"]
+    assert [s.main.column for s in sections(run)] == ["final_accuracy", "final_loss"]
+    _, md = render(run_dir, tmp_path / "report")
+    names = set(re.findall(r"\(figures/([\w-]+)\.png\)", md.read_text()))
+    assert {"spiral_fig7_decision_boundaries", "cubic_fig8_cubic_fits"} <= names
+    assert not any(n.startswith("cubic_fig7") or n.startswith("spiral_fig8") for n in names)
+
+
+def test_variants_that_fix_their_activation_are_the_grid_axis(tmp_path):
+    body = """
+        seeds = [0, 1]
+        [task]
+        kind = "spiral"
+        points_per_class = 30
+        [model]
+        hidden = [8]
+        activation = "relu"
+        [train]
+        optimizer = "adam"
+        lr = 0.02
+        epochs = 10
+        log_every = 5
+        [[variant]]
+        name = "linear"
+        "model.hidden" = []
+        "model.activation" = "identity"
+        "train.optimizer" = "sgd"
+        [[variant]]
+        name = "relu"
+    """
+    run_dir = _run(tmp_path, body, "variants")
+    run = RunData.open(run_dir)
+    assert run.varied_keys == ["variant"]  # hidden, activation and optimizer follow the variant
+    _, md = render(run_dir, tmp_path / "report")
+    text = md.read_text()
+    assert "| variant | seeds |" in text and "variant = relu vs linear" in text
+    assert "fig1_loss.png" in text

@@ -1,6 +1,7 @@
 """Matched comparisons, rankings and findings on synthetic trials whose answers are known."""
 
 import itertools
+import re
 
 import numpy as np
 import pandas as pd
@@ -50,7 +51,24 @@ def test_rankings_say_which_steps_are_significant():
     comps = pairwise(frame, KEYS, "model.activation", main)
     lines = rankings(frame, KEYS, main, comps)
     assert lines[0].startswith("Across the 4 settings") and "relu 4/4, sigmoid 0/4" in lines[0]
-    assert all(" relu " in f" {line} " and " > sigmoid " in line for line in lines[1:])
+    for line in lines[1:]:
+        assert re.search(r"top group relu (89\.\d|9\d\.\d)%; significantly worse than relu: "
+                         r"sigmoid (49\.\d|5\d\.\d)%$", line), line
+
+
+def test_a_difference_between_non_neighbours_is_not_hidden():
+    """relu >> sigmoid with a noisy tanh between them: tanh may join the top group, but
+    sigmoid must still be called worse than relu."""
+    rng = np.random.default_rng(1)
+    rows = [{"model.activation": act, "seed": s, "status": "ok", "final_accuracy": acc}
+            for act, base, spread in (("relu", 0.93, 0.001), ("tanh", 0.74, 0.3),
+                                      ("sigmoid", 0.50, 0.001))
+            for s, acc in enumerate(base + spread * rng.standard_normal(3))]
+    frame = pd.DataFrame(rows)
+    main = BY_COLUMN["final_accuracy"]
+    comps = pairwise(frame, ["model.activation"], "model.activation", main)
+    (line,) = rankings(frame, ["model.activation"], main, comps)
+    assert "significantly worse than relu: sigmoid" in line and "top group relu" in line
 
 
 def test_too_few_seeds_is_said_plainly():
@@ -60,7 +78,18 @@ def test_too_few_seeds_is_said_plainly():
     assert all(c.verdict(BY_COLUMN["final_accuracy"]).startswith("too few seeds (n = 1, 1)")
                for c in comps)
     lines = rankings(frame, KEYS, BY_COLUMN["final_accuracy"], comps)
-    assert all("≈" in line for line in lines[1:])  # nothing can be called with one seed
+    assert lines[0].startswith("Too few seeds")
+    assert all(line.endswith("(too few seeds to call any difference)") for line in lines[1:])
+
+
+def test_an_activation_that_always_diverged_is_named_not_dropped():
+    frame = _frame()
+    frame.loc[frame["model.activation"] == "sigmoid", ["final_accuracy", "status"]] = [np.nan, "diverged"]
+    main = BY_COLUMN["final_accuracy"]
+    comps = pairwise(frame, KEYS, "model.activation", main)
+    assert all(c.verdict(main) == "no finite final accuracy for sigmoid (diverged)" for c in comps)
+    lines = rankings(frame, KEYS, main, comps)
+    assert all(line.endswith("diverged in every seed: sigmoid") for line in lines[1:])
 
 
 def test_factor_effects_give_verdicts_and_resource_ratios():
