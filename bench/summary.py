@@ -229,7 +229,10 @@ def rankings(frame: pd.DataFrame, keys: list[str], metric: Metric,
         best, top, worse, unknown = order[0], [order[0]], [], []
         for act in order[1:]:
             c = lookup.get((values, best, act)) or lookup.get((values, act, best))
-            if c is None or not c.diff.testable:
+            if c is not None and not c.diff.testable and c.diff.diff == 0 and min(
+                    c.diff.n_a, c.diff.n_b) >= MIN_SEEDS:
+                top.append(act)  # the same value as the best in every seed: a tie
+            elif c is None or not c.diff.testable:
                 unknown.append(act)
             elif c.p_holm < ALPHA:
                 worse.append(act)
@@ -240,7 +243,8 @@ def rankings(frame: pd.DataFrame, keys: list[str], metric: Metric,
         else:
             parts = [f"top group {named(top, means)}"]
             parts += [f"significantly worse than {best}: {named(worse, means)}"] if worse else []
-            parts += [f"too few seeds to compare with {best}: {named(unknown, means)}"] if unknown else []
+            parts += [f"not testable against {best} (too few seeds, or no spread over seeds): "
+                      f"{named(unknown, means)}"] if unknown else []
             n_called += 1
             tops += top
         parts += [f"diverged in every seed: {', '.join(gone)}"] if gone else []
