@@ -8,7 +8,6 @@ two templates in ``bench/templates``. Both formats hold the same content.
 from __future__ import annotations
 
 import base64
-import html
 import math
 import tomllib
 from collections import Counter
@@ -19,7 +18,7 @@ import jinja2
 
 from . import __version__
 from .errors import UserError
-from .formatting import DASH, estimate, interval, p_value, sig, signed
+from .formatting import DASH, estimate, interval, p_value, signed
 from .rundata import RunData, hashable, show
 from .stats import CONFIDENCE
 from .store import atomic_write_bytes
@@ -127,8 +126,7 @@ def _fixed(run: RunData) -> str:
 
 
 def _label(run: RunData, row) -> str:
-    keys = [k for k in run.varied_keys]
-    return ", ".join(f"{short(k)} = {show(row[k])}" for k in keys) + f", seed {row['seed']}"
+    return ", ".join(f"{short(k)} = {show(row[k])}" for k in run.varied_keys) + f", seed {row['seed']}"
 
 
 def _statuses(run: RunData) -> tuple[Table, list[str]]:
@@ -285,7 +283,6 @@ def build(run: RunData) -> dict:
         "n_trials": len(run.trials),
         "n_ran": len(run.ran),
         "version": __version__,
-        "sig": sig,
     }
 
 
@@ -310,7 +307,7 @@ def render(run_dir: Path, out: Path | None = None, formats=FORMATS) -> list[Path
         atomic_write_bytes(out / "report.md", text.encode())
         written.append(out / "report.md")
     if "html" in formats:
-        text = env.get_template("report.html.j2").render(**context, escape=html.escape)
+        text = env.get_template("report.html.j2").render(**context)
         atomic_write_bytes(out / "report.html", text.encode())
         written.insert(0, out / "report.html")
     return written
