@@ -62,6 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", default="html,md", metavar="html,md",
                         help="formats to write, comma-separated (default: html,md)")
 
+    check = sub.add_parser("check", help="evaluate the suite's [[expect]] claims on a run "
+                                         "(exit 1 when one fails)")
+    check.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+
     sub.add_parser("list", help="list tasks, activations, inits and optimizers")
 
     perf = sub.add_parser("perf", help="measure the harness: instrumentation overhead")
@@ -79,6 +83,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             _list(console)
             return 0
+        if args.command == "check":
+            return _check(args.run_dir, console)
         if args.command == "report":
             return _report(args.run_dir, args.out, args.format, console)
         if args.command == "perf":
@@ -127,6 +133,30 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             f"report not written: {type(exc).__name__}: {exc}\nthe run is stored; retry with: "
             f"python -m bench report {store.dir}", highlight=False, markup=False, soft_wrap=True)
     return 1
+
+
+def _check(run_dir: Path, console: Console) -> int:
+    from .check import check, describe_point
+    from .rundata import RunData
+
+    run = RunData.open(run_dir)
+    results = check(run)
+    if not results:
+        console.print(f"{run.suite_name}: the suite has no [[expect]] claims", highlight=False)
+        return 0
+    table = Table(title=f"{run.suite_name}: claims on run {run.run_id}")
+    for column in ("#", "claim", "metric", "value", "bound", "verdict"):
+        table.add_column(column, justify="right" if column == "#" else "left")
+    style = {"pass": "green", "fail": "bold red", "not checked": "yellow"}
+    for r in results:
+        table.add_row(str(r.index), escape(r.text()), r.claim.metric, escape(describe_point(r)),
+                      r.bound(), f"[{style[r.verdict]}]{r.verdict}[/]")
+    console.print(table)
+    failed = [r for r in results if r.verdict == "fail"]
+    unchecked = [r for r in results if r.verdict == "not checked"]
+    console.print(f"{len(results) - len(failed) - len(unchecked)} passed, {len(failed)} failed, "
+                  f"{len(unchecked)} not checked", highlight=False)
+    return 1 if failed else 0
 
 
 def _report(run_dir: Path, out: Path | None, formats: str, console: Console) -> int:

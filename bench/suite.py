@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ModelConfig, TrainConfig
 from .errors import UserError, did_you_mean, unknown_name
@@ -37,6 +37,16 @@ class Expect(BaseModel):
     vs: dict[str, Any] | None = None
     by_at_least: float | None = None
     description: str = ""
+
+    @model_validator(mode="after")
+    def _has_a_bound(self) -> Expect:
+        if self.min is None and self.max is None and self.by_at_least is None:
+            raise ValueError("a claim needs a bound: min, max, or vs with by_at_least")
+        if self.by_at_least is not None and not self.vs:
+            raise ValueError("by_at_least compares with another setting: add vs = { key = value }")
+        if self.vs is not None and not self.vs:
+            raise ValueError("vs = {} names no setting to compare with")
+        return self
 
 
 class _RawSuite(BaseModel):

@@ -1,0 +1,189 @@
+"""``bench check``: evaluate a suite's ``[[expect]]`` claims against a stored run.
+
+A claim selects trials with ``where`` (any trials column: ``variant``, ``model.activation``,
+``train.lr``, ...), averages ``metric`` over the seeds of each grid point it matches, and holds
+when every matched grid point is within ``min``/``max``. With ``vs = { key = value }`` each
+matched point is compared with the same point with ``vs`` applied, and ``by_at_least`` bounds
+the *improvement*: ``where − vs`` for metrics where higher is better (accuracy), ``vs − where``
+for those where lower is better (loss, time, memory, epochs, dead and saturated fractions);
+``min``/``max`` then bound the plain difference ``where − vs``.
+
+The claims are read from the suite text stored in the run's manifest, so a run is checked
+against the claims it was run with. A claim naming a column or value the run does not have is a
+user error (exit 2); a claim that fails makes the check fail (exit 1).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from .errors import UserError, did_you_mean
+from .rundata import RunData, equals, hashable, settings, show
+from .suite import Expect, parse_suite
+
+LOWER_IS_BETTER = ("loss", "time", "memory", "epochs", "dead", "saturated")
+
+
+def lower_is_better(metric: str) -> bool:
+    return any(word in metric for word in LOWER_IS_BETTER)
+
+
+@dataclass
+class PointCheck:
+    point: dict
+    value: float          # the metric's mean over seeds (or the difference with vs)
+    n: int               # seeds with a finite value
+    ok: bool
+
+
+@dataclass
+class ClaimResult:
+    index: int
+    claim: Expect
+    points: list[PointCheck] = field(default_factory=list)
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if not self.points:
+            return "not checked"
+        return "pass" if all(p.ok for p in self.points) else "fail"
+
+    @property
+    def worst(self) -> PointCheck | None:
+        failed = [p for p in self.points if not p.ok]
+        return (failed or self.points or [None])[0]
+
+    def bound(self) -> str:
+        c = self.claim
+        parts = []
+        if c.by_at_least is not None:
+            parts.append(f"improvement ≥ {c.by_at_least:g}")
+        if c.min is not None:
+            parts.append(f"≥ {c.min:g}")
+        if c.max is not None:
+            parts.append(f"≤ {c.max:g}")
+        return ", ".join(parts)
+
+    def text(self) -> str:
+        c = self.claim
+        where = ", ".join(f"{k} = {show(v)}" for k, v in c.where.items()) or "all trials"
+        vs = (" vs " + ", ".join(f"{k} = {show(v)}" for k, v in c.vs.items())) if c.vs else ""
+        return c.description or f"{c.metric} at {where}{vs}"
+
+
+def claims_of(run: RunData) -> tuple[Expect, ...]:
+    suite = run.manifest.get("suite") or {}
+    text = suite.get("text")
+    if not text:
+        raise UserError("the manifest holds no suite text, so there are no claims to check",
+                        source=str(run.dir))
+    return parse_suite(text, source=suite.get("source") or str(run.dir)).expect
+
+
+def check(run: RunData, claims: tuple[Expect, ...] | None = None) -> list[ClaimResult]:
+    """Every claim's verdict; raises UserError for a claim the run cannot answer."""
+    claims = claims_of(run) if claims is None else claims
+    return [_check_one(run, i, claim) for i, claim in enumerate(claims, 1)]
+
+
+def _validate(run: RunData, i: int, claim: Expect) -> None:
+    columns = list(run.trials.columns)
+    where = f"[[expect]] #{i}"
+    if claim.metric not in columns:
+        raise UserError(f"{where}: metric {claim.metric!r} is not a trials column"
+                        f"{did_you_mean(claim.metric, columns)}; valid choices: "
+                        f"{', '.join(c for c in columns if pd.api.types.is_numeric_dtype(run.trials[c]))}",
+                        key="metric", value=claim.metric)
+    if not pd.api.types.is_numeric_dtype(run.trials[claim.metric]):
+        raise UserError(f"{where}: metric {claim.metric!r} is not numeric", key="metric",
+                        value=claim.metric)
+    for table, name in ((claim.where, "where"), (claim.vs or {}, "vs")):
+        for key, value in table.items():
+            if key not in columns:
+                raise UserError(f"{where}: {name} key {key!r} is not a trials column"
+                                f"{did_you_mean(key, columns)}", key=f"{name}.{key}", value=key)
+            levels = run.levels(key)
+            if _norm(value) not in levels:
+                choices = [show(v) for v in levels]
+                raise UserError(f"{where}: {name} {key} = {show(value)} matches no trial"
+                                f"{did_you_mean(show(value), choices)}; values in this run: "
+                                f"{', '.join(choices)}", key=f"{name}.{key}", value=value,
+                                choices=choices)
+
+
+def _norm(value):
+    return hashable(tuple(value) if isinstance(value, list) else value)
+
+
+def _select(frame: pd.DataFrame, conditions: dict) -> pd.DataFrame:
+    mask = pd.Series(True, index=frame.index)
+    for key, value in conditions.items():
+        mask &= equals(frame[key], _norm(value))
+    return frame[mask]
+
+
+def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
+    _validate(run, i, claim)
+    result = ClaimResult(i, claim)
+    matched = _select(run.trials, claim.where)
+    ran = matched[matched["status"].isin(("ok", "diverged"))]
+    keys = [k for k in run.varied_keys if k not in claim.where]
+    if ran.empty:
+        reasons = sorted(set(matched["error"].dropna()))
+        result.note = "no matched trial ran" + (f": {reasons[0]}" if reasons else "")
+        return result
+    labels = settings(ran, keys)
+    for values in dict.fromkeys(labels):
+        group = ran[equals(labels, values)]
+        point = dict(zip(keys, values))
+        if claim.vs and all(k in point and point[k] == _norm(v) for k, v in claim.vs.items()):
+            continue  # this point is the comparison itself
+        value, n = _mean(group[claim.metric])
+        if claim.vs:
+            other_point = {**point, **claim.where, **claim.vs}
+            other = _select(run.trials, {k: v for k, v in other_point.items() if k in run.trials})
+            other = other[other["status"].isin(("ok", "diverged"))]
+            if other.empty:
+                continue  # the compared point did not run (skipped): nothing to compare here
+            base, n_other = _mean(other[claim.metric])
+            value, n = value - base, min(n, n_other)
+        result.points.append(PointCheck(point, value, n, _holds(claim, value)))
+    if not result.points:
+        result.note = "the compared trials did not run"
+    return result
+
+
+def _mean(values: pd.Series) -> tuple[float, int]:
+    finite = values.astype(float)
+    finite = finite[finite.map(math.isfinite)]
+    return (float(finite.mean()) if len(finite) else math.nan), len(finite)
+
+
+def _holds(claim: Expect, value: float) -> bool:
+    if not math.isfinite(value):
+        return False  # diverged (or nothing finite) never satisfies a bound
+    if claim.min is not None and value < claim.min:
+        return False
+    if claim.max is not None and value > claim.max:
+        return False
+    if claim.by_at_least is not None:
+        gain = -value if lower_is_better(claim.metric) else value
+        if gain < claim.by_at_least:
+            return False
+    return True
+
+
+def describe_point(result: ClaimResult) -> str:
+    worst = result.worst
+    if worst is None:
+        return result.note
+    where = ", ".join(f"{k} = {show(v)}" for k, v in worst.point.items())
+    shown = f"{worst.value:.6g}"
+    label = "difference" if result.claim.vs else "mean"
+    return (f"{label} {shown} over {worst.n} seed{'s' if worst.n != 1 else ''}"
+            + (f" at {where}" if where else "")
+            + (f" ({len(result.points)} points)" if len(result.points) > 1 else ""))
