@@ -66,6 +66,16 @@ def _parser() -> argparse.ArgumentParser:
                                          "(exit 1 when one fails)")
     check.add_argument("run_dir", type=Path, metavar="RUN_DIR")
 
+    comp = sub.add_parser("compare", help="compare two runs of a suite, grid point by grid point "
+                                          "(exit 1 when a metric moves past --fail-on)")
+    comp.add_argument("run_a", type=Path, metavar="RUN_A")
+    comp.add_argument("run_b", type=Path, metavar="RUN_B")
+    comp.add_argument("--fail-on", action="append", default=[], metavar="METRIC:±DELTA[%]",
+                      help="fail when a point's mean moves past DELTA, e.g. final_accuracy:-0.02 "
+                           "or time_per_epoch_s:+20%% (repeatable)")
+    comp.add_argument("--out", type=Path, metavar="FILE",
+                      help="the Markdown file (default: reports/<suite>/compare_<A>_vs_<B>.md)")
+
     sub.add_parser("list", help="list tasks, activations, inits and optimizers")
 
     perf = sub.add_parser("perf", help="measure the harness: instrumentation overhead")
@@ -83,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             _list(console)
             return 0
+        if args.command == "compare":
+            return _compare(args, console)
         if args.command == "check":
             return _check(args.run_dir, console)
         if args.command == "report":
@@ -133,6 +145,43 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             f"report not written: {type(exc).__name__}: {exc}\nthe run is stored; retry with: "
             f"python -m bench report {store.dir}", highlight=False, markup=False, soft_wrap=True)
     return 1
+
+
+def _compare(args: argparse.Namespace, console: Console) -> int:
+    from .compare import Threshold, cell, compare, markdown
+    from .rundata import RunData
+    from .store import atomic_write_bytes
+    from .summary import short
+
+    thresholds = [Threshold.parse(t) for t in args.fail_on]
+    a, b = RunData.open(args.run_a), RunData.open(args.run_b)
+    result = compare(a, b, thresholds)
+    table = Table(title=f"{a.suite_name} {a.run_id} → {b.run_id}: change of the mean over seeds "
+                        "(B − A; * Welch p < 0.05)")
+    for key in result.keys:
+        table.add_column(short(key))
+    for metric in result.metrics:
+        table.add_column(f"Δ {metric}", justify="right")
+    rows = {}
+    for c in result.changes:
+        rows.setdefault(tuple(c.point.values()), []).append(c)
+    for values, changes in rows.items():
+        table.add_row(*[show(v) for v in values],
+                      *[f"[bold red]{cell(c)}[/]" if c.failed else escape(cell(c)) for c in changes])
+    console.print(table)
+    for key, va, vb in result.setting_changes:
+        console.print(f"setting changed: {key}: {va} → {vb}", highlight=False, markup=False)
+    out = args.out or Path("reports") / a.suite_name / f"compare_{a.run_id}_vs_{b.run_id}.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, markdown(result).encode())
+    console.print(f"markdown: {out}", highlight=False, soft_wrap=True)
+    if result.failures:
+        for c in result.failures:
+            where = ", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items())
+            console.print(f"regression: {c.metric} {c.a:.4g} → {c.b:.4g} at {where} "
+                          f"(past {', '.join(map(str, c.failed))})", highlight=False, markup=False)
+        return 1
+    return 0
 
 
 def _check(run_dir: Path, console: Console) -> int:

@@ -1,0 +1,198 @@
+"""``bench compare RUN_A RUN_B``: what changed between two runs of a suite, grid point by point.
+
+Points are matched on the suite's swept keys (and the variant), not on the whole config, so a
+changed default (a fixed learning rate, say) shows up as the changed setting it is, and as the
+metric changes it causes, rather than as two runs with nothing in common. Each headline metric
+is compared over seeds with Welch's t-test. ``--fail-on final_accuracy:-0.02`` fails (exit 1)
+when a point's mean moves below -0.02; ``time_per_epoch_s:+20%`` when it grows by more than 20%.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import pandas as pd
+
+from .errors import UserError, did_you_mean
+from .formatting import DASH, p_value, sig, signed
+from .rundata import RunData, equals, settings, show
+from .stats import ALPHA, welch
+from .summary import METRICS, short
+
+DEFAULT_METRICS = [m.column for m in METRICS if m.column != "saturated_fraction"]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """``metric:+0.05`` or ``metric:-2%``: the sign says which way is a regression."""
+
+    metric: str
+    delta: float
+    relative: bool
+
+    @classmethod
+    def parse(cls, text: str) -> Threshold:
+        match = re.fullmatch(r"\s*([\w.]+)\s*:\s*([+-])\s*(\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*(%?)\s*", text)
+        if not match:
+            raise UserError(f"--fail-on {text!r}: expected METRIC:+DELTA or METRIC:-DELTA, with an "
+                            "optional %, e.g. final_accuracy:-0.02 or time_per_epoch_s:+20%",
+                            key="--fail-on", value=text)
+        metric, sign, number, percent = match.groups()
+        delta = float(number) * (1 if sign == "+" else -1)
+        return cls(metric, delta / 100 if percent else delta, bool(percent))
+
+    def crossed(self, a: float, b: float) -> bool:
+        if not (math.isfinite(a) and math.isfinite(b)):
+            return math.isfinite(a) != math.isfinite(b)  # one side diverged: that is a move
+        change = (b - a) / abs(a) if self.relative and a != 0 else b - a
+        return change < self.delta if self.delta < 0 else change > self.delta
+
+    def __str__(self) -> str:
+        return f"{self.metric}:{self.delta * (100 if self.relative else 1):+g}{'%' if self.relative else ''}"
+
+
+@dataclass
+class Change:
+    point: dict
+    metric: str
+    a: float
+    b: float
+    n_a: int
+    n_b: int
+    p: float
+    failed: list[Threshold]
+
+    @property
+    def diff(self) -> float:
+        return self.b - self.a
+
+    @property
+    def significant(self) -> bool:
+        return math.isfinite(self.p) and self.p < ALPHA
+
+
+@dataclass
+class Comparison:
+    a: RunData
+    b: RunData
+    keys: list[str]
+    metrics: list[str]
+    changes: list[Change]
+    setting_changes: list[tuple[str, str, str]]   # fixed settings that differ: key, in A, in B
+    only_a: list[dict]
+    only_b: list[dict]
+
+    @property
+    def failures(self) -> list[Change]:
+        return [c for c in self.changes if c.failed]
+
+
+def _fixed_differences(a: RunData, b: RunData, keys: list[str]) -> list[tuple[str, str, str]]:
+    out = []
+    for column in sorted(set(a.config_columns) | set(b.config_columns)):
+        if column in keys:
+            continue
+        va = show(a.fixed.get(column)) if column in a.trials else "(absent)"
+        vb = show(b.fixed.get(column)) if column in b.trials else "(absent)"
+        if va != vb:
+            out.append((column, va, vb))
+    return out
+
+
+def compare(a: RunData, b: RunData, thresholds: list[Threshold] = (),
+            metrics: list[str] | None = None) -> Comparison:
+    metrics = metrics or [m for m in DEFAULT_METRICS if m in a.trials and m in b.trials]
+    for t in thresholds:
+        if t.metric not in a.trials or t.metric not in b.trials:
+            columns = sorted(set(a.trials.columns) & set(b.trials.columns))
+            raise UserError(f"--fail-on {t}: {t.metric!r} is not a trials column of both runs"
+                            f"{did_you_mean(t.metric, columns)}", key="--fail-on", value=t.metric)
+        if t.metric not in metrics:
+            metrics.append(t.metric)
+    keys = list(dict.fromkeys(a.varied_keys + b.varied_keys))
+    keys = [k for k in keys if k in a.trials and k in b.trials]
+    ran_a, ran_b = a.ran, b.ran
+    points_a = list(dict.fromkeys(settings(ran_a, keys)))
+    points_b = list(dict.fromkeys(settings(ran_b, keys)))
+    common = [p for p in points_a if p in set(points_b)]
+    if not common:
+        raise UserError(f"the runs share no grid point that trained (runs of {a.suite_name!r} and "
+                        f"{b.suite_name!r}, matched on {', '.join(keys) or 'nothing'})",
+                        source=str(b.dir))
+    labels_a, labels_b = settings(ran_a, keys), settings(ran_b, keys)
+    changes = []
+    for values in common:
+        ga, gb = ran_a[equals(labels_a, values)], ran_b[equals(labels_b, values)]
+        for metric in metrics:
+            xa, xb = ga[metric].astype(float), gb[metric].astype(float)
+            d = welch(xb, xa)
+            mean_a = _finite_mean(xa)
+            mean_b = _finite_mean(xb)
+            failed = [t for t in thresholds if t.metric == metric and t.crossed(mean_a, mean_b)]
+            changes.append(Change(dict(zip(keys, values)), metric, mean_a, mean_b, d.n_b, d.n_a,
+                                  d.p, failed))
+    return Comparison(a, b, keys, metrics, changes, _fixed_differences(a, b, keys),
+                      [dict(zip(keys, v)) for v in points_a if v not in set(points_b)],
+                      [dict(zip(keys, v)) for v in points_b if v not in set(points_a)])
+
+
+def _finite_mean(values: pd.Series) -> float:
+    finite = values[values.map(math.isfinite)]
+    return float(finite.mean()) if len(finite) else math.nan
+
+
+def cell(change: Change) -> str:
+    """"-0.021*" : the change B − A, starred where Welch's p < 0.05, flagged where it failed."""
+    if math.isnan(change.a) and math.isnan(change.b):
+        return DASH  # nothing on either side (a tanh net's dead fraction, a target never met)
+    if not (math.isfinite(change.a) and math.isfinite(change.b)):
+        return f"{sig(change.a)} → {sig(change.b)}"
+    text = signed(change.diff, 3) if change.diff else "0"
+    if change.significant:
+        text += "*"
+    if change.failed:
+        text += " FAIL"
+    return text
+
+
+def markdown(result: Comparison) -> str:
+    a, b = result.a, result.b
+    lines = [f"# {a.suite_name}: {a.run_id} → {b.suite_name}: {b.run_id}", "",
+             f"A = `{a.dir}`, B = `{b.dir}`. Each cell is the change of the mean over seeds, B − A; "
+             f"`*` marks Welch's two-sided p < {ALPHA:g} over seeds; `FAIL` marks a `--fail-on` "
+             "threshold crossed.", ""]
+    if result.setting_changes:
+        lines += ["Settings that differ between the runs:", ""]
+        lines += [f"- `{k}`: {va} → {vb}" for k, va, vb in result.setting_changes] + [""]
+    for label, points in (("only in A", result.only_a), ("only in B", result.only_b)):
+        if points:
+            lines.append(f"Grid points {label} (not compared): {len(points)}")
+            lines.append("")
+    header = [short(k) for k in result.keys] + [f"Δ {m}" for m in result.metrics]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
+    for point, row in _rows(result):
+        cells = [show(point[k]) for k in result.keys] + [cell(c) for c in row]
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    lines += ["", "Per metric, largest moves:", ""]
+    for metric in result.metrics:
+        ranked = sorted((c for c in result.changes if c.metric == metric and math.isfinite(c.diff)),
+                        key=lambda c: -abs(c.diff))
+        if ranked:
+            c = ranked[0]
+            where = ", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items())
+            lines.append(f"- `{metric}`: {sig(c.a)} → {sig(c.b)} at {where or 'the only point'} "
+                         f"(p {p_value(c.p)}, {c.n_a} vs {c.n_b} seeds)")
+    if result.failures:
+        lines += ["", f"**{len(result.failures)} regression(s) past --fail-on.**"]
+    return "\n".join(lines) + "\n"
+
+
+def _rows(result: Comparison):
+    """(point, [change per metric]) in grid order."""
+    by_point: dict[tuple, list[Change]] = {}
+    for c in result.changes:
+        by_point.setdefault(tuple(c.point.values()), []).append(c)
+    for values, row in by_point.items():
+        yield dict(zip(result.keys, values)), row
