@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -50,8 +51,8 @@ lr_scaling = "linear"
 """
 
 
-def bare_epoch_times(spec: TrialSpec) -> list[float]:
-    """Seconds of each epoch of the plain loop on ``spec``."""
+def bare_epoch(spec: TrialSpec) -> Callable[[], None]:
+    """One epoch of the plain loop on ``spec`` (full batch, k micro-batches), as a callable."""
     cfg = spec.train
     torch.manual_seed(spec.seed)
     data = make_task(spec.task)
@@ -61,14 +62,25 @@ def bare_epoch_times(spec: TrialSpec) -> list[float]:
     x, y, n = data.x_train, data.y_train, len(data.x_train)
     k = cfg.accumulation_steps
     chunks = list(zip(x.tensor_split(k), y.tensor_split(k)))
-    times = []
-    for _ in range(cfg.epochs):
-        t0 = time.perf_counter()
+    loss_fn = F.cross_entropy if data.kind == "classification" else F.mse_loss
+
+    def epoch() -> None:
         opt.zero_grad()
         for xb, yb in chunks:
-            loss = F.cross_entropy(model(xb), yb)
+            loss = loss_fn(model(xb), yb)
             (loss * (len(xb) / n) if k > 1 else loss).backward()
         opt.step()
+
+    return epoch
+
+
+def bare_epoch_times(spec: TrialSpec) -> list[float]:
+    """Seconds of each epoch of the plain loop on ``spec``."""
+    epoch = bare_epoch(spec)
+    times = []
+    for _ in range(spec.train.epochs):
+        t0 = time.perf_counter()
+        epoch()
         times.append(time.perf_counter() - t0)
     return times
 

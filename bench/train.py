@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -78,6 +79,21 @@ def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
         return TrialResult(row)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+def epoch_runner(spec: TrialSpec, logged: bool) -> Callable[[], None]:
+    """One epoch of ``spec``'s training loop, to call again and again (the benchmarks time it):
+    with ``logged`` the epoch carries the probes, as every ``log_every``-th epoch does."""
+    trainer = _Trainer(spec, trial_row(spec, torch.get_num_threads()))
+    epoch_fn = (trainer._full_batch_epoch if spec.train.batch_size == "full"
+                else trainer._mini_batch_epoch)
+
+    def epoch() -> None:
+        epoch_fn(1, logged, True, None)
+        trainer.curves.clear()  # a benchmark calls this thousands of times
+        trainer.layers.clear()
+
+    return epoch
 
 
 class _Trainer:

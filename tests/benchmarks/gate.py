@@ -1,0 +1,43 @@
+"""`tox -e bench`: time the speed guards, save the run, and compare it with the last saved run.
+
+    python tests/benchmarks/gate.py [--threshold 150] [pytest options...]
+
+The first run on a machine has nothing to compare with: it is saved as the baseline, and the
+gate passes. Every later run is saved too, and fails when a benchmark's median exceeds the
+baseline's by more than ``--threshold`` percent. To take a new baseline, delete ``.benchmarks/``
+(or pass ``--benchmark-compare=NNNN`` to compare with run NNNN). 150% (a median over 2.5x its baseline) is what this project's
+2-core VM needs: three unchanged runs there differed by up to 2.0x in a median (1.4x typical).
+On a quiet machine pass a lower one, e.g. ``tox -e bench -- --threshold 20``.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+STORAGE = ROOT / ".benchmarks"
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threshold", type=float, default=150.0,
+                        help="percent a median may grow over the last saved run's (default 150)")
+    args, rest = parser.parse_known_args(argv)
+    saved = sorted(STORAGE.glob("*/*.json"))
+    options = [str(Path(__file__).parent), "-q", "--benchmark-enable", "--benchmark-autosave",
+               f"--benchmark-storage=file://{STORAGE}", "--benchmark-columns=median,iqr,rounds",
+               "--benchmark-sort=name"]
+    if saved:  # against the baseline, the first saved run: a slow run saved later is no new norm
+        baseline = saved[0].name.split("_", 1)[0]
+        options += [f"--benchmark-compare={baseline}",
+                    f"--benchmark-compare-fail=median:{args.threshold:g}%"]
+    else:
+        print(f"no saved benchmark run in {STORAGE}: this run becomes the baseline", flush=True)
+    sys.path.insert(0, str(ROOT))  # `tests.conftest` is imported as a package from the root
+    return pytest.main(options + rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
