@@ -54,8 +54,10 @@ class ClaimResult:
 
     @property
     def worst(self) -> PointCheck | None:
-        failed = [p for p in self.points if not p.ok]
-        return (failed or self.points or [None])[0]
+        """The point nearest to (or furthest past) its bound."""
+        if not self.points:
+            return None
+        return min(self.points, key=lambda p: _margin(self.claim, p.value))
 
     def bound(self) -> str:
         c = self.claim
@@ -161,6 +163,20 @@ def _mean(values: pd.Series) -> tuple[float, int]:
     finite = values.astype(float)
     finite = finite[finite.map(math.isfinite)]
     return (float(finite.mean()) if len(finite) else math.nan), len(finite)
+
+
+def _margin(claim: Expect, value: float) -> float:
+    """How far inside its tightest bound ``value`` lies (negative: how far outside)."""
+    if not math.isfinite(value):
+        return -math.inf
+    margins = []
+    if claim.min is not None:
+        margins.append(value - claim.min)
+    if claim.max is not None:
+        margins.append(claim.max - value)
+    if claim.by_at_least is not None:
+        margins.append((-value if lower_is_better(claim.metric) else value) - claim.by_at_least)
+    return min(margins)
 
 
 def _holds(claim: Expect, value: float) -> bool:
