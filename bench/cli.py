@@ -78,10 +78,15 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list tasks, activations, inits and optimizers")
 
-    perf = sub.add_parser("perf", help="measure the harness: instrumentation overhead")
+    perf = sub.add_parser("perf", help="measure the harness: instrumentation overhead, or with "
+                                       "--scaling SUITE the executors' throughput")
     perf.add_argument("--epochs", type=_positive, default=300)
     perf.add_argument("--repeats", type=_positive, default=5)
     perf.add_argument("--threads", type=_positive, default=1)
+    perf.add_argument("--scaling", type=Path, metavar="SUITE.toml",
+                      help="time SUITE (its CPU points, --epochs each) with 1 worker x 1 and x 2 "
+                           "threads and with --workers N, best of --repeats")
+    perf.add_argument("--workers", type=_positive, default=2)
     return parser
 
 
@@ -101,6 +106,10 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args.run_dir, args.out, args.format, console)
         if args.command == "perf":
             from .perf import main as perf_main
+            from .perf import scaling_main
+            if args.scaling:
+                return scaling_main(load_suite(args.scaling), args.epochs, args.repeats,
+                                    args.workers, console)
             return perf_main(args.epochs, args.repeats, args.threads)
         return _run(args, console)
     except UserError as exc:

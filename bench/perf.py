@@ -16,6 +16,8 @@ epoch (every ``log_every``-th epoch carries the probes). The overhead at the def
 
 from __future__ import annotations
 
+import math
+import os
 import statistics
 import time
 from collections.abc import Callable
@@ -116,5 +118,59 @@ def main(epochs: int, repeats: int, threads: int) -> int:
     for r in overhead(epochs, repeats, threads):
         table.add_row(r["activation"], str(r["k"]), f"{r['bare_ms']:.3f}",
                       f"{r['unlogged_ms']:.3f}", f"{r['logged_ms']:.3f}", f"{r['ratio']:.3f}x")
+    console.print(table)
+    return 0
+
+
+# -- throughput of the executors -------------------------------------------------------------------
+
+def shortened(suite, epochs: int):
+    """``suite`` with every point trained for ``epochs`` (CUDA points dropped where they would
+    only be skipped): the same grid and trials, in a fraction of the time."""
+    import dataclasses
+
+    from .provenance import cuda_unavailable_reason
+
+    points = tuple(dataclasses.replace(p, train=p.train.model_copy(update={"epochs": epochs}))
+                   for p in suite.points if not cuda_unavailable_reason(p.train.device))
+    return dataclasses.replace(suite, points=points)
+
+
+def throughput(suite, configs: list[tuple[int, int]], repeats: int = 1) -> list[dict]:
+    """Trials per second of ``run_suite`` for each (workers, threads), interleaved ``repeats``
+    times so that machine noise hits every configuration alike; the best of the repeats."""
+    import tempfile
+    from pathlib import Path
+
+    from .runner import RunOptions, run_suite
+    from .suite import expand
+
+    n = len(expand(suite))
+    best: dict[tuple[int, int], float] = {}
+    quiet = Console(file=open(os.devnull, "w"))  # noqa: SIM115 - lives as long as the process
+    for _ in range(repeats):
+        for workers, threads in configs:
+            with tempfile.TemporaryDirectory() as tmp:
+                t0 = time.perf_counter()
+                run_suite(suite, RunOptions(out=Path(tmp), workers=workers, threads=threads), quiet)
+                wall = time.perf_counter() - t0
+            best[(workers, threads)] = min(wall, best.get((workers, threads), math.inf))
+    return [{"workers": w, "threads": t, "trials": n, "wall_s": best[(w, t)],
+             "trials_per_s": n / best[(w, t)]} for w, t in configs]
+
+
+def scaling_main(suite, epochs: int, repeats: int, workers: int, console: Console) -> int:
+    short = shortened(suite, epochs)
+    configs = [(1, 1), (1, 2), (workers, 1)]
+    console.print(f"executor throughput: {suite.name}'s CPU points at {epochs} epochs, best of "
+                  f"{repeats}, configurations interleaved", soft_wrap=True)
+    rows = throughput(short, configs, repeats)
+    single = max(r["trials_per_s"] for r in rows if r["workers"] == 1)
+    table = Table()
+    for col in ("workers", "threads", "trials", "wall s", "trials/s", "vs best single process"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(str(r["workers"]), str(r["threads"]), str(r["trials"]), f"{r['wall_s']:.1f}",
+                      f"{r['trials_per_s']:.2f}", f"{r['trials_per_s'] / single:.2f}x")
     console.print(table)
     return 0
