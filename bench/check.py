@@ -203,3 +203,33 @@ def describe_point(result: ClaimResult) -> str:
     return (f"{label} {shown} over {worst.n} seed{'s' if worst.n != 1 else ''}"
             + (f" at {where}" if where else "")
             + (f" ({len(result.points)} points)" if len(result.points) > 1 else ""))
+
+
+def claimed_points(suite):
+    """``suite`` cut down to the grid points its claims look at (``where``, and ``where`` with
+    ``vs`` applied) that can run here: the short version of a suite that CI checks."""
+    import dataclasses
+
+    from .provenance import cuda_unavailable_reason
+    from .suite import expand
+
+    def config(spec) -> dict:
+        return {"variant": spec.variant, "seed": spec.seed, **spec.config}
+
+    def matches(cfg: dict, conditions: dict) -> bool:
+        return all(k in cfg and hashable(cfg[k]) == _norm(v) for k, v in conditions.items())
+
+    wanted = set()
+    for spec in expand(suite):
+        cfg = config(spec)
+        for claim in suite.expect:
+            if matches(cfg, claim.where):
+                wanted.add(spec.trial_id)
+                if claim.vs:  # the point it is compared with
+                    wanted |= {s.trial_id for s in expand(suite)
+                               if matches(config(s), {**{k: v for k, v in cfg.items()
+                                                         if k not in ("seed",)},
+                                                      **claim.vs, "seed": spec.seed})}
+    keep = [p for p in suite.points if not cuda_unavailable_reason(p.train.device)
+            and any(s.trial_id in wanted for s in expand(dataclasses.replace(suite, points=(p,))))]
+    return dataclasses.replace(suite, points=tuple(keep))
