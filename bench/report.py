@@ -252,11 +252,32 @@ def default_out(run: RunData, root: Path = Path("reports")) -> Path:
     return root / run.suite_name / run.run_id
 
 
+def _claims(run: RunData) -> tuple[Table | None, str]:
+    """The suite's [[expect]] claims as `bench check` judges them (or why they cannot be)."""
+    from .check import check, describe_point
+
+    try:
+        results = check(run)
+    except UserError as exc:
+        return None, f"The suite's claims cannot be checked on this run: {exc}"
+    if not results:
+        return None, ""
+    rows = [[Cell(str(r.index), r.index), Cell(r.text()), Cell(r.claim.metric),
+             Cell(describe_point(r)), Cell(r.bound()), Cell(r.verdict, best=r.verdict == "pass")]
+            for r in results]
+    failed = sum(r.verdict == "fail" for r in results)
+    note = (f"{len(results) - failed} of {len(results)} claims hold" if not failed
+            else f"{failed} of {len(results)} claims FAIL")
+    return Table(["#", "claim", "metric", "value (worst point)", "bound", "verdict"], rows,
+                 [True, False, False, False, False, False]), note
+
+
 def build(run: RunData) -> dict:
     """Everything both templates show, computed once."""
     from .figures import figures  # matplotlib is imported only when a report is drawn
 
     status, status_notes = _statuses(run)
+    claims, claims_note = _claims(run)
     views = []
     secs = sections(run)
     for section in secs:
@@ -278,6 +299,8 @@ def build(run: RunData) -> dict:
         "fixed": _fixed(run),
         "status": status,
         "status_notes": status_notes,
+        "claims": claims,
+        "claims_note": claims_note,
         "sections": views,
         "methods": METHODS,
         "n_trials": len(run.trials),

@@ -299,3 +299,36 @@ def test_variants_that_fix_their_activation_are_the_grid_axis(tmp_path):
     text = md.read_text()
     assert "| variant | seeds |" in text and "variant = relu vs linear" in text
     assert "fig1_loss.png" in text
+
+
+def test_the_report_shows_the_suites_claims_and_their_verdicts(tmp_path):
+    body = """
+        seeds = [0, 1]
+        [task]
+        kind = "cubic"
+        points = 30
+        [model]
+        hidden = [8]
+        activation = "tanh"
+        [train]
+        optimizer = "adam"
+        lr = 0.02
+        epochs = 10
+        log_every = 5
+        [[expect]]
+        description = "holds: a loss is never negative"
+        metric = "final_loss"
+        min = 0
+        [[expect]]
+        description = "fails: ten epochs do not fit a cubic to 1e-9"
+        metric = "final_loss"
+        max = 1e-9
+    """
+    run_dir = _run(tmp_path, body, "claimed")
+    html, md = render(run_dir, tmp_path / "report")
+    text = md.read_text()
+    claims = text.split("### Claims (`bench check`)")[1].split("## Task")[0]
+    assert "1 of 2 claims FAIL" in claims
+    assert "| holds: a loss is never negative | final_loss |" in claims and "**pass**" in claims
+    assert "| fails: ten epochs do not fit a cubic to 1e-9 |" in claims and "| fail |" in claims
+    assert "claims FAIL" in html.read_text()
