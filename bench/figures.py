@@ -401,8 +401,13 @@ def fig_timing(run: RunData, section: Section) -> Figure | None:
                             boxprops={"alpha": 0.55}, legend=bool(hue), **style)
             dots = ({"hue": hue, "hue_order": style["hue_order"], "dodge": True, "legend": False,
                      "palette": dict.fromkeys(style["hue_order"], "0.15")} if hue else {"color": "0.15"})
-            sns.stripplot(sub, x=ACTIVATION, y="time", order=acts, size=2.5, jitter=0.15, ax=ax,
-                          **dots)
+            state = np.random.get_state()  # seaborn jitters with numpy's global RNG: the same
+            np.random.seed(0)              # report from the same run, without touching callers
+            try:
+                sns.stripplot(sub, x=ACTIVATION, y="time", order=acts, size=2.5, jitter=0.15,
+                              ax=ax, **dots)
+            finally:
+                np.random.set_state(state)
             ax.set_title(f"{short(col)} = {show(level)}" if col else "")
             ax.set_xlabel("activation")
             ax.set_ylabel(f"time per epoch ({unit})" if ax is axes.flat[0] else "")
