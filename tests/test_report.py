@@ -332,3 +332,10 @@ def test_the_report_shows_the_suites_claims_and_their_verdicts(tmp_path):
     assert "| holds: a loss is never negative | final_loss |" in claims and "**pass**" in claims
     assert "| fails: ten epochs do not fit a cubic to 1e-9 |" in claims and "| fail |" in claims
     assert "claims FAIL" in html.read_text()
+
+
+def test_the_same_run_draws_the_same_report(runs, reports, tmp_path):
+    again = render(runs["spiral"], tmp_path / "again")
+    assert again[0].read_bytes() == (reports / "spiral" / "report.html").read_bytes()
+    for png in (reports / "spiral" / "figures").glob("*.png"):
+        assert (tmp_path / "again" / "figures" / png.name).read_bytes() == png.read_bytes(), png.name
