@@ -178,11 +178,26 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         table.add_row(*[show(v) for v in values],
                       *[f"[bold red]{cell(c)}[/]" if c.failed else escape(cell(c)) for c in changes])
     console.print(table)
+    if a.suite_name != b.suite_name:
+        console.print(f"note: these are runs of different suites ({a.suite_name!r}, "
+                      f"{b.suite_name!r}); points are matched on {', '.join(result.keys)}",
+                      highlight=False, markup=False)
     for key, va, vb in result.setting_changes:
         console.print(f"setting changed: {key}: {va} → {vb}", highlight=False, markup=False)
-    out = args.out or Path("reports") / a.suite_name / f"compare_{a.run_id}_vs_{b.run_id}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(out, markdown(result).encode())
+    for label, points in (("A", result.only_a), ("B", result.only_b)):
+        if points:
+            console.print(f"{len(points)} grid points trained only in {label}: not compared",
+                          highlight=False)
+    name = f"compare_{a.run_id}_vs_{b.run_id}.md"
+    out = args.out or Path("reports") / a.suite_name / name
+    if out.is_dir():
+        out = out / name
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(out, markdown(result).encode())
+    except OSError as exc:
+        raise UserError(f"cannot write the comparison: {exc.strerror}", source=str(out),
+                        key="--out") from None
     console.print(f"markdown: {out}", highlight=False, soft_wrap=True)
     if result.failures:
         for c in result.failures:
@@ -200,7 +215,8 @@ def _check(run_dir: Path, console: Console) -> int:
     run = RunData.open(run_dir)
     results = check(run)
     if not results:
-        console.print(f"{run.suite_name}: the suite has no [[expect]] claims", highlight=False)
+        console.print(f"{run.suite_name}: the suite text stored with this run has no [[expect]] "
+                      "claims", highlight=False, markup=False)
         return 0
     table = Table(title=f"{run.suite_name}: claims on run {run.run_id}")
     for column in ("#", "claim", "metric", "value", "bound", "verdict"):

@@ -29,28 +29,41 @@ class Threshold:
     """``metric:+0.05`` or ``metric:-2%``: the sign says which way is a regression."""
 
     metric: str
-    delta: float
+    delta: float      # how far, always >= 0
+    up: bool          # True: a rise past delta is the regression; False: a fall past delta
     relative: bool
 
     @classmethod
     def parse(cls, text: str) -> Threshold:
-        match = re.fullmatch(r"\s*([\w.]+)\s*:\s*([+-])\s*(\d+(?:\.\d*)?(?:e[+-]?\d+)?)\s*(%?)\s*", text)
+        match = re.fullmatch(r"\s*([\w.]+)\s*:\s*([+-])\s*(\d*\.?\d+(?:[eE][+-]?\d+)?)\s*(%?)\s*",
+                             text)
         if not match:
             raise UserError(f"--fail-on {text!r}: expected METRIC:+DELTA or METRIC:-DELTA, with an "
                             "optional %, e.g. final_accuracy:-0.02 or time_per_epoch_s:+20%",
                             key="--fail-on", value=text)
         metric, sign, number, percent = match.groups()
-        delta = float(number) * (1 if sign == "+" else -1)
-        return cls(metric, delta / 100 if percent else delta, bool(percent))
+        delta = float(number) / (100 if percent else 1)
+        return cls(metric, delta, sign == "+", bool(percent))
 
-    def crossed(self, a: float, b: float) -> bool:
-        if not (math.isfinite(a) and math.isfinite(b)):
-            return math.isfinite(a) != math.isfinite(b)  # one side diverged: that is a move
-        change = (b - a) / abs(a) if self.relative and a != 0 else b - a
-        return change < self.delta if self.delta < 0 else change > self.delta
+    def crossed(self, a: float, b: float, n_a: int = 0, n_b: int = 0) -> bool:
+        """Did the mean move from ``a`` to ``b`` past the threshold, the regression's way? Fewer
+        finite seeds in B than in A (a seed that now diverges) also counts."""
+        if n_b < n_a:
+            return True
+        if not math.isfinite(b):
+            return math.isfinite(a)  # it diverged now; a run that stopped diverging is no regression
+        if not math.isfinite(a):
+            return False
+        change = b - a
+        if self.relative:
+            if a == 0:
+                return change > 0 if self.up else change < 0  # any move from 0 is unbounded
+            change /= abs(a)
+        return change > self.delta if self.up else change < -self.delta
 
     def __str__(self) -> str:
-        return f"{self.metric}:{self.delta * (100 if self.relative else 1):+g}{'%' if self.relative else ''}"
+        amount = f"{self.delta * 100:g}%" if self.relative else f"{self.delta:g}"
+        return f"{self.metric}:{'+' if self.up else '-'}{amount}"
 
 
 @dataclass
@@ -90,25 +103,45 @@ class Comparison:
 
 
 def _fixed_differences(a: RunData, b: RunData, keys: list[str]) -> list[tuple[str, str, str]]:
+    """Settings outside the matched keys whose values differ between the runs; where the runs
+    have variants, a key a variant pins is compared variant by variant."""
     out = []
     for column in sorted(set(a.config_columns) | set(b.config_columns)):
         if column in keys:
             continue
-        va = show(a.fixed.get(column)) if column in a.trials else "(absent)"
-        vb = show(b.fixed.get(column)) if column in b.trials else "(absent)"
+        va, vb = _values_by_variant(a, column), _values_by_variant(b, column)
         if va != vb:
-            out.append((column, va, vb))
+            out.append((column, _describe(va), _describe(vb)))
     return out
+
+
+def _values_by_variant(run: RunData, column: str) -> dict:
+    if column not in run.trials:
+        return {"": "(absent)"}
+    pairs = zip(run.trials["variant"].astype(str), (show(v) for v in run.trials[column]))
+    by: dict[str, set] = {}
+    for variant, value in pairs:
+        by.setdefault(variant, set()).add(value)
+    return {k: ", ".join(sorted(v)) for k, v in by.items()}
+
+
+def _describe(values: dict) -> str:
+    if len(set(values.values())) == 1:
+        return next(iter(values.values()))
+    return "; ".join(f"{v} ({k or 'no variant'})" for k, v in sorted(values.items()))
 
 
 def compare(a: RunData, b: RunData, thresholds: list[Threshold] = (),
             metrics: list[str] | None = None) -> Comparison:
     metrics = metrics or [m for m in DEFAULT_METRICS if m in a.trials and m in b.trials]
+    numeric = sorted(c for c in set(a.trials.columns) & set(b.trials.columns)
+                     if pd.api.types.is_numeric_dtype(a.trials[c])
+                     and pd.api.types.is_numeric_dtype(b.trials[c]))
     for t in thresholds:
-        if t.metric not in a.trials or t.metric not in b.trials:
-            columns = sorted(set(a.trials.columns) & set(b.trials.columns))
-            raise UserError(f"--fail-on {t}: {t.metric!r} is not a trials column of both runs"
-                            f"{did_you_mean(t.metric, columns)}", key="--fail-on", value=t.metric)
+        if t.metric not in numeric:
+            raise UserError(f"--fail-on {t}: {t.metric!r} is not a numeric trials column of both "
+                            f"runs{did_you_mean(t.metric, numeric)}; valid choices: "
+                            f"{', '.join(numeric)}", key="--fail-on", value=t.metric)
         if t.metric not in metrics:
             metrics.append(t.metric)
     keys = list(dict.fromkeys(a.varied_keys + b.varied_keys))
@@ -130,7 +163,8 @@ def compare(a: RunData, b: RunData, thresholds: list[Threshold] = (),
             d = welch(xb, xa)
             mean_a = _finite_mean(xa)
             mean_b = _finite_mean(xb)
-            failed = [t for t in thresholds if t.metric == metric and t.crossed(mean_a, mean_b)]
+            failed = [t for t in thresholds
+                      if t.metric == metric and t.crossed(mean_a, mean_b, d.n_b, d.n_a)]
             changes.append(Change(dict(zip(keys, values)), metric, mean_a, mean_b, d.n_b, d.n_a,
                                   d.p, failed))
     return Comparison(a, b, keys, metrics, changes, _fixed_differences(a, b, keys),
@@ -177,8 +211,8 @@ def markdown(result: Comparison) -> str:
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     lines += ["", "Per metric, largest moves:", ""]
     for metric in result.metrics:
-        ranked = sorted((c for c in result.changes if c.metric == metric and math.isfinite(c.diff)),
-                        key=lambda c: -abs(c.diff))
+        ranked = sorted((c for c in result.changes if c.metric == metric
+                         and math.isfinite(c.diff) and c.diff != 0), key=lambda c: -abs(c.diff))
         if ranked:
             c = ranked[0]
             where = ", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items())

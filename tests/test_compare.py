@@ -77,17 +77,30 @@ def test_a_changed_default_learning_rate_is_caught(runs, tmp_path, capsys):
 
 def test_thresholds_parse_and_cross():
     t = Threshold.parse("final_accuracy:-0.02")
-    assert (t.metric, t.delta, t.relative) == ("final_accuracy", -0.02, False)
+    assert (t.metric, t.delta, t.up, t.relative) == ("final_accuracy", 0.02, False, False)
     assert t.crossed(0.95, 0.92) and not t.crossed(0.95, 0.94) and not t.crossed(0.9, 0.99)
     r = Threshold.parse("time_per_epoch_s:+20%")
-    assert r.relative and r.delta == pytest.approx(0.2)
+    assert r.relative and r.up and r.delta == pytest.approx(0.2)
     assert r.crossed(1.0, 1.25) and not r.crossed(1.0, 1.15)
-    assert Threshold.parse("final_loss:+0.1").crossed(0.5, float("inf"))  # diverged
+    assert r.crossed(0.0, 0.01) and not r.crossed(0.0, 0.0)  # any rise from 0 is unbounded
+    zero = Threshold.parse("final_accuracy:-0")  # "-0": any fall, and a rise is fine
+    assert zero.crossed(0.9, 0.8) and not zero.crossed(0.8, 0.9)
+    nan, inf = float("nan"), float("inf")
+    loss = Threshold.parse("final_loss:+0.1")
+    assert loss.crossed(0.5, inf)             # it diverges now
+    assert not loss.crossed(nan, 0.5)         # it stopped diverging: no regression
+    assert loss.crossed(0.5, 0.45, n_a=3, n_b=2)  # one seed now diverges, the rest improved
+    assert str(Threshold.parse("x:-.02")) == "x:-0.02" and Threshold.parse("x:+1E-3").delta == 1e-3
     with pytest.raises(UserError, match="expected METRIC:"):
         Threshold.parse("final_accuracy=0.02")
 
 
-def test_bad_fail_on_metric_is_a_user_error(runs):
+def test_bad_fail_on_metric_is_a_user_error(runs, tmp_path):
+    a, b = RunData.open(runs["base"]), RunData.open(runs["rerun"])
     with pytest.raises(UserError, match="did you mean 'final_accuracy'"):
-        compare(RunData.open(runs["base"]), RunData.open(runs["rerun"]),
-                [Threshold.parse("final_acuracy:-0.02")])
+        compare(a, b, [Threshold.parse("final_acuracy:-0.02")])
+    with pytest.raises(UserError, match="not a numeric trials column"):
+        compare(a, b, [Threshold.parse("device_name:+1")])
+    # --out naming a folder puts the default file name in it
+    assert main(["compare", str(runs["base"]), str(runs["rerun"]), "--out", str(tmp_path)]) == 0
+    assert len(list(tmp_path.glob("compare_*_vs_*.md"))) == 1
