@@ -24,7 +24,7 @@ from .errors import UserError, did_you_mean
 from .rundata import RunData, equals, hashable, settings, show
 from .suite import Expect, parse_suite
 
-LOWER_IS_BETTER = ("loss", "time", "memory", "epochs", "dead", "saturated")
+LOWER_IS_BETTER = ("loss", "time", "memory", "epochs_to_target", "dead", "saturated")
 
 
 def lower_is_better(metric: str) -> bool:
@@ -37,6 +37,7 @@ class PointCheck:
     value: float          # the metric's mean over seeds (or the difference with vs)
     n: int               # seeds with a finite value
     ok: bool
+    diverged: int = 0     # seeds that diverged (they fail the point whatever the mean)
 
 
 @dataclass
@@ -57,7 +58,7 @@ class ClaimResult:
         """The point nearest to (or furthest past) its bound."""
         if not self.points:
             return None
-        return min(self.points, key=lambda p: _margin(self.claim, p.value))
+        return min(self.points, key=lambda p: -math.inf if p.diverged else _margin(self.claim, p.value))
 
     def bound(self) -> str:
         c = self.claim
@@ -132,6 +133,16 @@ def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
     _validate(run, i, claim)
     result = ClaimResult(i, claim)
     matched = _select(run.trials, claim.where)
+    if matched.empty:
+        where = ", ".join(f"{k} = {show(v)}" for k, v in claim.where.items())
+        raise UserError(f"[[expect]] #{i}: no trial has {where} all at once (each value exists, "
+                        "the combination does not)", key="where", value=claim.where)
+    vs_side = None
+    if claim.vs:
+        vs_side = _select(run.trials, {**claim.where, **claim.vs})
+        if set(vs_side["trial_id"]) == set(matched["trial_id"]):
+            raise UserError(f"[[expect]] #{i}: vs changes nothing: it selects the same trials as "
+                            "where", key="vs", value=claim.vs)
     ran = matched[matched["status"].isin(("ok", "diverged"))]
     keys = [k for k in run.varied_keys if k not in claim.where]
     if ran.empty:
@@ -145,18 +156,37 @@ def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
         if claim.vs and all(k in point and point[k] == _norm(v) for k, v in claim.vs.items()):
             continue  # this point is the comparison itself
         value, n = _mean(group[claim.metric])
+        diverged = int((group["status"] == "diverged").sum())
         if claim.vs:
-            other_point = {**point, **claim.where, **claim.vs}
-            other = _select(run.trials, {k: v for k, v in other_point.items() if k in run.trials})
-            other = other[other["status"].isin(("ok", "diverged"))]
+            other = _compared(run, vs_side, point, claim)
             if other.empty:
                 continue  # the compared point did not run (skipped): nothing to compare here
             base, n_other = _mean(other[claim.metric])
             value, n = value - base, min(n, n_other)
-        result.points.append(PointCheck(point, value, n, _holds(claim, value)))
+            diverged += int((other["status"] == "diverged").sum())
+        if n == 0 and not diverged:
+            continue  # the metric has no value here by nature (a tanh net's dead fraction)
+        # a diverged seed fails any bound, even when the other seeds' mean would pass
+        result.points.append(PointCheck(point, value, n, _holds(claim, value) and not diverged,
+                                        diverged))
     if not result.points:
-        result.note = "the compared trials did not run"
+        result.note = ("the compared trials did not run" if claim.vs else
+                       f"{claim.metric} has no value in the matched trials")
     return result
+
+
+def _compared(run: RunData, vs_side: pd.DataFrame, point: dict, claim: Expect) -> pd.DataFrame:
+    """The trials ``point`` is compared with: the ``vs`` side at the same values of the other
+    keys, except keys the ``vs`` side never takes at those values (a ``[[variant]]`` that pins
+    the activation: relu's variant is not identity's)."""
+    other = vs_side[vs_side["status"].isin(("ok", "diverged"))]
+    for key, value in point.items():
+        if key in claim.vs:
+            continue
+        same = other[equals(other[key], value)]
+        if not same.empty:
+            other = same
+    return other
 
 
 def _mean(values: pd.Series) -> tuple[float, int]:
@@ -200,7 +230,11 @@ def describe_point(result: ClaimResult) -> str:
     where = ", ".join(f"{k} = {show(v)}" for k, v in worst.point.items())
     shown = f"{worst.value:.6g}"
     label = "difference" if result.claim.vs else "mean"
-    return (f"{label} {shown} over {worst.n} seed{'s' if worst.n != 1 else ''}"
+    if result.claim.vs and result.claim.by_at_least is not None:
+        gain = -worst.value if lower_is_better(result.claim.metric) else worst.value
+        label, shown = "improvement", f"{gain:.6g}"
+    diverged = f", {worst.diverged} diverged" if worst.diverged else ""
+    return (f"{label} {shown} over {worst.n} seed{'s' if worst.n != 1 else ''}{diverged}"
             + (f" at {where}" if where else "")
             + (f" ({len(result.points)} points)" if len(result.points) > 1 else ""))
 

@@ -46,6 +46,8 @@ class Expect(BaseModel):
             raise ValueError("by_at_least compares with another setting: add vs = { key = value }")
         if self.vs is not None and not self.vs:
             raise ValueError("vs = {} names no setting to compare with")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min = {self.min!r} is above max = {self.max!r}: no value can pass")
         return self
 
 

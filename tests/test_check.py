@@ -140,3 +140,85 @@ def test_cli_exit_statuses(run_dir, tmp_path, capsys):
                 assert "metric 'nope' is not a trials column" in out.err
     finally:
         manifest_path.write_text(original)
+
+
+VARIANTS = """
+seeds = [0, 1]
+[task]
+kind = "spiral"
+points_per_class = 30
+[model]
+hidden = [8]
+activation = "relu"
+[train]
+optimizer = "adam"
+lr = 0.02
+epochs = 30
+log_every = 10
+[[variant]]
+name = "linear"
+"model.hidden" = []
+"model.activation" = "identity"
+"train.optimizer" = "sgd"
+[[variant]]
+name = "relu"
+"""
+
+
+def test_vs_across_variants_that_pin_the_key(tmp_path):
+    """relu vs identity where each variant pins its activation (and optimizer): the compared
+    trials are the other variant's, not 'relu's variant with identity', which does not exist."""
+    run_dir = run_suite(make_suite(VARIANTS, name="v"), RunOptions(out=tmp_path, workers=1)).dir
+    run = RunData.open(run_dir)
+    trials = run.trials.groupby("variant")["final_accuracy"].mean()
+    claims = parse_suite('name = "v"\n' + VARIANTS + """
+[[expect]]
+where = { "model.activation" = "relu" }
+vs = { "model.activation" = "identity" }
+metric = "final_accuracy"
+by_at_least = 0
+""", source="v.toml").expect
+    (result,) = check(run, claims)
+    assert result.verdict == ("pass" if trials["relu"] >= trials["linear"] else "fail")
+    assert result.worst.value == pytest.approx(trials["relu"] - trials["linear"])
+
+
+def test_where_combination_and_empty_vs_are_user_errors(run_dir, tmp_path):
+    run = RunData.open(run_dir)
+    with pytest.raises(UserError, match="vs changes nothing"):
+        check(run, _claims('[[expect]]\nwhere = { "model.activation" = "relu" }\n'
+                           'vs = { "train.optimizer" = "adam" }\nmetric = "final_accuracy"\n'
+                           'by_at_least = 0\n'))
+    variants = RunData.open(run_suite(make_suite(VARIANTS, name="v"),
+                                      RunOptions(out=tmp_path, workers=1)).dir)
+    claim = parse_suite('name = "v"\n' + VARIANTS + """
+[[expect]]
+where = { variant = "linear", "model.activation" = "relu" }
+metric = "final_accuracy"
+min = 0
+""", source="v.toml").expect
+    with pytest.raises(UserError, match="the combination does not"):
+        check(variants, claim)
+
+
+def test_a_diverged_seed_fails_a_bound_and_a_metric_without_values_is_not_checked(run_dir, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    trials = pd.read_parquet(copy / "trials.parquet")
+    first = trials.index[(trials["model.activation"] == "relu") & (trials["train.lr"] == 0.02)][0]
+    trials.loc[first, ["status", "final_loss"]] = ["diverged", float("inf")]
+    trials.to_parquet(copy / "trials.parquet")
+    run = RunData.open(copy)
+    (loss,) = check(run, _claims('[[expect]]\nwhere = { "model.activation" = "relu" }\n'
+                                 'metric = "final_loss"\nmax = 100\n'))
+    assert loss.verdict == "fail" and loss.worst.diverged == 1  # the other seed's mean passes
+    (dead,) = check(run, _claims('[[expect]]\nwhere = { "model.activation" = "sigmoid" }\n'
+                                 'metric = "dead_fraction"\nmax = 0.5\n'))
+    assert dead.verdict == "not checked" and "no value" in dead.note
+
+
+def test_min_above_max_is_rejected():
+    with pytest.raises(UserError, match="is above max"):
+        _claims('[[expect]]\nmetric = "final_accuracy"\nmin = 0.9\nmax = 0.1\n')

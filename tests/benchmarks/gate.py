@@ -26,9 +26,13 @@ STORAGE = ROOT / ".benchmarks"
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threshold", type=float, default=150.0,
-                        help="percent a median may grow over the last saved run's (default 150)")
+                        help="percent a median may grow over the baseline's (default 150)")
     args, rest = parser.parse_known_args(argv)
-    saved = sorted(STORAGE.glob("*/*.json"))
+    from pytest_benchmark.utils import get_machine_id
+
+    # pytest-benchmark keeps one folder per machine id (OS, Python, bits) and resolves
+    # --benchmark-compare=NNNN in this machine's folder only: the baseline must come from there
+    saved = sorted((STORAGE / get_machine_id()).glob("*.json"))
     options = [str(Path(__file__).parent), "-q", "--benchmark-enable", "--benchmark-autosave",
                f"--benchmark-storage=file://{STORAGE}", "--benchmark-columns=median,iqr,rounds",
                "--benchmark-sort=name"]
