@@ -22,6 +22,7 @@ import pandas as pd
 
 from .errors import UserError, did_you_mean
 from .rundata import RunData, equals, hashable, settings, show
+from .stats import mean_ci
 from .suite import Expect, parse_suite
 
 LOWER_IS_BETTER = ("loss", "time", "memory", "epochs_to_target", "dead", "saturated")
@@ -155,14 +156,15 @@ def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
         point = dict(zip(keys, values))
         if claim.vs and all(k in point and point[k] == _norm(v) for k, v in claim.vs.items()):
             continue  # this point is the comparison itself
-        value, n = _mean(group[claim.metric])
+        est = mean_ci(group[claim.metric])  # the finite seeds' mean, and how many
+        value, n = est.mean, est.n
         diverged = int((group["status"] == "diverged").sum())
         if claim.vs:
             other = _compared(run, vs_side, point, claim)
             if other.empty:
                 continue  # the compared point did not run (skipped): nothing to compare here
-            base, n_other = _mean(other[claim.metric])
-            value, n = value - base, min(n, n_other)
+            base = mean_ci(other[claim.metric])
+            value, n = value - base.mean, min(n, base.n)
             diverged += int((other["status"] == "diverged").sum())
         if n == 0 and not diverged:
             continue  # the metric has no value here by nature (a tanh net's dead fraction)
@@ -187,12 +189,6 @@ def _compared(run: RunData, vs_side: pd.DataFrame, point: dict, claim: Expect) -
         if not same.empty:
             other = same
     return other
-
-
-def _mean(values: pd.Series) -> tuple[float, int]:
-    finite = values.astype(float)
-    finite = finite[finite.map(math.isfinite)]
-    return (float(finite.mean()) if len(finite) else math.nan), len(finite)
 
 
 def _margin(claim: Expect, value: float) -> float:
@@ -240,30 +236,21 @@ def describe_point(result: ClaimResult) -> str:
 
 
 def claimed_points(suite):
-    """``suite`` cut down to the grid points its claims look at (``where``, and ``where`` with
-    ``vs`` applied) that can run here: the short version of a suite that CI checks."""
+    """``suite`` cut down to the grid points its claims look at (``where``, and the whole ``vs``
+    side of it) that can run here: the short version of a suite that CI checks."""
     import dataclasses
 
     from .provenance import cuda_unavailable_reason
     from .suite import expand
 
-    def config(spec) -> dict:
-        return {"variant": spec.variant, "seed": spec.seed, **spec.config}
-
-    def matches(cfg: dict, conditions: dict) -> bool:
+    def matches(spec, conditions: dict) -> bool:
+        cfg = {"variant": spec.variant, "seed": spec.seed, **spec.config}
         return all(k in cfg and hashable(cfg[k]) == _norm(v) for k, v in conditions.items())
 
-    wanted = set()
-    for spec in expand(suite):
-        cfg = config(spec)
-        for claim in suite.expect:
-            if matches(cfg, claim.where):
-                wanted.add(spec.trial_id)
-                if claim.vs:  # the point it is compared with
-                    wanted |= {s.trial_id for s in expand(suite)
-                               if matches(config(s), {**{k: v for k, v in cfg.items()
-                                                         if k not in ("seed",)},
-                                                      **claim.vs, "seed": spec.seed})}
+    def claimed(spec) -> bool:
+        return any(matches(spec, c.where) or (c.vs and matches(spec, {**c.where, **c.vs}))
+                   for c in suite.expect)
+
     keep = [p for p in suite.points if not cuda_unavailable_reason(p.train.device)
-            and any(s.trial_id in wanted for s in expand(dataclasses.replace(suite, points=(p,))))]
+            and any(claimed(s) for s in expand(dataclasses.replace(suite, points=(p,))))]
     return dataclasses.replace(suite, points=tuple(keep))

@@ -18,7 +18,7 @@ import pandas as pd
 from .errors import UserError, did_you_mean
 from .formatting import DASH, p_value, sig, signed
 from .rundata import RunData, equals, settings, show
-from .stats import ALPHA, welch
+from .stats import ALPHA, mean_ci, welch
 from .summary import METRICS, short
 
 DEFAULT_METRICS = [m.column for m in METRICS if m.column != "saturated_fraction"]
@@ -87,7 +87,7 @@ class Change:
 
 
 @dataclass
-class Comparison:
+class RunComparison:
     a: RunData
     b: RunData
     keys: list[str]
@@ -132,7 +132,7 @@ def _describe(values: dict) -> str:
 
 
 def compare(a: RunData, b: RunData, thresholds: list[Threshold] = (),
-            metrics: list[str] | None = None) -> Comparison:
+            metrics: list[str] | None = None) -> RunComparison:
     metrics = metrics or [m for m in DEFAULT_METRICS if m in a.trials and m in b.trials]
     numeric = sorted(c for c in set(a.trials.columns) & set(b.trials.columns)
                      if pd.api.types.is_numeric_dtype(a.trials[c])
@@ -161,20 +161,14 @@ def compare(a: RunData, b: RunData, thresholds: list[Threshold] = (),
         for metric in metrics:
             xa, xb = ga[metric].astype(float), gb[metric].astype(float)
             d = welch(xb, xa)
-            mean_a = _finite_mean(xa)
-            mean_b = _finite_mean(xb)
+            mean_a, mean_b = mean_ci(xa).mean, mean_ci(xb).mean
             failed = [t for t in thresholds
                       if t.metric == metric and t.crossed(mean_a, mean_b, d.n_b, d.n_a)]
             changes.append(Change(dict(zip(keys, values)), metric, mean_a, mean_b, d.n_b, d.n_a,
                                   d.p, failed))
-    return Comparison(a, b, keys, metrics, changes, _fixed_differences(a, b, keys),
+    return RunComparison(a, b, keys, metrics, changes, _fixed_differences(a, b, keys),
                       [dict(zip(keys, v)) for v in points_a if v not in set(points_b)],
                       [dict(zip(keys, v)) for v in points_b if v not in set(points_a)])
-
-
-def _finite_mean(values: pd.Series) -> float:
-    finite = values[values.map(math.isfinite)]
-    return float(finite.mean()) if len(finite) else math.nan
 
 
 def cell(change: Change) -> str:
@@ -191,7 +185,7 @@ def cell(change: Change) -> str:
     return text
 
 
-def markdown(result: Comparison) -> str:
+def markdown(result: RunComparison) -> str:
     a, b = result.a, result.b
     lines = [f"# {a.suite_name}: {a.run_id} → {b.suite_name}: {b.run_id}", "",
              f"A = `{a.dir}`, B = `{b.dir}`. Each cell is the change of the mean over seeds, B − A; "
@@ -223,7 +217,7 @@ def markdown(result: Comparison) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _rows(result: Comparison):
+def _rows(result: RunComparison):
     """(point, [change per metric]) in grid order."""
     by_point: dict[tuple, list[Change]] = {}
     for c in result.changes:

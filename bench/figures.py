@@ -28,7 +28,7 @@ from scipy import stats as _st  # noqa: E402
 
 from .activations import ACTIVATIONS  # noqa: E402
 from .formatting import sig, unit_for  # noqa: E402
-from .rundata import RunData, equals, hashable, keyed, settings, show  # noqa: E402
+from .rundata import RunData, equals, keyed, settings, show  # noqa: E402
 from .stats import mean_ci  # noqa: E402
 from .summary import ACTIVATION, Section, short  # noqa: E402
 
@@ -499,43 +499,29 @@ def _in_setting(section: Section, others: list[str], labels, values) -> pd.DataF
     return frame[equals(labels, values)] if others else frame
 
 
-def _representative(run: RunData, section: Section) -> tuple[pd.DataFrame, str]:
-    """The setting (of the non-activation keys) whose activations do best on average, and
-    one trial per activation there: its first seed."""
+def _picks(section: Section) -> list[tuple[str, pd.DataFrame]]:
+    """Settings of the non-activation keys worth drawing, each with all its finished trials:
+    where the activations differ most, then (last) where they do best on average."""
     others = [k for k in section.keys if k != ACTIVATION]
     if not others:
-        return _trained(section).sort_values("seed").groupby(ACTIVATION, sort=False).head(1), ""
-    others, labels, per_act = _setting_scores(section)
-    if per_act.empty:
-        return _trained(section).iloc[:0], ""
-    mean = per_act.mean(axis=1)
-    best = mean.idxmax() if section.main.better == "max" else mean.idxmin()
-    frame = _in_setting(section, others, labels, best)
-    setting = ", ".join(f"{short(k)} = {show(v)}" for k, v in zip(others, best))
-    return frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1), setting
-
-
-def _boundary_rows(run: RunData, section: Section) -> list[tuple[str, pd.DataFrame]]:
-    """Up to two rows of panels: where the activations differ most, and where they do best."""
-    others = [k for k in section.keys if k != ACTIVATION]
-    if not others:
-        return [("", _trained(section).sort_values("seed").groupby(ACTIVATION, sort=False).head(1))]
+        return [("", _trained(section))]
     others, labels, per_act = _setting_scores(section)
     if per_act.empty:
         return []
-    spread = per_act.max(axis=1) - per_act.min(axis=1)
     mean = per_act.mean(axis=1)
-    picks = [("where the activations differ most", spread.idxmax())] if per_act.shape[1] > 1 else []
-    picks.append(("where they do best on average" if per_act.shape[1] > 1 else "the best setting",
-                  mean.idxmax() if section.main.better == "max" else mean.idxmin()))
-    rows = []
-    for why, values in picks:
-        if any(values == v for _, v, _ in rows):
-            continue
-        frame = _in_setting(section, others, labels, values)
-        rows.append((why, values, frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1)))
-    return [(f"{', '.join(f'{short(k)} = {show(v)}' for k, v in zip(others, values))} ({why})", f)
-            for why, values, f in rows]
+    best = mean.idxmax() if section.main.better == "max" else mean.idxmin()
+    several = per_act.shape[1] > 1
+    picks = {}  # values -> why; a setting that is both is drawn once
+    if several:
+        picks[(per_act.max(axis=1) - per_act.min(axis=1)).idxmax()] = "where the activations differ most"
+    picks.setdefault(best, "where they do best on average" if several else "the best setting")
+    return [(", ".join(f"{short(k)} = {show(v)}" for k, v in zip(others, values)) + f" ({why})",
+             _in_setting(section, others, labels, values)) for values, why in picks.items()]
+
+
+def _first_seeds(frame: pd.DataFrame) -> pd.DataFrame:
+    """One trial per activation: its first seed."""
+    return frame.sort_values("seed").groupby(ACTIVATION, sort=False).head(1)
 
 
 def _boundary_panel(ax, data, model) -> None:
@@ -558,8 +544,8 @@ def fig_decision_boundaries(run: RunData, section: Section) -> Figure | None:
     if section.task != "spiral" or ACTIVATION not in section.frame:
         return None
     rows = []
-    for setting, trials in _boundary_rows(run, section):
-        models = [(row, run.model(row)) for _, row in trials.iterrows()]
+    for setting, trials in _picks(section):
+        models = [(row, run.model(row)) for _, row in _first_seeds(trials).iterrows()]
         models = [(row, m) for row, m in models if m is not None]
         if models:
             rows.append((setting, models))
@@ -592,21 +578,12 @@ def fig_decision_boundaries(run: RunData, section: Section) -> Figure | None:
 def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
     if section.task != "cubic" or ACTIVATION not in section.frame:
         return None
-    trials, setting = _representative(run, section)
-    if trials.empty:
+    picks = _picks(section)
+    if not picks or picks[-1][1].empty:
         return None
-    frame = _trained(section)
-    acts = list(trials[ACTIVATION])
-    keep = frame[frame["trial_id"].isin(trials["trial_id"])]  # the setting's rows ...
-    if setting:  # ... and the other seeds of that same setting
-        others = [k for k in section.keys if k not in (ACTIVATION, "seed")]
-        ref = keep.iloc[0]
-        mask = np.ones(len(frame), bool)
-        for k in others:
-            mask &= equals(frame[k], hashable(ref[k])).to_numpy()
-        keep = frame[mask]
-    else:
-        keep = frame
+    setting, keep = picks[-1]  # where the activations do best, every seed
+    setting = setting.rsplit(" (", 1)[0] if setting else ""
+    acts = run.levels(ACTIVATION, keep)
     xs = torch.linspace(-2.0, 2.0, 401)[:, None]
     fits = []
     for act in acts:

@@ -22,7 +22,7 @@ from .formatting import DASH, estimate, interval, p_value, signed
 from .rundata import RunData, hashable, show
 from .stats import CONFIDENCE
 from .store import atomic_write_bytes
-from .summary import Comparison, Section, sections, short
+from .summary import Comparison, Section, sections, setting_text, short
 
 FORMATS = ("html", "md")
 METHODS = (
@@ -126,7 +126,7 @@ def _fixed(run: RunData) -> str:
 
 
 def _label(run: RunData, row) -> str:
-    return ", ".join(f"{short(k)} = {show(row[k])}" for k in run.varied_keys) + f", seed {row['seed']}"
+    return f"{setting_text(run.varied_keys, run.point(row))}, seed {row['seed']}"
 
 
 def _statuses(run: RunData) -> tuple[Table, list[str]]:

@@ -84,7 +84,7 @@ def main_metric(frame: pd.DataFrame, problem: str) -> Metric:
     return BY_COLUMN["final_test_loss" if has("final_test_loss") else "final_loss"]
 
 
-def _context(keys: list[str], values: tuple) -> str:
+def setting_text(keys: list[str], values: tuple) -> str:
     return ", ".join(f"{short(k)} = {show(v)}" for k, v in zip(keys, values)) or "all trials"
 
 
@@ -248,7 +248,7 @@ def rankings(frame: pd.DataFrame, keys: list[str], metric: Metric,
             n_called += 1
             tops += top
         parts += [f"diverged in every seed: {', '.join(gone)}"] if gone else []
-        lines.append(f"{_context(others, values)}: " + "; ".join(parts))
+        lines.append(f"{setting_text(others, values)}: " + "; ".join(parts))
     if n_called and len(lines) > 1:
         counts = pd.Series(tops).value_counts()
         summary = ", ".join(f"{a} {counts.get(a, 0)}/{n_called}"
@@ -303,7 +303,7 @@ def _best_and_fastest(section: Section) -> list[Finding]:
     out = []
     if best:
         _, row, est = best
-        setting = _context(list(row.point), tuple(row.point.values()))
+        setting = setting_text(list(row.point), tuple(row.point.values()))
         ties = sum(1 for r in section.rows if r is not row
                    and r.estimates.get(main.column, est).mean == est.mean)
         shown = f"{estimate(est, scale)}{unit}"
@@ -362,7 +362,7 @@ def _lowest_loss(section: Section) -> list[Finding]:
     est = row.estimates["final_loss"]
     spread = f" ± {sig(est.half_width, 2)}" if math.isfinite(est.half_width) else ""
     return [Finding("Lowest final loss", f"{sig(est.mean)}{spread} at "
-                    f"{_context(list(row.point), tuple(row.point.values()))}.")]
+                    f"{setting_text(list(row.point), tuple(row.point.values()))}.")]
 
 
 def _dies_or_saturates(run: RunData, section: Section) -> list[Finding]:
@@ -382,7 +382,7 @@ def _dies_or_saturates(run: RunData, section: Section) -> list[Finding]:
             worst = g.loc[values.idxmax()]
             where = [k for k in section.keys if k != ACTIVATION]
             parts.append(f"{act} {sig(100 * values.mean())}% on average, up to "
-                         f"{sig(100 * values.max())}% ({_context(where, run.point(worst, where))}, "
+                         f"{sig(100 * values.max())}% ({setting_text(where, run.point(worst, where))}, "
                          f"seed {worst['seed']})")
         if parts:
             out.append(Finding("Dead units" if what == "dead" else "Saturated units",
