@@ -1,9 +1,11 @@
-"""Executors move TrialSpecs to ``run_trial`` and results back; they never write files.
+"""Executors move units of work to ``run_pack`` and results back; they never write files.
 
-``serial`` runs in this process. ``processes`` runs in N spawned worker processes, each with
-its own pinned intra-op thread count. At most N trials are in flight at a time, so when a
-worker dies the trials it may have held are known: they run again once, then are recorded as
-failed rather than bringing the run down.
+A unit is a list of TrialSpecs: one trial, or a pack of seeds trained as one model
+(packing.py). ``on_result`` is called once per trial. ``serial`` runs in this process.
+``processes`` runs in N spawned worker processes, each with its own pinned intra-op thread
+count. At most N units are in flight at a time, so when a
+worker dies the units it may have held are known: they run again once, then their trials are
+recorded as failed rather than bringing the run down.
 """
 
 from __future__ import annotations
@@ -17,15 +19,23 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 
 from .spec import TrialSpec
-from .train import TrialResult, run_trial, trial_row
+from .train import TrialResult, run_pack, trial_row
 
 OnResult = Callable[[TrialSpec, TrialResult], None]
 _MAX_ATTEMPTS = 2
 
 
-def run_serial(specs: Iterable[TrialSpec], threads: int, on_result: OnResult) -> None:
-    for spec in specs:
-        on_result(spec, run_trial(spec, threads))
+Unit = list[TrialSpec]
+
+
+def _deliver(unit: Unit, results: list[TrialResult], on_result: OnResult) -> None:
+    for spec, result in zip(unit, results, strict=True):
+        on_result(spec, result)
+
+
+def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult) -> None:
+    for unit in units:
+        _deliver(unit, run_pack(unit, threads), on_result)
 
 
 def _init_worker(threads: int) -> None:
@@ -41,35 +51,38 @@ def _died(spec: TrialSpec, threads: int, attempts: int) -> TrialResult:
     return TrialResult(row)
 
 
-def run_processes(specs: Iterable[TrialSpec], workers: int, threads: int,
+def run_processes(units: Iterable[Unit], workers: int, threads: int,
                   on_result: OnResult) -> None:
-    pending = list(specs)[::-1]  # a stack: pop() takes them in grid order
+    pending = list(units)[::-1]  # a stack: pop() takes them in grid order
     attempts: dict[str, int] = {}
     context = multiprocessing.get_context("spawn")  # fork after torch's threads start is unsafe
     pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
                                initargs=(threads,))
-    in_flight: dict[Future, TrialSpec] = {}
+    in_flight: dict[Future, Unit] = {}
     try:
         while pending or in_flight:
             while pending and len(in_flight) < workers:
-                spec = pending.pop()
-                in_flight[pool.submit(run_trial, spec, threads)] = spec
+                unit = pending.pop()
+                in_flight[pool.submit(run_pack, unit, threads)] = unit
             done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
             broken = False
             for future in done:
-                spec = in_flight.pop(future)
+                unit = in_flight.pop(future)
                 try:
-                    on_result(spec, future.result())
+                    results = future.result()
                 except BrokenProcessPool:
                     broken = True
-                    tries = attempts[spec.trial_id] = attempts.get(spec.trial_id, 0) + 1
+                    key = unit[0].trial_id
+                    tries = attempts[key] = attempts.get(key, 0) + 1
                     if tries >= _MAX_ATTEMPTS:
-                        on_result(spec, _died(spec, threads, tries))
+                        _deliver(unit, [_died(s, threads, tries) for s in unit], on_result)
                     else:
-                        pending.append(spec)
+                        pending.append(unit)
+                    continue
+                _deliver(unit, results, on_result)
             if broken:
-                for spec in in_flight.values():  # a broken pool fails them all
-                    pending.append(spec)
+                for unit in in_flight.values():  # a broken pool fails them all
+                    pending.append(unit)
                 in_flight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = ProcessPoolExecutor(workers, mp_context=context,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 
 import torch
 
@@ -18,50 +17,66 @@ from .memory import LiveTensorMeter
 from .model import MLP
 
 
-@dataclass
 class _Moments:
-    """Count, mean and M2 merged across chunks (Chan et al.), so chunking does not change std.
+    """Count, mean and M2 per member, merged across chunks (Chan et al.), so chunking does not
+    change std.
 
-    Each chunk is centred on its own mean before squaring: sum-of-squares minus square-of-sum
-    loses all precision in float32 when the mean dwarfs the spread (a saturated sigmoid).
+    ``add`` takes a chunk with the member first (members x ...). Each member's chunk is centred
+    on its own mean before squaring: sum-of-squares minus square-of-sum loses all precision in
+    float32 when the mean dwarfs the spread (a saturated sigmoid).
     """
 
-    n: int = 0
-    mean: float = 0.0
-    m2: float = 0.0
+    def __init__(self, members: int = 1):
+        self.n = 0  # values per member so far (every member sees the same samples)
+        self.means = [0.0] * members
+        self.m2s = [0.0] * members
 
     def add(self, x: torch.Tensor) -> None:
-        n_b = x.numel()
+        members = len(self.means)
+        flat = x.detach().reshape(members, -1)
+        n_b = flat.shape[1]
         if n_b == 0:
             return
-        flat = x.detach().reshape(-1)
-        mean_t = flat.mean()
-        centred = flat - mean_t
+        mean_t = flat.mean(1)
+        centred = flat - mean_t.unsqueeze(1)
         # torch.std_mean is ~20x slower than this on one CPU thread (2 ms vs 0.1 ms, 3e5 values)
-        mean_b, m2_b = float(mean_t), float(torch.dot(centred, centred))
+        m2_t = (torch.dot(centred[0], centred[0]).reshape(1) if members == 1
+                else torch.linalg.vecdot(centred, centred))
+        means_b, m2s_b = torch.stack([mean_t, m2_t]).tolist()  # one host sync
         n = self.n + n_b
-        delta = mean_b - self.mean
-        self.mean += delta * n_b / n
-        self.m2 += m2_b + delta * delta * self.n * n_b / n
+        for p in range(members):
+            delta = means_b[p] - self.means[p]
+            self.means[p] += delta * n_b / n
+            self.m2s[p] += m2s_b[p] + delta * delta * self.n * n_b / n
         self.n = n
 
     @property
-    def std(self) -> float:
-        return math.sqrt(self.m2 / (self.n - 1)) if self.n > 1 else math.nan
+    def mean(self) -> list[float]:
+        return [m if self.n else math.nan for m in self.means]
+
+    @property
+    def std(self) -> list[float]:
+        return [math.sqrt(m2 / (self.n - 1)) if self.n > 1 else math.nan for m2 in self.m2s]
 
 
-@dataclass
 class _LayerStats:
-    activation: Activation
-    alive: torch.Tensor | None = None       # per unit: some sample is not "dead"
-    unsaturated: torch.Tensor | None = None  # per unit: some sample is away from the bounds
-    out: _Moments = field(default_factory=_Moments)
-    grad: _Moments = field(default_factory=_Moments)
+    """One hidden layer's statistics over a logged pass, per member (``members`` x units masks)."""
+
+    def __init__(self, activation: Activation, members: int = 1):
+        self.activation, self.members = activation, members
+        self.alive: torch.Tensor | None = None        # per unit: some sample is not "dead"
+        self.unsaturated: torch.Tensor | None = None  # per unit: some sample is away from the bounds
+        self.out = _Moments(members)
+        self.grad = _Moments(members)
 
     def add_output(self, a: torch.Tensor) -> None:
+        """``a``: one chunk of the layer's output, member first (members x samples x units)."""
+        # The activation's masks reduce over dim 0, the samples: one member is a plain
+        # (samples x units) chunk, a pack is viewed as (samples x members x units).
+        samples_first = a[0] if self.members == 1 else a.transpose(0, 1)
         # Per-unit reductions over samples (amax/amin) are ~10x faster than any() over a mask.
         act = self.activation
-        alive = ~act.dead(a)
+        alive = (~act.dead(samples_first)).reshape(self.members, -1)
         self.alive = alive if self.alive is None else self.alive | alive
         if act.bounds is not None:
             lo, hi = act.bounds
@@ -69,17 +84,21 @@ class _LayerStats:
             # sigmoid < 0.01 or > 0.99), i.e. |a - centre| > half-width - margin. A unit is
             # unsaturated when some sample has |a - centre| <= that.
             centre, half = (lo + hi) / 2, (hi - lo) / 2 - SATURATION_MARGIN
-            unsat = torch.sub(a, centre).abs_().amin(0) <= half
+            unsat = (torch.sub(samples_first, centre).abs_().amin(0) <= half)
+            unsat = unsat.reshape(self.members, -1)
             self.unsaturated = unsat if self.unsaturated is None else self.unsaturated | unsat
         self.out.add(a)
 
-    @staticmethod
-    def _fraction_false(mask: torch.Tensor | None) -> float:
-        return math.nan if mask is None else 1.0 - float(mask.float().mean())
+    def fraction_false(self, mask: torch.Tensor | None) -> list[float]:
+        """Per member: the share of units whose mask is False."""
+        if mask is None:
+            return [math.nan] * self.members
+        return (1.0 - mask.float().mean(1)).tolist()
 
 
 class _Buffer:
-    """Micro-batch tensors held until they reach ``limit`` values, then reduced in one go.
+    """Micro-batch tensors (member first, samples second) held until they reach ``limit``
+    values, then reduced in one go.
 
     The probe's reductions cost ~10-20 ops per tensor; with k small micro-batches that per-op
     overhead, not the arithmetic, dominates a logged step. Holding small chunks and reducing
@@ -100,13 +119,16 @@ class _Buffer:
 
     def flush(self) -> None:
         if self.held:
-            block = self.held[0] if len(self.held) == 1 else torch.cat(self.held)
+            block = self.held[0] if len(self.held) == 1 else torch.cat(self.held, dim=1)
             self.held, self.size = [], 0
             self.reduce(block)
 
 
 class LayerProbe:
     """Attach to an MLP for one logged pass (possibly several micro-batches), then read rows.
+
+    The model is an MLP or a PackedMLP of ``model.members`` trials; every statistic is kept
+    per member (a pack's tensors carry the member as their first dimension).
 
     ``metered``: the pass is inside the peak-memory window, so the probe reduces each chunk at
     once (holding outputs would count as the step's memory) and hides its temporaries from
@@ -117,7 +139,9 @@ class LayerProbe:
 
     def __init__(self, model: MLP, activation: Activation, metered: bool = False):
         self.model = model
-        self.stats = [_LayerStats(activation) for _ in model.hidden_activations]
+        self.members = getattr(model, "members", 1)
+        self._packed = hasattr(model, "members")
+        self.stats = [_LayerStats(activation, self.members) for _ in model.hidden_activations]
         limit = 0 if metered else self.BUFFER_VALUES
         self._outputs = [_Buffer(limit, s.add_output) for s in self.stats]
         self._grads = [_Buffer(limit, s.grad.add) for s in self.stats]
@@ -125,10 +149,13 @@ class LayerProbe:
         self._handles = [m.register_forward_hook(self._forward_hook(i))
                          for i, m in enumerate(model.hidden_activations)]
 
+    def _member_first(self, t: torch.Tensor) -> torch.Tensor:
+        return t if self._packed else t.unsqueeze(0)
+
     def _forward_hook(self, i: int):
         def hook(module, inputs, output):
             with self._quiet():  # probe temporaries are not the step's memory
-                self._outputs[i].add(output)
+                self._outputs[i].add(self._member_first(output))
             pre = inputs[0]
             if pre.requires_grad:
                 pre.register_hook(self._grad_hook(i))
@@ -137,7 +164,7 @@ class LayerProbe:
     def _grad_hook(self, i: int):
         def hook(grad):
             with self._quiet():
-                self._grads[i].add(grad)
+                self._grads[i].add(self._member_first(grad))
         return hook
 
     def close(self) -> None:
@@ -148,19 +175,23 @@ class LayerProbe:
             for buffer in (*self._outputs, *self._grads):
                 buffer.flush()
 
-    def rows(self, epoch: int) -> list[dict]:
-        """One row per hidden layer; call after backward so weight gradients are present."""
-        rows = []
+    def member_rows(self, epoch: int) -> list[list[dict]]:
+        """Per member, one row per hidden layer; call after backward (weight gradients)."""
+        per_member: list[list[dict]] = [[] for _ in range(self.members)]
         for i, (s, linear) in enumerate(zip(self.stats, self.model.hidden_linears)):
             g = linear.weight.grad
-            rows.append({
-                "epoch": epoch,
-                "layer": i,
-                "dead_fraction": s._fraction_false(s.alive),
-                "saturated_fraction": s._fraction_false(s.unsaturated),
-                "activation_mean": s.out.mean if s.out.n else math.nan,
-                "activation_std": s.out.std,
-                "weight_grad_norm": float(g.norm()) if g is not None else math.nan,
-                "backprop_grad_std": s.grad.std,
-            })
+            norms = ([math.nan] * self.members if g is None
+                     else self._member_first(g).flatten(1).norm(dim=1).tolist())
+            columns = zip(s.fraction_false(s.alive), s.fraction_false(s.unsaturated),
+                          s.out.mean, s.out.std, norms, s.grad.std)
+            for rows, (dead, saturated, mean, std, norm, grad_std) in zip(per_member, columns):
+                rows.append({"epoch": epoch, "layer": i, "dead_fraction": dead,
+                             "saturated_fraction": saturated, "activation_mean": mean,
+                             "activation_std": std, "weight_grad_norm": norm,
+                             "backprop_grad_std": grad_std})
+        return per_member
+
+    def rows(self, epoch: int) -> list[dict]:
+        """The rows of a single (unpacked) model."""
+        (rows,) = self.member_rows(epoch)
         return rows

@@ -24,6 +24,7 @@ from rich.progress import (
 from . import __version__
 from .errors import UserError
 from .executor import run_processes, run_serial
+from .packing import PackMode, plan
 from .provenance import cuda_unavailable_reason, machine, now_utc
 from .spec import TrialSpec
 from .store import RunStore
@@ -45,6 +46,7 @@ class RunOptions:
     workers: int = 0           # 0: one per CPU core
     threads: int = 1           # intra-op threads per trial, pinned: numbers must not depend on workers
     resume: Path | None = None
+    pack: PackMode = "auto"    # seeds of a grid point as one batched model (packing.py)
 
     def resolved_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
@@ -60,13 +62,20 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     done = store.done()
     todo = [s for s in specs if s.trial_id not in done]
     workers = options.resolved_workers()
+    # Trials whose device is missing are rows too, recorded at once and never dropped.
+    skipped = [s for s in todo if cuda_unavailable_reason(s.train.device)]
+    runnable = [s for s in todo if not cuda_unavailable_reason(s.train.device)]
+    units = plan(runnable, options.pack)
+    packs = [u for u in units if len(u) > 1]
     session = {"started_at": now_utc(), "executor": "processes" if workers > 1 else "serial",
-               "workers": workers, "threads": options.threads, "trials_planned": len(todo),
-               "trials_already_stored": len(specs) - len(todo)}
+               "workers": workers, "threads": options.threads, "pack": options.pack,
+               "packs": len(packs), "trials_packed": sum(len(u) for u in packs),
+               "trials_planned": len(todo), "trials_already_stored": len(specs) - len(todo)}
     store.manifest.setdefault("sessions", []).append(session)
     store.update_manifest(state="running", executor=session["executor"], workers=workers,
                           threads=options.threads, trials_total=len(specs))
-    console.print(f"[bold]{suite.name}[/]: {len(specs)} trials, {len(todo)} to run, "
+    packed = (f", {session['trials_packed']} of them in {len(packs)} packs" if packs else "")
+    console.print(f"[bold]{suite.name}[/]: {len(specs)} trials, {len(todo)} to run{packed}, "
                   f"{workers} worker(s) x {options.threads} thread(s) -> {store.dir}",
                   soft_wrap=True, highlight=False)
 
@@ -90,22 +99,15 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
 
     try:
         with progress:
-            # Trials whose device is missing are rows too, recorded at once and never dropped.
-            cpu, cuda, skipped = [], [], []
-            for spec in todo:
-                if cuda_unavailable_reason(spec.train.device):
-                    skipped.append(spec)
-                elif spec.train.device.startswith("cuda"):
-                    cuda.append(spec)
-                else:
-                    cpu.append(spec)
             for spec in skipped:
                 on_result(spec, run_trial(spec, options.threads))
+            cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
+            cuda = [u for u in units if u[0].train.device.startswith("cuda")]
             if workers > 1 and len(cpu) > 1:
                 run_processes(cpu, workers, options.threads, on_result)
             else:
                 run_serial(cpu, options.threads, on_result)
-            # One GPU trial at a time: timings from a shared GPU mean nothing.
+            # One GPU unit at a time: timings from a shared GPU mean nothing.
             run_serial(cuda, options.threads, on_result)
         state = "finished"
     except KeyboardInterrupt:

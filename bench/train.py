@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -25,6 +25,7 @@ from .activations import ACTIVATIONS
 from .memory import LiveTensorMeter, PeakMemory, tensor_bytes
 from .model import MLP
 from .optimizers import build_optimizer
+from .packing import PackedMLP, stack
 from .probes import LayerProbe
 from .provenance import cuda_unavailable_reason, device_name, worker_id
 from .spec import TrialSpec
@@ -51,145 +52,230 @@ _METRICS = ("final_loss", "final_accuracy", "best_loss", "dead_fraction", "satur
             "time_per_epoch_s", "time_warmup_s", "samples_per_s")
 
 
-def trial_row(spec: TrialSpec, threads: int) -> dict:
-    """The trials-table row of ``spec`` before it runs: config filled, metrics empty."""
+def trial_row(spec: TrialSpec, threads: int, pack_size: int = 1) -> dict:
+    """The trials-table row of ``spec`` before it runs: config filled, metrics empty.
+    ``pack_size``: trials trained together as one packed model (1: alone)."""
     return {"trial_id": spec.trial_id, "suite": spec.suite, "variant": spec.variant,
             "seed": spec.seed, **spec.config, "status": "ok", "error": None,
             "diverged_epoch": None, **{m: math.nan for m in _METRICS},
             "epochs_to_target": None, "peak_memory_bytes": None, "n_params": None,
             "lr_effective": spec.train.lr_effective, "device_name": None,
-            "threads": threads, "worker": worker_id(),
+            "threads": threads, "pack_size": pack_size, "worker": worker_id(),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
 def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
     """Train one trial. Never raises for a trial's own failure: that becomes its status."""
-    row = trial_row(spec, threads)
-    reason = cuda_unavailable_reason(spec.train.device)
+    return run_pack([spec], threads)[0]
+
+
+def run_pack(specs: Sequence[TrialSpec], threads: int = 1) -> list[TrialResult]:
+    """Train trials that differ only in the seed, as one packed model when there are several
+    (packing.py), and return one result per spec, in order. A pack that cannot be built (its
+    members' data differ in shape) runs its members one at a time instead."""
+    rows = [trial_row(spec, threads, len(specs)) for spec in specs]
+    reason = cuda_unavailable_reason(specs[0].train.device)
     if reason:
-        row.update(status="skipped", error=reason)
-        return TrialResult(row)
+        for row in rows:
+            row.update(status="skipped", error=reason, pack_size=1)
+        return [TrialResult(row) for row in rows]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _Trainer(spec, row).run()
+        return _Trainer(specs, rows).run()
+    except _Unpackable:
+        return [run_trial(spec, threads) for spec in specs]
     except Exception as exc:  # a crashed trial is a row, and the run goes on
-        row.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                   traceback=traceback.format_exc(limit=-4))
-        return TrialResult(row)
+        for row in rows:
+            row.update(status="failed", error=f"{type(exc).__name__}: {exc}",
+                       traceback=traceback.format_exc(limit=-4))
+        return [TrialResult(row) for row in rows]
     finally:
         torch.set_num_threads(previous_threads)
 
 
-def epoch_runner(spec: TrialSpec, logged: bool) -> Callable[[], None]:
-    """One epoch of ``spec``'s training loop, to call again and again (the benchmarks time it):
-    with ``logged`` the epoch carries the probes, as every ``log_every``-th epoch does."""
-    trainer = _Trainer(spec, trial_row(spec, torch.get_num_threads()))
-    epoch_fn = (trainer._full_batch_epoch if spec.train.batch_size == "full"
+def epoch_runner(specs: TrialSpec | Sequence[TrialSpec], logged: bool) -> Callable[[], None]:
+    """One epoch of the training loop of ``specs`` (one trial, or a pack), to call again and
+    again (the benchmarks time it): with ``logged`` the epoch carries the probes, as every
+    ``log_every``-th epoch does."""
+    specs = [specs] if isinstance(specs, TrialSpec) else list(specs)
+    threads = torch.get_num_threads()
+    trainer = _Trainer(specs, [trial_row(s, threads, len(specs)) for s in specs])
+    epoch_fn = (trainer._full_batch_epoch if specs[0].train.batch_size == "full"
                 else trainer._mini_batch_epoch)
 
     def epoch() -> None:
         epoch_fn(1, logged, True, None)
-        trainer.curves.clear()  # a benchmark calls this thousands of times
-        trainer.layers.clear()
+        for member in trainer.members:  # a benchmark calls this thousands of times
+            member.curves.clear()
+            member.layers.clear()
 
     return epoch
 
 
+class _Unpackable(Exception):
+    """The members of a pack cannot share one model (their data differ in shape)."""
+
+
+@dataclass
+class _Member:
+    """One trial of the trainer: its row, its records and where it stopped."""
+
+    spec: TrialSpec
+    row: dict
+    curves: list[dict] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+    best_loss: float = math.inf
+    epochs_to_target: int | None = None
+    diverged_at: int | None = None
+    state_dict: dict | None = None  # a pack member's weights, taken when it diverged
+
+    @property
+    def active(self) -> bool:
+        return self.diverged_at is None
+
+
 class _Trainer:
-    def __init__(self, spec: TrialSpec, row: dict):
-        self.spec, self.row = spec, row
+    """The training loop of one trial, or of a pack of trials that differ only in the seed.
+
+    Unpacked, the model is an MLP on (samples x features) tensors. Packed, it is a PackedMLP on
+    (members x samples x features) tensors: ``self.sd`` is the samples' dimension, losses and
+    accuracies are per member, and a member that diverges is recorded and left behind while
+    the others train on.
+    """
+
+    def __init__(self, specs: Sequence[TrialSpec], rows: Sequence[dict]):
+        self.spec = spec = specs[0]
         cfg = spec.train
+        self.packed = len(specs) > 1
+        self.members = [_Member(s, r) for s, r in zip(specs, rows)]
         self.device = torch.device(cfg.device)
-        torch.manual_seed(spec.seed)  # seeds CUDA too; drives data, then init (notebook order)
-        data: TaskData = make_task(spec.task)
-        self.model = MLP(spec.model, data.x_train.shape[1], data.out_features).to(self.device)
-        self.classify = data.kind == "classification"
-        self.x, self.y = data.x_train.to(self.device), data.y_train.to(self.device)
-        self.x_test = data.x_test.to(self.device) if data.x_test is not None else None
-        self.y_test = data.y_test.to(self.device) if data.y_test is not None else None
+        datas, models = [], []
+        for s in specs:
+            torch.manual_seed(s.seed)  # seeds CUDA too; drives data, then init (notebook order)
+            data: TaskData = make_task(s.task)
+            datas.append(data)
+            models.append(MLP(s.model, data.x_train.shape[1], data.out_features))
+        first = datas[0]
+        if self.packed:
+            if any(d.x_train.shape != first.x_train.shape or (d.x_test is None) != (first.x_test is None)
+                   or (d.x_test is not None and d.x_test.shape != first.x_test.shape) for d in datas):
+                raise _Unpackable
+            self.model = PackedMLP(models)
+        else:
+            self.model = models[0]
+        self.model.to(self.device)
+        self.sd = 1 if self.packed else 0
+        self.n_train = first.x_train.shape[0]
+        self.classify = first.kind == "classification"
+
+        def joined(get):
+            tensor = stack([get(d) for d in datas]) if self.packed else get(first)
+            return tensor.to(self.device) if tensor is not None else None
+
+        self.x, self.y = joined(lambda d: d.x_train), joined(lambda d: d.y_train)
+        self.x_test, self.y_test = joined(lambda d: d.x_test), joined(lambda d: d.y_test)
         self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(),
                                          lr=cfg.lr_effective, weight_decay=cfg.weight_decay,
                                          momentum=cfg.momentum)
         self.loss_fn = F.cross_entropy if self.classify else F.mse_loss
-        self.batches = torch.Generator().manual_seed(spec.seed)  # its own stream: data order
+        # Each member's own stream for the data order.
+        self.batches = [torch.Generator().manual_seed(s.seed) for s in specs]
         self.activation = ACTIVATIONS[spec.model.activation]
         k = cfg.accumulation_steps  # "full": the whole set in k near-equal micro-batches (views)
-        self.full_chunks = list(zip(self.x.tensor_split(k), self.y.tensor_split(k)))
-        self.curves: list[dict] = []
-        self.layers: list[dict] = []
-        self.best_loss = math.inf
-        self.epochs_to_target: int | None = None
+        self.full_chunks = list(zip(self.x.tensor_split(k, dim=self.sd),
+                                    self.y.tensor_split(k, dim=self.sd)))
         self.peak_memory: int | None = None
 
     # -- one optimizer step (or one evaluation) over a list of micro-batches ------------------
+
+    def _losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The mean loss: a 0-d tensor, or one per member for a pack."""
+        if not self.packed:
+            return self.loss_fn(out, target)
+        per_sample = self.loss_fn(out.flatten(0, 1), target.flatten(0, 1), reduction="none")
+        return per_sample.reshape(len(self.members), -1).mean(1)
 
     def _accumulate(self, chunks, probe: LayerProbe | None, want_correct: bool):
         """Forward+backward over micro-batches; the gradient is that of the whole step.
 
         Each micro-batch's mean loss is weighted by its share of the step's samples, so the sum
         is (sum of per-sample losses) / (samples in the step), exact for ragged splits too.
-        Returns the step's loss as a 0-d tensor (no host sync) and its accuracy (a float, NaN
-        unless asked for).
+        Returns the step's loss as a tensor (0-d, or one per member; no host sync) and the
+        accuracy per member (NaN unless asked for). A pack backpropagates the sum of its
+        members' losses: member p's weights get member p's gradient.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        sizes = [xb.shape[0] for xb, _ in chunks]
+        sizes = [xb.shape[self.sd] for xb, _ in chunks]
         n_step = sum(sizes)
         total = correct = None
         for (xb, yb), size in zip(chunks, sizes):
             if size == 0:
                 continue
             out = self.model(xb)
-            loss = self.loss_fn(out, yb)
+            loss = self._losses(out, yb)
             if size != n_step:
                 loss = loss * (size / n_step)
-            loss.backward()
+            (loss.sum() if self.packed else loss).backward()
             total = loss.detach() if total is None else total + loss.detach()
             if want_correct:
-                hits = (out.detach().argmax(1) == yb).sum()
+                hits = (out.detach().argmax(-1) == yb).sum(-1)
                 correct = hits if correct is None else correct + hits
-        accuracy = float(correct) / n_step if correct is not None else math.nan
+        accuracy = ([c / n_step for c in correct.reshape(-1).tolist()] if correct is not None
+                    else [math.nan] * len(self.members))
         return total, accuracy
 
-    def _grad_norm(self) -> float:
+    def _grad_norms(self) -> list[float]:
         grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        return float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))
+        if not self.packed:
+            return [float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))]
+        per_tensor = torch.stack([g.flatten(1).norm(dim=1) for g in grads])  # tensors x members
+        return torch.linalg.vector_norm(per_tensor, dim=0).tolist()
 
     @torch.no_grad()
-    def _test_metrics(self) -> tuple[float, float]:
+    def _test_metrics(self) -> tuple[list[float], list[float]]:
+        nan = [math.nan] * len(self.members)
         if self.x_test is None:
-            return math.nan, math.nan
+            return nan, nan
         out = self.model(self.x_test)
-        loss = float(self.loss_fn(out, self.y_test))
-        acc = float((out.argmax(1) == self.y_test).float().mean()) if self.classify else math.nan
+        loss = self._losses(out, self.y_test).reshape(-1).tolist()
+        acc = ((out.argmax(-1) == self.y_test).float().mean(-1).reshape(-1).tolist()
+               if self.classify else nan)
         return loss, acc
 
     # -- recording ----------------------------------------------------------------------------
 
-    def _record(self, epoch: int, loss: float, accuracy: float, probe: LayerProbe | None) -> None:
+    def _record(self, epoch: int, losses: list[float], accuracies: list[float],
+                probe: LayerProbe | None) -> None:
         with LiveTensorMeter.paused():  # logging is not the step's memory
-            self._record_unmetered(epoch, loss, accuracy, probe)
+            self._record_unmetered(epoch, losses, accuracies, probe)
 
-    def _record_unmetered(self, epoch, loss, accuracy, probe) -> None:
-        test_loss, test_acc = self._test_metrics()
-        row = {"epoch": epoch, "loss": loss, "accuracy": accuracy,
-               "grad_norm": self._grad_norm() if probe else math.nan}
-        if self.x_test is not None:  # test columns exist only for tasks with a held-out split
-            row.update(test_loss=test_loss, test_accuracy=test_acc)
-        self.curves.append(row)
-        if probe is not None:
-            self.layers.extend(probe.rows(epoch))
-        self._check_target(epoch, {"loss": loss, "accuracy": accuracy,
-                                   "test_loss": test_loss, "test_accuracy": test_acc})
+    def _record_unmetered(self, epoch, losses, accuracies, probe) -> None:
+        test_losses, test_accs = self._test_metrics()
+        norms = self._grad_norms() if probe else [math.nan] * len(self.members)
+        layer_rows = probe.member_rows(epoch) if probe else None
+        for p, m in enumerate(self.members):
+            if not m.active:
+                continue
+            row = {"epoch": epoch, "loss": losses[p], "accuracy": accuracies[p],
+                   "grad_norm": norms[p]}
+            if self.x_test is not None:  # test columns exist only for tasks with a held-out split
+                row.update(test_loss=test_losses[p], test_accuracy=test_accs[p])
+            m.curves.append(row)
+            if layer_rows is not None:
+                m.layers.extend(layer_rows[p])
+            self._check_target(m, epoch, {"loss": losses[p], "accuracy": accuracies[p],
+                                          "test_loss": test_losses[p],
+                                          "test_accuracy": test_accs[p]})
 
-    def _check_target(self, epoch: int, values: dict) -> None:
+    def _check_target(self, member: _Member, epoch: int, values: dict) -> None:
         target = self.spec.train.target
-        if target is None or self.epochs_to_target is not None:
+        if target is None or member.epochs_to_target is not None:
             return
         value = values.get(target.metric, math.nan)
         met = value <= target.value if target.metric.endswith("loss") else value >= target.value
         if met:
-            self.epochs_to_target = epoch
+            member.epochs_to_target = epoch
 
     def _probe(self, meter: PeakMemory | None = None) -> LayerProbe:
         return LayerProbe(self.model, self.activation, metered=meter is not None)
@@ -197,15 +283,31 @@ class _Trainer:
     def _logged(self, epoch: int) -> bool:
         return epoch % self.spec.train.log_every == 0 or epoch == self.spec.train.epochs
 
+    def _evaluated(self, epoch: int, loss: torch.Tensor, accuracies: list[float]) -> list[float]:
+        """Check an evaluation's losses (one host sync): a member whose loss is not finite
+        diverged at ``epoch``. Returns the losses; the best losses of the others move on."""
+        losses = loss.reshape(-1).tolist()
+        for p, m in enumerate(self.members):
+            if not m.active:
+                continue
+            if math.isfinite(losses[p]):
+                m.best_loss = min(m.best_loss, losses[p])
+            else:
+                self._diverged(p, epoch, losses[p], accuracies[p])
+        return losses
+
+    @property
+    def _stopped(self) -> bool:
+        return not any(m.active for m in self.members)
+
     # -- the loop -----------------------------------------------------------------------------
 
-    def run(self) -> TrialResult:
+    def run(self) -> list[TrialResult]:
         cfg = self.spec.train
         resident = tensor_bytes([*self.model.parameters(), self.x, self.y,
                                  self.x_test, self.y_test])
         start = time.perf_counter()
         epoch_times: list[float] = []
-        diverged_at = None
         epoch_fn = self._full_batch_epoch if cfg.batch_size == "full" else self._mini_batch_epoch
         for epoch in range(cfg.epochs + 1):
             training = epoch < cfg.epochs
@@ -213,26 +315,36 @@ class _Trainer:
             # one evaluation): the warm-up, which time_per_epoch_s leaves out.
             meter = PeakMemory(self.device, resident) if epoch == 0 else None
             t0 = time.perf_counter()
-            diverged_at = epoch_fn(epoch, self._logged(epoch), training, meter)
+            epoch_fn(epoch, self._logged(epoch), training, meter)
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
             if training:
                 epoch_times.append(time.perf_counter() - t0)
             if meter is not None:
                 self.peak_memory = meter.peak
-            if diverged_at is not None:
+            if self._stopped:
                 break
-        self._finish(time.perf_counter() - start, epoch_times, diverged_at)
-        return TrialResult(self.row, self.curves, self.layers,
-                           {k: v.detach().cpu() for k, v in self.model.state_dict().items()},
-                           epoch_times)
+        wall = time.perf_counter() - start
+        results = []
+        for p, m in enumerate(self.members):
+            self._finish(m, wall, epoch_times)
+            if m.state_dict is None:
+                m.state_dict = self._state_dict(p)
+            share = [t / len(self.members) for t in epoch_times]
+            results.append(TrialResult(m.row, m.curves, m.layers, m.state_dict, share))
+        return results
+
+    def _state_dict(self, p: int) -> dict:
+        if self.packed:
+            return self.model.member_state_dict(p)
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
 
     @staticmethod
     def _metered(meter: PeakMemory | None):
         """The meter's window around a block; a no-op without a meter."""
         return meter.window() if meter is not None else nullcontext()
 
-    def _full_batch_epoch(self, epoch, logged, training, meter):
+    def _full_batch_epoch(self, epoch, logged, training, meter) -> None:
         """One full-batch step; its forward pass is also the evaluation of epoch ``epoch``.
 
         The step is metered in two windows, forward+backward and the update, with the logging
@@ -245,18 +357,24 @@ class _Trainer:
         finally:
             if probe:
                 probe.close()
-        loss = float(loss)  # one host sync per epoch: divergence is caught when it happens
-        if not math.isfinite(loss):
-            return self._diverged(epoch, loss, acc)
-        self.best_loss = min(self.best_loss, loss)
+        # One host sync per epoch: divergence is caught when it happens.
+        losses = self._evaluated(epoch, loss, acc)
+        if self._stopped:
+            return
         if logged:
-            self._record(epoch, loss, acc, probe)
+            self._record(epoch, losses, acc, probe)
         if training:
             with self._metered(meter):
                 self.optimizer.step()
-        return None
 
-    def _mini_batch_epoch(self, epoch, logged, training, meter):
+    def _sample(self, index: torch.Tensor):
+        """The micro-batch at ``index`` (samples; members x samples for a pack)."""
+        if not self.packed:
+            return self.x[index], self.y[index]
+        rows = torch.arange(len(self.members), device=index.device).unsqueeze(1)
+        return self.x[rows, index], self.y[rows, index]
+
+    def _mini_batch_epoch(self, epoch, logged, training, meter) -> None:
         """Evaluate epoch ``epoch`` on the whole training set if logged, then train one epoch.
 
         The evaluation runs in chunks of one step's samples; the peak memory is that of the
@@ -268,67 +386,77 @@ class _Trainer:
             # In pieces of one step's samples, or of one micro-batch when this evaluation is
             # what the memory meter measures (epochs = 0). The weighting keeps it exact.
             size = b if meter is not None and not training else b * k
-            chunks = list(zip(self.x.split(size), self.y.split(size)))
+            chunks = list(zip(self.x.split(size, dim=self.sd), self.y.split(size, dim=self.sd)))
             probe = self._probe(meter if not training else None)
             try:
                 with self._metered(meter if not training else None):
                     loss, acc = self._accumulate(chunks, probe, self.classify)
             finally:
                 probe.close()
-            loss = float(loss)
-            if not math.isfinite(loss):
-                return self._diverged(epoch, loss, acc)
-            self.best_loss = min(self.best_loss, loss)
-            self._record(epoch, loss, acc, probe)
+            losses = self._evaluated(epoch, loss, acc)
+            if self._stopped:
+                return
+            self._record(epoch, losses, acc, probe)
         if not training:
-            return None
-        micro = torch.randperm(len(self.x), generator=self.batches).to(self.device).split(b)
+            return
+        orders = [torch.randperm(self.n_train, generator=g) for g in self.batches]
+        order = torch.stack(orders) if self.packed else orders[0]
+        micro = order.to(self.device).split(b, dim=self.sd)
         epoch_loss = None
         with self._metered(meter):
             for s in range(0, len(micro), k):  # the last step may hold fewer than k: step on it
-                chunks = [(self.x[i], self.y[i]) for i in micro[s:s + k]]
+                chunks = [self._sample(i) for i in micro[s:s + k]]
                 loss, _ = self._accumulate(chunks, None, False)
                 epoch_loss = loss if epoch_loss is None else epoch_loss + loss
                 self.optimizer.step()
         # One sync per epoch; a non-finite step poisons the weights, so the sum shows it.
-        if not math.isfinite(float(epoch_loss)):
-            return self._diverged(epoch + 1, math.nan, math.nan)
-        return None
+        for p, value in enumerate(epoch_loss.reshape(-1).tolist()):
+            if self.members[p].active and not math.isfinite(value):
+                self._diverged(p, epoch + 1, math.nan, math.nan)
 
-    def _diverged(self, epoch: int, loss: float, accuracy: float) -> int:
-        self.curves.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
-                            "grad_norm": math.nan})
-        return epoch
+    def _diverged(self, p: int, epoch: int, loss: float, accuracy: float) -> None:
+        m = self.members[p]
+        m.curves.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
+                         "grad_norm": math.nan})
+        m.diverged_at = epoch
+        if self.packed:  # the pack trains on; keep this member's weights as they are now
+            m.state_dict = self._state_dict(p)
 
-    def _finish(self, wall: float, epoch_times: list[float], diverged_at: int | None) -> None:
-        row, last = self.row, self.curves[-1]
+    def _finish(self, m: _Member, wall: float, epoch_times: list[float]) -> None:
+        """Fill member ``m``'s trials row. A pack's time and memory are shared by its members:
+        each row holds the pack's figure divided by the pack's size (``pack_size``)."""
+        row, last = m.row, m.curves[-1]
+        share = len(self.members)
         bounded = self.activation.bounds is not None
-        final_layers = [r for r in self.layers if r["epoch"] == last["epoch"]]
+        final_layers = [r for r in m.layers if r["epoch"] == last["epoch"]]
         steady = epoch_times[1:]
-        per_epoch = sum(steady) / len(steady) if steady else math.nan
+        per_epoch = sum(steady) / len(steady) / share if steady else math.nan
         row.update(
             final_loss=last["loss"], final_accuracy=last["accuracy"],
-            best_loss=self.best_loss if math.isfinite(self.best_loss) else math.nan,
-            epochs_to_target=self.epochs_to_target,
+            best_loss=m.best_loss if math.isfinite(m.best_loss) else math.nan,
+            epochs_to_target=m.epochs_to_target,
             # DESIGN: the mean over ReLU-family layers; a net without any has no dead fraction
             dead_fraction=_mean([r["dead_fraction"] for r in final_layers])
             if self.activation.relu_family else math.nan,
             saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded
             else math.nan,
-            grad_norm=last["grad_norm"], time_total_s=wall, time_per_epoch_s=per_epoch,
-            time_warmup_s=epoch_times[0] if epoch_times else math.nan,
-            samples_per_s=len(self.x) / per_epoch if steady else math.nan,
-            peak_memory_bytes=self.peak_memory, n_params=sum(p.numel() for p in self.model.parameters()),
+            grad_norm=last["grad_norm"], time_total_s=wall / share, time_per_epoch_s=per_epoch,
+            time_warmup_s=epoch_times[0] / share if epoch_times else math.nan,
+            samples_per_s=self.n_train / per_epoch if steady else math.nan,
+            peak_memory_bytes=(round(self.peak_memory / share)
+                               if self.peak_memory is not None else None),
+            n_params=(self.model.member_params() if self.packed
+                      else sum(p.numel() for p in self.model.parameters())),
             device_name=device_name(self.device))
         if self.x_test is not None:
             row.update(final_test_loss=last.get("test_loss", math.nan),
                        final_test_accuracy=last.get("test_accuracy", math.nan))
-        if diverged_at is not None:
-            row.update(status="diverged", diverged_epoch=diverged_at,
-                       error=f"non-finite loss ({last['loss']}) at epoch {diverged_at}")
-        for r in self.curves:
+        if m.diverged_at is not None:
+            row.update(status="diverged", diverged_epoch=m.diverged_at,
+                       error=f"non-finite loss ({last['loss']}) at epoch {m.diverged_at}")
+        for r in m.curves:
             r["trial_id"] = row["trial_id"]
-        for r in self.layers:
+        for r in m.layers:
             r["trial_id"] = row["trial_id"]
 
 

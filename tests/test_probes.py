@@ -15,16 +15,20 @@ from bench.probes import LayerProbe, _LayerStats, _Moments
 def stats(name, outputs, chunks=1):
     s = _LayerStats(ACTIVATIONS[name])
     for chunk in torch.as_tensor(outputs, dtype=torch.float32).tensor_split(chunks):
-        s.add_output(chunk)
+        s.add_output(chunk.unsqueeze(0))  # member first: one member
     return s
 
 
 def dead(name, outputs, chunks=1):
-    return _LayerStats._fraction_false(stats(name, outputs, chunks).alive)
+    s = stats(name, outputs, chunks)
+    (fraction,) = s.fraction_false(s.alive)
+    return fraction
 
 
 def saturated(name, outputs, chunks=1):
-    return _LayerStats._fraction_false(stats(name, outputs, chunks).unsaturated)
+    s = stats(name, outputs, chunks)
+    (fraction,) = s.fraction_false(s.unsaturated)
+    return fraction
 
 
 def test_relu_dead_means_zero_for_every_sample():
@@ -71,9 +75,9 @@ def test_moments_merge_across_chunks_exactly():
     x = torch.randn(1000, dtype=torch.float64) * 0.01 + 0.99  # mean dwarfs the spread
     m = _Moments()
     for chunk in x.tensor_split(7):
-        m.add(chunk)
-    assert m.mean == pytest.approx(x.mean().item(), rel=1e-12)
-    assert m.std == pytest.approx(x.std().item(), rel=1e-9)
+        m.add(chunk.unsqueeze(0))
+    assert m.mean == [pytest.approx(x.mean().item(), rel=1e-12)]
+    assert m.std == [pytest.approx(x.std().item(), rel=1e-9)]
 
 
 def test_probe_rows_match_autograd():

@@ -1,0 +1,149 @@
+"""Trial packing: the seeds of one grid point trained as one batched model.
+
+A pack of P trials differs only in the seed. Each member is built exactly as it would be alone
+(seeded data, then seeded init), and the pack stacks the members' weights: a Linear layer of the
+pack holds ``weight`` (P, out, in) and ``bias`` (P, out) and runs one batched matmul
+(``baddbmm``) over inputs of shape (P, samples, in). Activations are elementwise, so the same
+modules serve. The pack's loss is the sum of the members' mean losses, whose gradient with
+respect to member p's weights is member p's own gradient; SGD, Adam and AdamW update each
+element from its own gradient and state, so every member gets its own update, and its numbers
+match the one-at-a-time run to float tolerance (``tests/test_packing.py``).
+
+When packing pays (``python -m bench perf --pack`` measures it): the speed-up comes from issuing
+one kernel for P models, so it is large where per-operator overhead dominates (small
+micro-batches on the CPU, small models on a GPU) and absent where one trial already keeps the
+CPU busy (the spiral's full batch of 3000 samples: the packed working set no longer fits in
+cache). ``--pack`` forces packing on, ``--no-pack`` off; by default (``auto``) a grid point is
+packed where it was measured both exact and faster: micro-batches of at most
+``AUTO_MAX_MICRO_BATCH`` samples on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from typing import Literal
+
+import torch
+from torch import nn
+
+from .model import MLP
+from .spec import TrialSpec
+from .tasks import make_task
+
+PackMode = Literal["auto", "on", "off"]
+
+# Optimizers whose update of an element reads only that element's gradient and state.
+ELEMENTWISE_OPTIMIZERS = frozenset({"sgd", "adam", "adamw"})
+
+# auto packs CPU grid points whose micro-batches hold at most this many samples (measured with
+# `bench perf --pack`: see the README's table); larger ones run faster one at a time.
+AUTO_MAX_MICRO_BATCH = 512
+
+MAX_PACK = 64  # members per pack: bounds the pack's memory, and what one failure can take down
+
+
+def micro_batch_samples(spec: TrialSpec, n_train: int | None) -> int:
+    """Samples in one (the largest) micro-batch of ``spec``; ``n_train`` for a full batch."""
+    train = spec.train
+    if train.batch_size != "full":
+        return int(train.batch_size)
+    return -(-n_train // train.accumulation_steps)
+
+
+def packable(spec: TrialSpec) -> bool:
+    return spec.train.optimizer in ELEMENTWISE_OPTIMIZERS
+
+
+def worth_packing(spec: TrialSpec) -> bool:
+    """``auto``'s rule: CPU grid points with micro-batches of at most AUTO_MAX_MICRO_BATCH."""
+    if spec.train.device != "cpu":
+        return False  # CUDA: not yet measured on a GPU, so not on by default
+    n_train = train_size(spec) if spec.train.batch_size == "full" else None
+    return micro_batch_samples(spec, n_train) <= AUTO_MAX_MICRO_BATCH
+
+
+def pack_key(spec: TrialSpec) -> str:
+    """Trials with equal keys differ only in the seed."""
+    return json.dumps({"suite": spec.suite, "variant": spec.variant, "config": spec.config},
+                      sort_keys=True, default=str)
+
+
+def train_size(spec: TrialSpec) -> int:
+    """Samples in ``spec``'s training set (its task built once, without touching the RNG)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(spec.seed)
+        return int(make_task(spec.task).x_train.shape[0])
+
+
+def plan(specs: Sequence[TrialSpec], mode: PackMode) -> list[list[TrialSpec]]:
+    """Group ``specs`` into units of work: packs of same-point seeds, or single trials.
+
+    Order is kept: a unit starts where its first member stood.
+    """
+    groups: dict[str, list[TrialSpec]] = {}
+    for spec in specs:
+        groups.setdefault(pack_key(spec), []).append(spec)
+    units: list[list[TrialSpec]] = []
+    for members in groups.values():
+        first = members[0]
+        if mode == "off" or len(members) == 1 or not packable(first):
+            units.extend([m] for m in members)
+            continue
+        if mode == "auto" and not worth_packing(first):
+            units.extend([m] for m in members)
+            continue
+        units.extend(members[i:i + MAX_PACK] for i in range(0, len(members), MAX_PACK))
+    return units
+
+
+class PackedLinear(nn.Module):
+    """P independent Linear layers: (P, n, in) -> (P, n, out) in one batched matmul."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor):
+        super().__init__()
+        self.weight = nn.Parameter(weight)
+        self.bias = nn.Parameter(bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.baddbmm(self.bias.unsqueeze(1), x, self.weight.transpose(1, 2))
+
+    def extra_repr(self) -> str:
+        p, out, inp = self.weight.shape
+        return f"members={p}, in_features={inp}, out_features={out}"
+
+
+class PackedMLP(nn.Sequential):
+    """The members' MLPs, weights stacked; module indices (and state-dict keys) are the MLP's.
+
+    ``hidden_linears`` and ``hidden_activations`` mirror MLP's, so the probes attach the same
+    way; every tensor they see has the member as its first dimension.
+    """
+
+    def __init__(self, members: Sequence[MLP]):
+        first = members[0]
+        layers: list[nn.Module] = []
+        for i, module in enumerate(first):
+            if isinstance(module, nn.Linear):
+                layers.append(PackedLinear(
+                    torch.stack([m[i].weight.detach() for m in members]),
+                    torch.stack([m[i].bias.detach() for m in members])))
+            else:
+                layers.append(module)  # elementwise and parameter-free: shared by all members
+        super().__init__(*layers)
+        self.members = len(members)
+        self.hidden_linears: list[PackedLinear] = [
+            self[i] for i, m in enumerate(first) if any(m is h for h in first.hidden_linears)]
+        self.hidden_activations: list[nn.Module] = list(first.hidden_activations)
+
+    def member_state_dict(self, p: int) -> dict[str, torch.Tensor]:
+        """Member p's weights under the keys of its own MLP (CPU tensors)."""
+        return {k: v[p].detach().cpu().clone() for k, v in self.state_dict().items()}
+
+    def member_params(self) -> int:
+        return sum(p[0].numel() for p in self.parameters())
+
+
+def stack(tensors: Iterable[torch.Tensor | None]) -> torch.Tensor | None:
+    items = list(tensors)
+    return None if items[0] is None else torch.stack(items)
