@@ -1,0 +1,258 @@
+"""Packing trains each seed exactly as it would train alone (to float tolerance).
+
+Every packed result is compared with ``run_trial`` of the same spec: the trials row, every
+curve and layer row, and the final weights.
+"""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from bench import packing
+from bench.cli import main
+from bench.packing import AUTO_MAX_MICRO_BATCH, MAX_PACK, PackedMLP, plan
+from bench.suite import expand
+from bench.train import run_pack, run_trial
+from tests.conftest import make_suite, one_spec
+
+SPIRAL = 'kind = "spiral"\npoints_per_class = 40'
+CUBIC = 'kind = "cubic"'
+DIGITS = 'kind = "digits"\ntest_fraction = 0.25'
+
+CASES = {
+    "full batch, adam, relu": (SPIRAL, 'hidden = [16]\nactivation = "relu"',
+                               'optimizer = "adam"\nlr = 0.01\nepochs = 25\nlog_every = 4\n'
+                               'weight_decay = 1e-4\ntarget = { metric = "accuracy", value = 0.6 }'),
+    "ragged accumulation, sgd momentum, tanh": (
+        SPIRAL, 'hidden = [12, 10]\nactivation = "tanh"',
+        'optimizer = "sgd"\nlr = 0.1\nmomentum = 0.9\nepochs = 20\naccumulation_steps = 7'),
+    "mini-batches with accumulation, adamw, sigmoid": (
+        SPIRAL, 'hidden = [16]\nactivation = "sigmoid"',
+        'optimizer = "adamw"\nlr = 0.02\nepochs = 6\nbatch_size = 16\naccumulation_steps = 2\n'
+        'log_every = 2'),
+    "regression, leaky_relu, xavier": (CUBIC, 'hidden = [32]\nactivation = "leaky_relu"\n'
+                                              'init = "xavier_uniform"',
+                                       'optimizer = "adam"\nlr = 0.01\nepochs = 15'),
+    "test split": (DIGITS, 'hidden = [24]\nactivation = "gelu"',
+                   'optimizer = "adam"\nlr = 0.01\nepochs = 4\nbatch_size = 64\nlog_every = 2\n'
+                   'target = { metric = "test_accuracy", value = 0.5 }'),
+    "no hidden layer": (SPIRAL, 'hidden = []\nactivation = "identity"',
+                        'optimizer = "sgd"\nlr = 0.5\nepochs = 10'),
+}
+
+METRICS = ["status", "final_loss", "final_accuracy", "best_loss", "epochs_to_target",
+           "dead_fraction", "saturated_fraction", "grad_norm", "n_params", "diverged_epoch",
+           "final_test_loss", "final_test_accuracy"]
+
+
+def specs_of(task, model, train, seeds=(0, 1, 2)):
+    return [one_spec(task=task, model=model, train=train, seed=s) for s in seeds]
+
+
+def assert_same_numbers(packed, alone):
+    """One packed result against the same trial run alone."""
+    for key in METRICS:
+        a, b = packed.trial.get(key), alone.trial.get(key)
+        if isinstance(b, float) and not math.isnan(b):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-6), key
+        elif isinstance(b, float):
+            assert math.isnan(a), key
+        else:
+            assert a == b, key
+    for table in ("curves", "layers"):
+        got, want = pd.DataFrame(getattr(packed, table)), pd.DataFrame(getattr(alone, table))
+        assert list(got.columns) == list(want.columns)
+        pd.testing.assert_frame_equal(got, want, rtol=1e-5, atol=1e-6)
+    assert packed.state_dict.keys() == alone.state_dict.keys()
+    for key, weight in alone.state_dict.items():
+        torch.testing.assert_close(packed.state_dict[key], weight, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("case", CASES, ids=list(CASES))
+def test_a_pack_matches_its_trials_run_one_at_a_time(case):
+    specs = specs_of(*CASES[case])
+    packed = run_pack(specs)
+    assert [r.trial["trial_id"] for r in packed] == [s.trial_id for s in specs]
+    for spec, result in zip(specs, packed):
+        assert result.trial["pack_size"] == 3 and result.status == "ok"
+        assert_same_numbers(result, run_trial(spec))
+
+
+def test_members_really_differ():
+    """A pack that trained one member three times would pass the test above for seed 0 only;
+    this makes the seeds' results differ, so each must come from its own data and init."""
+    packed = run_pack(specs_of(*CASES["full batch, adam, relu"]))
+    losses = {r.trial["final_loss"] for r in packed}
+    assert len(losses) == 3
+
+
+def test_members_that_diverge_leave_the_pack_and_the_others_train_on():
+    # Alone, seeds 1 and 2 diverge at epochs 58 and 57; seeds 0 and 3 finish 58 epochs.
+    specs = specs_of(CUBIC, 'hidden = [32]\nactivation = "relu"',
+                     'optimizer = "sgd"\nlr = 1.5\nepochs = 58', seeds=(0, 1, 2, 3))
+    packed = run_pack(specs)
+    alone = [run_trial(s) for s in specs]
+    assert [r.status for r in alone] == ["ok", "diverged", "diverged", "ok"]
+    for got, want in zip(packed, alone):
+        assert_same_numbers(got, want)
+
+
+def test_a_pack_that_diverges_entirely_stops():
+    specs = specs_of(CUBIC, 'hidden = [32]\nactivation = "relu"',
+                     'optimizer = "sgd"\nlr = 1e4\nepochs = 50\nbatch_size = 10')
+    for got, want in zip(run_pack(specs), [run_trial(s) for s in specs]):
+        assert got.status == "diverged"
+        assert got.trial["diverged_epoch"] == want.trial["diverged_epoch"]
+
+
+def test_time_and_memory_are_the_packs_shared_by_its_members():
+    specs = specs_of(*CASES["full batch, adam, relu"])
+    results = run_pack(specs)
+    rows = [r.trial for r in results]
+    assert len({r["time_per_epoch_s"] for r in rows}) == 1
+    assert len({r["peak_memory_bytes"] for r in rows}) == 1
+    for r in rows:
+        assert r["samples_per_s"] == pytest.approx(120 / r["time_per_epoch_s"])
+    # The pack's weights and data are three trials' worth: the share exceeds one trial's own
+    # parameters and data, and stays near one trial's peak.
+    alone = run_trial(specs[0]).trial["peak_memory_bytes"]
+    assert 0.5 * alone < rows[0]["peak_memory_bytes"] < 2 * alone
+
+
+def test_packed_mlp_keeps_each_members_weights_under_the_mlps_keys():
+    specs = specs_of(SPIRAL, 'hidden = [5, 4]\nactivation = "relu"', 'optimizer = "sgd"\nlr = 0.1\nepochs = 0')
+    alone = [run_trial(s).state_dict for s in specs]
+    from bench.model import MLP
+    models = []
+    for s in specs:
+        torch.manual_seed(s.seed)
+        from bench.tasks import make_task
+        make_task(s.task)
+        models.append(MLP(s.model, 2, 3))
+    pack = PackedMLP(models)
+    assert len(pack.hidden_linears) == 2 and pack.members == 3
+    for p, state in enumerate(alone):
+        for key, value in pack.member_state_dict(p).items():
+            torch.testing.assert_close(value, state[key], rtol=0, atol=0)
+    x = torch.randn(3, 7, 2)
+    out = pack(x)
+    for p, model in enumerate(models):
+        torch.testing.assert_close(out[p], model(x[p]), rtol=1e-6, atol=1e-6)
+
+
+# -- which trials are packed -------------------------------------------------------------------
+
+def grid(train, seeds="[0, 1, 2]", sweep='"model.activation" = ["relu", "tanh"]',
+         task=SPIRAL):
+    return expand(make_suite(f"seeds = {seeds}\n[task]\n{task}\n[model]\nhidden = [8]\n"
+                             f"activation = \"relu\"\n[train]\nepochs = 2\n{train}\n"
+                             f"[sweep]\n{sweep}\n"))
+
+
+def test_plan_packs_the_seeds_of_each_grid_point_in_order():
+    specs = grid('optimizer = "adam"\nlr = 0.01')
+    units = plan(specs, "on")
+    assert [[s.trial_id for s in u] for u in units] == [
+        [s.trial_id for s in specs[:3]], [s.trial_id for s in specs[3:]]]
+    assert all(len({s.model.activation for s in u}) == 1 for u in units)
+    assert plan(specs, "off") == [[s] for s in specs]
+
+
+def test_plan_splits_packs_larger_than_the_limit(monkeypatch):
+    monkeypatch.setattr(packing, "MAX_PACK", 2)
+    specs = grid('optimizer = "adam"\nlr = 0.01', seeds="[0, 1, 2]",
+                 sweep='"train.lr" = [0.01]')
+    assert [len(u) for u in plan(specs, "on")] == [2, 1]
+    assert MAX_PACK >= 8
+
+
+def test_a_single_seed_or_a_non_elementwise_optimizer_is_not_packed(monkeypatch):
+    assert [len(u) for u in plan(grid('optimizer = "adam"\nlr = 0.01', seeds="[0]"), "on")] == [1, 1]
+    monkeypatch.setattr(packing, "ELEMENTWISE_OPTIMIZERS", frozenset({"sgd"}))
+    assert {len(u) for u in plan(grid('optimizer = "adam"\nlr = 0.01'), "on")} == {1}
+
+
+@pytest.mark.parametrize("train, packed", [
+    ('batch_size = 32', True),                        # small micro-batches: packed
+    (f'batch_size = {AUTO_MAX_MICRO_BATCH + 1}', False),
+    ('batch_size = "full"', True),                    # 120 samples
+    ('batch_size = "full"\naccumulation_steps = 4', True),
+])
+def test_auto_packs_small_cpu_micro_batches(train, packed):
+    specs = grid(f'optimizer = "adam"\nlr = 0.01\n{train}')
+    assert {len(u) > 1 for u in plan(specs, "auto")} == {packed}
+
+
+def test_auto_leaves_large_full_batches_and_cuda_alone():
+    big = 'kind = "spiral"\npoints_per_class = 1000'  # 3000 samples in one batch
+    assert {len(u) for u in plan(grid('optimizer = "adam"\nlr = 0.01', task=big), "auto")} == {1}
+    assert {len(u) for u in plan(grid('optimizer = "adam"\nlr = 0.01', task=big)
+                                 , "on")} == {3}
+    cuda = grid('optimizer = "adam"\nlr = 0.01\ndevice = "cuda"\nbatch_size = 8')
+    assert {len(u) for u in plan(cuda, "auto")} == {1}
+    assert {len(u) for u in plan(cuda, "on")} == {3}
+
+
+# -- end to end ---------------------------------------------------------------------------------
+
+SUITE = """name = "demo"
+seeds = [0, 1, 2]
+[task]
+kind = "spiral"
+points_per_class = 30
+[model]
+hidden = [8]
+activation = "relu"
+[train]
+optimizer = "adam"
+lr = 0.01
+epochs = 6
+log_every = 2
+[sweep]
+"model.activation" = ["relu", "sigmoid"]
+"train.device" = ["cpu", "cuda"]
+"""
+
+
+def run_cli(tmp_path, *flags):
+    path = tmp_path / "packed.toml"
+    path.write_text(SUITE)
+    assert main(["run", str(path), "--out", str(tmp_path / "results"), "--no-report",
+                 "--workers", "1", *flags]) == 0
+    (run_dir,) = [d for d in (tmp_path / "results" / "demo").iterdir()
+                  if d.name not in getattr(run_cli, "seen", set())]
+    run_cli.seen = getattr(run_cli, "seen", set()) | {run_dir.name}
+    return run_dir
+
+
+def test_run_with_and_without_pack_store_the_same_tables(tmp_path):
+    packed_dir, single_dir = run_cli(tmp_path, "--pack"), run_cli(tmp_path, "--no-pack")
+    a, b = (pd.read_parquet(d / "trials.parquet").set_index("trial_id").sort_index()
+            for d in (packed_dir, single_dir))
+    assert list(a.index) == list(b.index)
+    ran = a.status == "ok"
+    assert (a.loc[ran, "pack_size"] == 3).all() and (b["pack_size"] == 1).all()
+    # CUDA trials are rows either way: skipped on this machine, or run where a GPU exists.
+    cuda = a["train.device"] == "cuda"
+    assert cuda.sum() == 6 and (a.loc[cuda, "status"] == b.loc[cuda, "status"]).all()
+    for column in ["final_loss", "final_accuracy", "best_loss", "dead_fraction", "grad_norm"]:
+        pd.testing.assert_series_equal(a.loc[ran, column], b.loc[ran, column], rtol=1e-5)
+    for table in ("curves", "layers"):
+        keys = ["trial_id", "epoch"] + (["layer"] if table == "layers" else [])
+        x, y = (pd.read_parquet(d / f"{table}.parquet").sort_values(keys).reset_index(drop=True)
+                for d in (packed_dir, single_dir))
+        pd.testing.assert_frame_equal(x, y, rtol=1e-5, atol=1e-6)
+    manifest = (packed_dir / "manifest.json").read_text()
+    assert '"pack": "on"' in manifest and '"trials_packed": 6' in manifest
+
+
+def test_dry_run_says_which_points_are_packed(tmp_path, capsys):
+    path = tmp_path / "packed.toml"
+    path.write_text(SUITE)
+    assert main(["run", str(path), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("packed") == 2  # the two CPU points (auto: 90 samples per step)
+    assert main(["run", str(path), "--dry-run", "--no-pack"]) == 0
+    assert capsys.readouterr().out.count("packed") == 0
