@@ -84,8 +84,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list tasks, activations, inits and optimizers")
 
-    perf = sub.add_parser("perf", help="measure the harness: instrumentation overhead, or with "
-                                       "--scaling SUITE the executors' throughput")
+    perf = sub.add_parser("perf", help="measure the harness: instrumentation overhead; with "
+                                       "--scaling SUITE the executors' throughput; with --pack "
+                                       "trial packing against one trial at a time")
     perf.add_argument("--epochs", type=_positive, default=300)
     perf.add_argument("--repeats", type=_positive, default=5)
     perf.add_argument("--threads", type=_positive, default=1)
@@ -93,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="time SUITE (its CPU points, --epochs each) with 1 worker x 1 and x 2 "
                            "threads and with --workers N, best of --repeats")
     perf.add_argument("--workers", type=_positive, default=2)
+    perf.add_argument("--pack", action="store_true",
+                      help="time --seeds trials one at a time against one pack of them")
+    perf.add_argument("--seeds", type=_positive, default=6, help="pack size for --pack")
+    perf.add_argument("--device", default="cpu", help="device for --pack (cpu, cuda)")
     return parser
 
 
@@ -112,7 +117,13 @@ def main(argv: list[str] | None = None) -> int:
             return _report(args.run_dir, args.out, args.format, console)
         if args.command == "perf":
             from .perf import main as perf_main
-            from .perf import scaling_main
+            from .perf import pack_main, scaling_main
+            if args.pack:
+                reason = cuda_unavailable_reason(args.device)
+                if reason:
+                    raise UserError(f"--device {args.device}: {reason}")
+                return pack_main(args.epochs, args.repeats, args.threads, args.seeds,
+                                 args.device, console)
             if args.scaling:
                 return scaling_main(load_suite(args.scaling), args.epochs, args.repeats,
                                     args.workers, console)

@@ -16,6 +16,7 @@ epoch (every ``log_every``-th epoch carries the probes). The overhead at the def
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import statistics
@@ -127,8 +128,6 @@ def main(epochs: int, repeats: int, threads: int) -> int:
 def shortened(suite, epochs: int):
     """``suite`` with every point trained for ``epochs`` (CUDA points dropped where they would
     only be skipped): the same grid and trials, in a fraction of the time."""
-    import dataclasses
-
     from .provenance import cuda_unavailable_reason
 
     points = tuple(dataclasses.replace(p, train=p.train.model_copy(update={"epochs": epochs}))
@@ -172,5 +171,90 @@ def scaling_main(suite, epochs: int, repeats: int, workers: int, console: Consol
     for r in rows:
         table.add_row(str(r["workers"]), str(r["threads"]), str(r["trials"]), f"{r['wall_s']:.1f}",
                       f"{r['trials_per_s']:.2f}", f"{r['trials_per_s'] / single:.2f}x")
+    console.print(table)
+    return 0
+
+
+# -- trial packing ----------------------------------------------------------------------------------
+
+_PACK_SUITE = """
+name = "perf-pack"
+seeds = {seeds}
+[task]
+{task}
+[model]
+hidden = [100]
+activation = "relu"
+[train]
+optimizer = "adam"
+lr = 1e-3
+weight_decay = 1e-5
+epochs = {epochs}
+device = "{device}"
+{train}
+"""
+
+SPIRAL = 'kind = "spiral"'
+# (label, [task] keys, extra [train] keys, share of --epochs): the main suite's full batch,
+# its k = 8 micro-batches, and mini-batch training, where per-operator overhead dominates.
+PACK_CASES = [
+    ("spiral 3000, full batch", SPIRAL, "", 1.0),
+    ("spiral 3000, full batch, k = 8", SPIRAL, "accumulation_steps = 8", 1.0),
+    ("spiral 300, full batch", 'kind = "spiral"\npoints_per_class = 100', "", 1.0),
+    ("spiral 3000, batches of 100", SPIRAL, "batch_size = 100", 0.1),
+    ("spiral 3000, batches of 32", SPIRAL, "batch_size = 32", 0.04),
+]
+
+
+def pack_speedup(epochs: int = 100, repeats: int = 3, threads: int = 1, seeds: int = 6,
+                 device: str = "cpu") -> list[dict]:
+    """Per case: wall time of the seeds trained one at a time and as one pack (best of
+    ``repeats``, interleaved), and how far the pack's numbers are from the single runs'."""
+    from .train import run_pack
+
+    torch.set_num_threads(threads)
+    rows = []
+    for label, task, train, share in PACK_CASES:
+        text = _PACK_SUITE.format(seeds=list(range(seeds)), task=task, train=train,
+                                  epochs=max(2, round(epochs * share)), device=device)
+        specs = expand(parse_suite(text, source="perf"))
+        warm = [dataclasses.replace(s, train=s.train.model_copy(update={"epochs": 2}))
+                for s in specs]
+        run_trial(warm[0], threads)  # untimed: first calls pay for lazy initialization
+        run_pack(warm, threads)
+        alone_s = packed_s = math.inf
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            alone = [run_trial(s, threads) for s in specs]
+            alone_s = min(alone_s, time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            packed = run_pack(specs, threads)
+            packed_s = min(packed_s, time.perf_counter() - t0)
+        for r in (*alone, *packed):
+            if r.status != "ok":
+                raise RuntimeError(f"{label}: a trial ended {r.status}: {r.trial['error']}")
+        loss_diff = max(abs(p.trial["final_loss"] - a.trial["final_loss"])
+                        / max(abs(a.trial["final_loss"]), 1e-12) for p, a in zip(packed, alone))
+        weight_diff = max(float((p.state_dict[k] - w).abs().max())
+                          for p, a in zip(packed, alone) for k, w in a.state_dict.items())
+        rows.append({"case": label, "epochs": specs[0].train.epochs, "seeds": seeds,
+                     "alone_s": alone_s, "packed_s": packed_s, "speedup": alone_s / packed_s,
+                     "loss_rel_diff": loss_diff, "weight_abs_diff": weight_diff})
+    return rows
+
+
+def pack_main(epochs: int, repeats: int, threads: int, seeds: int, device: str,
+              console: Console) -> int:
+    console.print(f"trial packing: {seeds} seeds one at a time vs one pack, MLP [100] relu, "
+                  f"adam, {device}, {threads} thread(s), best of {repeats}, interleaved",
+                  soft_wrap=True)
+    table = Table()
+    for col in ("case", "epochs", "one at a time s", "packed s", "speed-up",
+                "max rel. Δ final loss", "max |Δ weight|"):
+        table.add_column(col, justify="right")
+    for r in pack_speedup(epochs, repeats, threads, seeds, device):
+        table.add_row(r["case"], str(r["epochs"]), f"{r['alone_s']:.2f}", f"{r['packed_s']:.2f}",
+                      f"{r['speedup']:.2f}x", f"{r['loss_rel_diff']:.1e}",
+                      f"{r['weight_abs_diff']:.1e}")
     console.print(table)
     return 0

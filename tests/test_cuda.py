@@ -77,3 +77,20 @@ def test_report_of_a_cpu_and_cuda_run_compares_devices(tmp_path):
     text = md.read_text()
     assert "| activation | device |" in text and "fig5_timing.png" in text
     assert torch.cuda.get_device_name(0) in text  # the timing figure's caption names both devices
+
+
+@pytest.mark.parametrize("batch", ['"full"', "16"])
+def test_a_cuda_pack_matches_its_trials_run_one_at_a_time(batch):
+    from bench.train import run_pack
+
+    specs = [one_spec(train=TRAIN + f'device = "cuda"\nbatch_size = {batch}', seed=s)
+             for s in range(4)]
+    packed = run_pack(specs)
+    for spec, got in zip(specs, packed):
+        want = run_trial(spec)
+        assert got.status == want.status == "ok", got.trial["error"]
+        assert got.trial["pack_size"] == 4
+        # bmm and mm may take different cuBLAS kernels: float tolerance, not bit equality
+        assert got.trial["final_loss"] == pytest.approx(want.trial["final_loss"], rel=1e-3)
+        for key, weight in want.state_dict.items():
+            torch.testing.assert_close(got.state_dict[key], weight, rtol=1e-3, atol=1e-4)

@@ -12,8 +12,10 @@ import torch
 
 from bench import packing
 from bench.cli import main
+from bench.model import MLP
 from bench.packing import AUTO_MAX_MICRO_BATCH, MAX_PACK, PackedMLP, plan
 from bench.suite import expand
+from bench.tasks import make_task
 from bench.train import run_pack, run_trial
 from tests.conftest import make_suite, one_spec
 
@@ -122,14 +124,13 @@ def test_time_and_memory_are_the_packs_shared_by_its_members():
 
 
 def test_packed_mlp_keeps_each_members_weights_under_the_mlps_keys():
-    specs = specs_of(SPIRAL, 'hidden = [5, 4]\nactivation = "relu"', 'optimizer = "sgd"\nlr = 0.1\nepochs = 0')
+    specs = specs_of(SPIRAL, 'hidden = [5, 4]\nactivation = "relu"',
+                     'optimizer = "sgd"\nlr = 0.1\nepochs = 0')
     alone = [run_trial(s).state_dict for s in specs]
-    from bench.model import MLP
     models = []
     for s in specs:
         torch.manual_seed(s.seed)
-        from bench.tasks import make_task
-        make_task(s.task)
+        make_task(s.task)  # the data come first from the seed's stream, as in a trial
         models.append(MLP(s.model, 2, 3))
     pack = PackedMLP(models)
     assert len(pack.hidden_linears) == 2 and pack.members == 3

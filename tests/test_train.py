@@ -122,10 +122,15 @@ epochs = 15
 batch_size = 32
 """)
     specs = expand(suite)
-    serial, pooled = {}, {}
-    run_serial(specs, 1, lambda s, r: serial.__setitem__(s.trial_id, r.trial["final_loss"]))
-    run_processes(specs, 2, 1, lambda s, r: pooled.__setitem__(s.trial_id, r.trial["final_loss"]))
+    serial, pooled, packed = {}, {}, {}
+    singles = [[s] for s in specs]
+    run_serial(singles, 1, lambda s, r: serial.__setitem__(s.trial_id, r.trial["final_loss"]))
+    run_processes(singles, 2, 1, lambda s, r: pooled.__setitem__(s.trial_id, r.trial["final_loss"]))
     assert serial == pooled and len(serial) == 3
+    # A pack in a worker process: the same numbers to float tolerance (test_packing.py).
+    run_processes([specs[:2], specs[2:]], 2, 1,
+                  lambda s, r: packed.__setitem__(s.trial_id, r.trial["final_loss"]))
+    assert packed == pytest.approx(serial, rel=1e-5)
 
 
 def test_missing_cuda_is_a_skipped_row_with_the_reason():
