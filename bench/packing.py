@@ -13,9 +13,11 @@ When packing pays (``python -m bench perf --pack`` measures it): the speed-up co
 one kernel for P models, so it is large where per-operator overhead dominates (small
 micro-batches on the CPU, small models on a GPU) and absent where one trial already keeps the
 CPU busy (the spiral's full batch of 3000 samples: the packed working set no longer fits in
-cache). ``--pack`` forces packing on, ``--no-pack`` off; by default (``auto``) a grid point is
-packed where it was measured both exact and faster: micro-batches of at most
-``AUTO_MAX_MICRO_BATCH`` samples on the CPU.
+cache). ``--pack`` forces packing on, ``--no-pack`` off. By default (``auto``) a run packs
+only where packing was measured both exact and faster, micro-batches of at most
+``AUTO_MAX_MICRO_BATCH`` samples on the CPU, and only where that holds for every grid point
+of the device: a packed trial's time and memory columns are its share of the pack's, which
+must not be compared with a trial timed alone.
 """
 
 from __future__ import annotations
@@ -79,21 +81,30 @@ def train_size(spec: TrialSpec) -> int:
 def plan(specs: Sequence[TrialSpec], mode: PackMode) -> list[list[TrialSpec]]:
     """Group ``specs`` into units of work: packs of same-point seeds, or single trials.
 
-    Order is kept: a unit starts where its first member stood.
+    Units come in grid order. ``auto`` packs a device's grid points all together or not at all:
+    a packed trial's time and memory are its share of the pack's, so one run never compares
+    packed timings with unpacked ones on the same device. It packs them when every point that
+    has seeds to pack is worth packing (``worth_packing``).
     """
     groups: dict[str, list[TrialSpec]] = {}
     for spec in specs:
         groups.setdefault(pack_key(spec), []).append(spec)
+
+    def candidate(members: list[TrialSpec]) -> bool:
+        return mode != "off" and len(members) > 1 and packable(members[0])
+
+    if mode == "auto":
+        devices: dict[str, bool] = {}
+        for members in groups.values():
+            if candidate(members):
+                device = members[0].train.device
+                devices[device] = devices.get(device, True) and worth_packing(members[0])
     units: list[list[TrialSpec]] = []
     for members in groups.values():
-        first = members[0]
-        if mode == "off" or len(members) == 1 or not packable(first):
+        if candidate(members) and (mode == "on" or devices[members[0].train.device]):
+            units.extend(members[i:i + MAX_PACK] for i in range(0, len(members), MAX_PACK))
+        else:
             units.extend([m] for m in members)
-            continue
-        if mode == "auto" and not worth_packing(first):
-            units.extend([m] for m in members)
-            continue
-        units.extend(members[i:i + MAX_PACK] for i in range(0, len(members), MAX_PACK))
     return units
 
 

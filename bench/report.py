@@ -109,10 +109,24 @@ def _provenance(run: RunData) -> Table:
                      f"numpy {machine.get('numpy', '?')}, pandas {machine.get('pandas', '?')}"),
         ("execution", f"{m.get('executor', '?')}: {m.get('workers', '?')} workers × "
                       f"{m.get('threads', '?')} threads; {len(m.get('sessions') or [])} session(s)"),
+        ("packing", _packing(run)),
         ("code", f"actbench {m.get('bench_version', '?')}, git {machine.get('git_commit') or 'unknown'}"),
         ("suite", f"{suite.get('source', '?')} (sha256 {str(suite.get('sha256', '?'))[:12]}…)"),
     ]
     return Table(["", ""], [[Cell(k), Cell(v)] for k, v in rows])
+
+
+def _packing(run: RunData) -> str:
+    """Which trials trained in packs: their time and memory columns are shares of a pack's."""
+    trials = run.trials
+    if "pack_size" not in trials or not (trials["pack_size"].fillna(1) > 1).any():
+        return "none: every trial trained alone"
+    packed = trials[trials["pack_size"].fillna(1) > 1]
+    by_device = ", ".join(f"{n} on {device}" for device, n in
+                          packed.groupby("train.device").size().items())
+    sizes = ", ".join(str(int(v)) for v in sorted(packed["pack_size"].unique()))
+    return (f"{len(packed)} of {len(trials)} trials ({by_device}) trained in packs of {sizes} "
+            "seeds; their time and memory columns are the pack's divided by its size")
 
 
 def _grid(run: RunData) -> Table:

@@ -5,6 +5,7 @@ curve and layer row, and the final weights.
 """
 
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -14,7 +15,8 @@ from bench import packing
 from bench.cli import main
 from bench.model import MLP
 from bench.packing import AUTO_MAX_MICRO_BATCH, MAX_PACK, PackedMLP, plan
-from bench.suite import expand
+from bench.report import render
+from bench.suite import expand, load_suite
 from bench.tasks import make_task
 from bench.train import run_pack, run_trial
 from tests.conftest import make_suite, one_spec
@@ -196,6 +198,24 @@ def test_auto_leaves_large_full_batches_and_cuda_alone():
     assert {len(u) for u in plan(cuda, "on")} == {3}
 
 
+def test_auto_packs_a_device_all_together_or_not_at_all():
+    """A packed trial's time is a share of its pack's: auto never puts packed and unpacked
+    timings side by side on one device."""
+    mixed = grid('optimizer = "adam"\nlr = 0.01', sweep='"train.batch_size" = [32, 1024]',
+                 task='kind = "spiral"\npoints_per_class = 1000')
+    assert {len(u) for u in plan(mixed, "auto")} == {1}
+    assert {len(u) for u in plan(mixed, "on")} == {3}
+    small = grid('optimizer = "adam"\nlr = 0.01', sweep='"train.batch_size" = [32, 64]')
+    assert {len(u) for u in plan(small, "auto")} == {3}
+
+
+def test_the_main_suite_is_not_packed_by_default():
+    """Its k = 1 full batches run faster alone, so its k = 8 points are not packed either:
+    figure 5 compares their epoch times."""
+    specs = expand(load_suite(Path(__file__).parents[1] / "suites" / "activations.toml"))
+    assert {len(u) for u in plan(specs, "auto")} == {1}
+
+
 # -- end to end ---------------------------------------------------------------------------------
 
 SUITE = """name = "demo"
@@ -247,6 +267,11 @@ def test_run_with_and_without_pack_store_the_same_tables(tmp_path):
         pd.testing.assert_frame_equal(x, y, rtol=1e-5, atol=1e-6)
     manifest = (packed_dir / "manifest.json").read_text()
     assert '"pack": "on"' in manifest and '"trials_packed": 6' in manifest
+    # The report says which trials' time and memory are shares of a pack's.
+    (md,) = render(packed_dir, tmp_path / "report", formats=("md",))
+    assert "6 of 12 trials (6 on cpu) trained in packs of 3 seeds" in md.read_text()
+    (md_single,) = render(single_dir, tmp_path / "report1", formats=("md",))
+    assert "every trial trained alone" in md_single.read_text()
 
 
 def test_dry_run_says_which_points_are_packed(tmp_path, capsys):
