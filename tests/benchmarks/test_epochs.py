@@ -33,3 +33,26 @@ def test_deep_epoch_instrumented(benchmark, device):
     spec = one_spec(**DEEP, train=TRAIN + f'device = "{device}"')
     describe(benchmark, device, model="spiral 8 x [256]", loop="instrumented", logged=True)
     benchmark(synchronized(epoch_runner(spec, True), device))
+
+
+SMALL = dict(task='kind = "spiral"\npoints_per_class = 100',
+             model='hidden = [100]\nactivation = "relu"')
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("packed", [False, True], ids=["one_at_a_time", "packed"])
+def test_six_seeds_epoch(benchmark, packed, device):
+    """One epoch of six seeds of a 300-sample spiral: six trials one after the other, or one
+    pack of six (packing.py). The ratio of the two is `bench perf --pack`'s speed-up."""
+    specs = [one_spec(**SMALL, train=TRAIN + f'device = "{device}"', seed=s) for s in range(6)]
+    describe(benchmark, device, model="spiral 300 [100] x 6 seeds",
+             loop="packed" if packed else "one at a time", logged=False)
+    if packed:
+        epoch = epoch_runner(specs, False)
+    else:
+        epochs = [epoch_runner(spec, False) for spec in specs]
+
+        def epoch():
+            for one in epochs:
+                one()
+    benchmark(synchronized(epoch, device))
