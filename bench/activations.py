@@ -13,8 +13,9 @@ from torch import nn
 class Activation:
     """One activation: how to build it and how to read its outputs.
 
-    ``dead`` maps a chunk of the layer's output (samples x units) to a per-unit mask: the
-    unit is inactive for every sample of the chunk. By default that is output exactly 0 (so a
+    ``dead`` maps a chunk of the layer's output, samples first (samples x units; for a pack,
+    samples x members x units), to a mask over the other dimensions by reducing dimension 0:
+    the unit is inactive for every sample of the chunk. By default that is output exactly 0 (so a
     sigmoid or tanh unit is practically never dead); LeakyReLU's rule is output negative
     (DESIGN.md). A unit is dead when it is inactive in every chunk, i.e. on the whole training set.
 

@@ -185,6 +185,7 @@ class _Trainer:
         k = cfg.accumulation_steps  # "full": the whole set in k near-equal micro-batches (views)
         self.full_chunks = list(zip(self.x.tensor_split(k, dim=self.sd),
                                     self.y.tensor_split(k, dim=self.sd)))
+        self._member_rows = torch.arange(len(specs), device=self.device).unsqueeze(1)
         self.peak_memory: int | None = None
 
     # -- one optimizer step (or one evaluation) over a list of micro-batches ------------------
@@ -371,8 +372,7 @@ class _Trainer:
         """The micro-batch at ``index`` (samples; members x samples for a pack)."""
         if not self.packed:
             return self.x[index], self.y[index]
-        rows = torch.arange(len(self.members), device=index.device).unsqueeze(1)
-        return self.x[rows, index], self.y[rows, index]
+        return self.x[self._member_rows, index], self.y[self._member_rows, index]
 
     def _mini_batch_epoch(self, epoch, logged, training, meter) -> None:
         """Evaluate epoch ``epoch`` on the whole training set if logged, then train one epoch.

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# The CUDA checks, as one script for a GPU machine: the cuda-marked tests, then the main suite
+# The CUDA checks, as one script for a GPU machine: the cuda-marked tests, trial packing's
+# speed-up on the GPU (PACK_SEEDS seeds, one at a time against one pack), then the main suite
 # with its CUDA trials running for real, and that run's report. Everything it makes goes to
 # $OUT (default /tmp/cuda-check): logs, and run.tar.gz with the run folder and its report.
 #   SUITE=suites/activations.toml  WORKERS=12  RUN_LIMIT=360 (seconds; then stopped as Ctrl-C)
+#   PACK_SEEDS=16  PACK_EPOCHS=100 (PACK_SEEDS=0 skips the packing measurement)
 set -uo pipefail
 OUT=${OUT:-/tmp/cuda-check}
 mkdir -p "$OUT"
@@ -11,6 +13,10 @@ export PYTHONUNBUFFERED=1
   python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda,
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no GPU')"; } 2>&1 | tee "$OUT/gpu.txt"
 python3 -m pytest -m cuda -q -rs -p no:cacheprovider 2>&1 | tee "$OUT/pytest_cuda.log"
+if [ "${PACK_SEEDS:-16}" != 0 ]; then
+    timeout 240 python3 -m bench perf --pack --device cuda --seeds "${PACK_SEEDS:-16}" \
+        --epochs "${PACK_EPOCHS:-100}" --repeats 2 2>&1 | tee "$OUT/pack_cuda.log"
+fi
 work=$(mktemp -d)
 start=$(date +%s)
 timeout -s INT "${RUN_LIMIT:-360}" python3 -m bench run "${SUITE:-suites/activations.toml}" \
