@@ -16,7 +16,7 @@ from .activations import ACTIVATIONS
 from .errors import UserError
 from .inits import INITS
 from .optimizers import OPTIMIZERS
-from .packing import AUTO_MAX_MICRO_BATCH, PackMode, plan
+from .packing import PackMode, plan
 from .provenance import cuda_unavailable_reason
 from .rundata import show
 from .runner import Interrupted, RunOptions, run_suite
@@ -55,8 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
                      help="train the seeds of each grid point as one batched model (exact to "
                           "float tolerance); --no-pack: one trial at a time; default: packed "
-                          "where measured faster (CPU micro-batches of at most "
-                          f"{AUTO_MAX_MICRO_BATCH} samples)")
+                          "where measured faster (small CPU micro-batches, every CPU point)")
     run.add_argument("--reports", type=Path, default=Path("reports"), metavar="DIR",
                      help="where the report of the run goes: DIR/<suite>/<run-id>/ (default: reports)")
     run.add_argument("--no-report", action="store_true", help="store the tables, draw no report")

@@ -44,8 +44,20 @@ def _init_worker(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def _died(spec: TrialSpec, threads: int, attempts: int) -> TrialResult:
-    row = trial_row(spec, threads)
+def _retry(unit: Unit, attempts: dict[str, int], pending: list[Unit], threads: int,
+           on_result: OnResult) -> None:
+    """A unit whose worker died: its trials run again, alone (a pack's size may be what
+    killed it), until each has had ``_MAX_ATTEMPTS``; then they are failed rows."""
+    for spec in unit:
+        tries = attempts[spec.trial_id] = attempts.get(spec.trial_id, 0) + 1
+        if tries >= _MAX_ATTEMPTS:
+            on_result(spec, _died(spec, threads, tries, len(unit)))
+        else:
+            pending.append([spec])
+
+
+def _died(spec: TrialSpec, threads: int, attempts: int, pack_size: int = 1) -> TrialResult:
+    row = trial_row(spec, threads, pack_size)
     row.update(status="failed", worker=None,
                error=f"the worker process died while running this trial ({attempts} attempts)")
     return TrialResult(row)
@@ -72,17 +84,12 @@ def run_processes(units: Iterable[Unit], workers: int, threads: int,
                     results = future.result()
                 except BrokenProcessPool:
                     broken = True
-                    key = unit[0].trial_id
-                    tries = attempts[key] = attempts.get(key, 0) + 1
-                    if tries >= _MAX_ATTEMPTS:
-                        _deliver(unit, [_died(s, threads, tries) for s in unit], on_result)
-                    else:
-                        pending.append(unit)
+                    _retry(unit, attempts, pending, threads, on_result)
                     continue
                 _deliver(unit, results, on_result)
             if broken:
                 for unit in in_flight.values():  # a broken pool fails them all
-                    pending.append(unit)
+                    _retry(unit, attempts, pending, threads, on_result)
                 in_flight.clear()
                 pool.shutdown(wait=False, cancel_futures=True)
                 pool = ProcessPoolExecutor(workers, mp_context=context,

@@ -14,16 +14,16 @@ one kernel for P models, so it is large where per-operator overhead dominates (s
 micro-batches on the CPU, small models on a GPU) and absent where one trial already keeps the
 CPU busy (the spiral's full batch of 3000 samples: the packed working set no longer fits in
 cache). ``--pack`` forces packing on, ``--no-pack`` off. By default (``auto``) a run packs
-only where packing was measured both exact and faster, micro-batches of at most
-``AUTO_MAX_MICRO_BATCH`` samples on the CPU, and only where that holds for every grid point
-of the device: a packed trial's time and memory columns are its share of the pack's, which
-must not be compared with a trial timed alone.
+only where packing was measured both exact and faster, small micro-batches on the CPU (the
+``AUTO_MAX_`` limits below), and only where that holds for every grid point of the device:
+a packed trial's time and memory columns are its share of the pack's, which must not be
+compared with a trial timed alone.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Literal
 
 import torch
@@ -38,18 +38,22 @@ PackMode = Literal["auto", "on", "off"]
 # Optimizers whose update of an element reads only that element's gradient and state.
 ELEMENTWISE_OPTIMIZERS = frozenset({"sgd", "adam", "adamw"})
 
-# auto packs CPU grid points whose micro-batches hold at most this many samples (measured with
-# `bench perf --pack`: see the README's table); larger ones run faster one at a time.
-AUTO_MAX_MICRO_BATCH = 512
+# auto packs a CPU grid point when one micro-batch of one member is small enough that
+# per-operator overhead, not arithmetic, bounds its speed. `bench perf --pack` measured, with six
+# seeds (README): packed 1.7x-4.7x faster up to these limits, 0.8x-1.3x beyond them (a spiral
+# full batch of 3000 through [100]: 300k activations; 100 samples through [512, 512]: 26M
+# multiply-adds in the 512 x 512 layer; 0.97x at 32 samples, 8.4M).
+AUTO_MAX_ACTIVATIONS = 65_536   # samples x the widest hidden layer
+AUTO_MAX_LAYER_MACS = 1 << 22   # samples x fan_in x fan_out of the largest layer
 
 MAX_PACK = 64  # members per pack: bounds the pack's memory, and what one failure can take down
 
 
-def micro_batch_samples(spec: TrialSpec, n_train: int | None) -> int:
-    """Samples in one (the largest) micro-batch of ``spec``; ``n_train`` for a full batch."""
+def micro_batch_samples(spec: TrialSpec, n_train: int) -> int:
+    """Samples in one (the largest) micro-batch of ``spec``."""
     train = spec.train
     if train.batch_size != "full":
-        return int(train.batch_size)
+        return min(int(train.batch_size), n_train)
     return -(-n_train // train.accumulation_steps)
 
 
@@ -58,11 +62,15 @@ def packable(spec: TrialSpec) -> bool:
 
 
 def worth_packing(spec: TrialSpec) -> bool:
-    """``auto``'s rule: CPU grid points with micro-batches of at most AUTO_MAX_MICRO_BATCH."""
+    """``auto``'s rule: a CPU grid point whose micro-batch is within both AUTO_MAX_ limits."""
     if spec.train.device != "cpu":
         return False  # CUDA: not yet measured on a GPU, so not on by default
-    n_train = train_size(spec) if spec.train.batch_size == "full" else None
-    return micro_batch_samples(spec, n_train) <= AUTO_MAX_MICRO_BATCH
+    n_train, n_in, n_out = task_shape(spec)
+    samples = micro_batch_samples(spec, n_train)
+    widths = [n_in, *spec.model.hidden, n_out]
+    largest_layer = max(a * b for a, b in zip(widths, widths[1:]))
+    return (samples * max(spec.model.hidden, default=0) <= AUTO_MAX_ACTIVATIONS
+            and samples * largest_layer <= AUTO_MAX_LAYER_MACS)
 
 
 def pack_key(spec: TrialSpec) -> str:
@@ -71,15 +79,21 @@ def pack_key(spec: TrialSpec) -> str:
                       sort_keys=True, default=str)
 
 
-def train_size(spec: TrialSpec) -> int:
-    """Samples in ``spec``'s training set (its task built once, without touching the RNG)."""
+def task_shape(spec: TrialSpec) -> tuple[int, int, int]:
+    """Training samples, input features and outputs of ``spec``'s task (built once, without
+    touching the global RNG)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        return int(make_task(spec.task).x_train.shape[0])
+        data = make_task(spec.task)
+    return int(data.x_train.shape[0]), int(data.x_train.shape[1]), int(data.out_features)
 
 
-def plan(specs: Sequence[TrialSpec], mode: PackMode) -> list[list[TrialSpec]]:
+def plan(specs: Sequence[TrialSpec], mode: PackMode,
+         todo: Collection[str] | None = None) -> list[list[TrialSpec]]:
     """Group ``specs`` into units of work: packs of same-point seeds, or single trials.
+
+    The decision is taken on the whole grid, ``specs``; with ``todo`` (trial ids) the units
+    then keep only those trials, so a resumed run packs the points its first session packed.
 
     Units come in grid order. ``auto`` packs a device's grid points all together or not at all:
     a packed trial's time and memory are its share of the pack's, so one run never compares
@@ -105,6 +119,8 @@ def plan(specs: Sequence[TrialSpec], mode: PackMode) -> list[list[TrialSpec]]:
             units.extend(members[i:i + MAX_PACK] for i in range(0, len(members), MAX_PACK))
         else:
             units.extend([m] for m in members)
+    if todo is not None:
+        units = [kept for unit in units if (kept := [s for s in unit if s.trial_id in todo])]
     return units
 
 

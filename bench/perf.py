@@ -183,7 +183,7 @@ seeds = {seeds}
 [task]
 {task}
 [model]
-hidden = [100]
+hidden = {hidden}
 activation = "relu"
 [train]
 optimizer = "adam"
@@ -195,27 +195,31 @@ device = "{device}"
 """
 
 SPIRAL = 'kind = "spiral"'
-# (label, [task] keys, extra [train] keys, share of --epochs): the main suite's full batch,
-# its k = 8 micro-batches, and mini-batch training, where per-operator overhead dominates.
+# (label, [task] keys, hidden widths, extra [train] keys, share of --epochs): the main suite's
+# full batch, its k = 8 micro-batches, mini-batch training, where per-operator overhead
+# dominates, and wider nets at the edge of the auto rule (packing.AUTO_MAX_ELEMENTS).
 PACK_CASES = [
-    ("spiral 3000, full batch", SPIRAL, "", 1.0),
-    ("spiral 3000, full batch, k = 8", SPIRAL, "accumulation_steps = 8", 1.0),
-    ("spiral 300, full batch", 'kind = "spiral"\npoints_per_class = 100', "", 1.0),
-    ("spiral 3000, batches of 100", SPIRAL, "batch_size = 100", 0.1),
-    ("spiral 3000, batches of 32", SPIRAL, "batch_size = 32", 0.04),
+    ("spiral 3000, full batch", SPIRAL, [100], "", 1.0),
+    ("spiral 3000, full batch, k = 8", SPIRAL, [100], "accumulation_steps = 8", 1.0),
+    ("spiral 300, full batch", 'kind = "spiral"\npoints_per_class = 100', [100], "", 1.0),
+    ("spiral 3000, batches of 100", SPIRAL, [100], "batch_size = 100", 0.1),
+    ("spiral 3000, batches of 32", SPIRAL, [100], "batch_size = 32", 0.04),
+    ("[512, 512], batches of 100", SPIRAL, [512, 512], "batch_size = 100", 0.03),
+    ("[1024], batches of 64", SPIRAL, [1024], "batch_size = 64", 0.03),
+    ("[256], batches of 500", SPIRAL, [256], "batch_size = 500", 0.1),
 ]
 
 
 def pack_speedup(epochs: int = 100, repeats: int = 3, threads: int = 1, seeds: int = 6,
-                 device: str = "cpu") -> list[dict]:
+                 device: str = "cpu", cases: list | None = None) -> list[dict]:
     """Per case: wall time of the seeds trained one at a time and as one pack (best of
     ``repeats``, interleaved), and how far the pack's numbers are from the single runs'."""
     from .train import run_pack
 
     torch.set_num_threads(threads)
     rows = []
-    for label, task, train, share in PACK_CASES:
-        text = _PACK_SUITE.format(seeds=list(range(seeds)), task=task, train=train,
+    for label, task, hidden, train, share in cases or PACK_CASES:
+        text = _PACK_SUITE.format(seeds=list(range(seeds)), task=task, train=train, hidden=hidden,
                                   epochs=max(2, round(epochs * share)), device=device)
         specs = expand(parse_suite(text, source="perf"))
         warm = [dataclasses.replace(s, train=s.train.model_copy(update={"epochs": 2}))
@@ -245,7 +249,7 @@ def pack_speedup(epochs: int = 100, repeats: int = 3, threads: int = 1, seeds: i
 
 def pack_main(epochs: int, repeats: int, threads: int, seeds: int, device: str,
               console: Console) -> int:
-    console.print(f"trial packing: {seeds} seeds one at a time vs one pack, MLP [100] relu, "
+    console.print(f"trial packing: {seeds} seeds one at a time vs one pack, relu MLPs, "
                   f"adam, {device}, {threads} thread(s), best of {repeats}, interleaved",
                   soft_wrap=True)
     table = Table()

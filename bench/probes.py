@@ -93,7 +93,7 @@ class _LayerStats:
         """Per member: the share of units whose mask is False."""
         if mask is None:
             return [math.nan] * self.members
-        return (1.0 - mask.float().mean(1)).tolist()
+        return [1.0 - share for share in mask.float().mean(1).tolist()]  # in double
 
 
 class _Buffer:

@@ -64,8 +64,9 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     workers = options.resolved_workers()
     # Trials whose device is missing are rows too, recorded at once and never dropped.
     skipped = [s for s in todo if cuda_unavailable_reason(s.train.device)]
-    runnable = [s for s in todo if not cuda_unavailable_reason(s.train.device)]
-    units = plan(runnable, options.pack)
+    runnable = [s for s in specs if not cuda_unavailable_reason(s.train.device)]
+    # Planned on the whole grid, so that a resumed run packs what its first session packed.
+    units = plan(runnable, options.pack, todo={s.trial_id for s in todo})
     packs = [u for u in units if len(u) > 1]
     session = {"started_at": now_utc(), "executor": "processes" if workers > 1 else "serial",
                "workers": workers, "threads": options.threads, "pack": options.pack,
