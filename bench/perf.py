@@ -207,6 +207,9 @@ PACK_CASES = [
     ("[512, 512], batches of 100", SPIRAL, [512, 512], "batch_size = 100", 0.03),
     ("[1024], batches of 64", SPIRAL, [1024], "batch_size = 64", 0.03),
     ("[256], batches of 500", SPIRAL, [256], "batch_size = 500", 0.1),
+    ("[256, 256], batches of 64", SPIRAL, [256, 256], "batch_size = 64", 0.03),
+    ("8 x [64], batches of 64", SPIRAL, [64] * 8, "batch_size = 64", 0.03),
+    ("[512, 512], batches of 32", SPIRAL, [512, 512], "batch_size = 32", 0.01),
 ]
 
 
