@@ -87,9 +87,13 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     finished = [0]  # a closure counter for the one-line-per-trial log
     pacer = _Pacer()
 
+    pack_ends = {u[-1].trial_id for u in units if len(u) > 1}
+
     def on_result(spec: TrialSpec, result: TrialResult) -> None:
         store.add(result)
-        if pacer.due():  # the tables follow the parts closely, at a bounded cost
+        # The tables follow the parts closely, at a bounded cost; a pack's members arrive
+        # together, so its last one brings the tables up to date whatever the pacer says.
+        if pacer.due() or spec.trial_id in pack_ends:
             with pacer.timed():
                 store.consolidate(order)
         finished[0] += 1
