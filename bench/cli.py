@@ -19,7 +19,7 @@ from .optimizers import OPTIMIZERS
 from .packing import PackMode, plan
 from .provenance import cuda_unavailable_reason
 from .rundata import show
-from .runner import Interrupted, RunOptions, run_suite
+from .runner import Interrupted, RunOptions, Stopped, run_suite
 from .suite import Suite, expand, load_suite
 from .tasks import TASKS
 
@@ -52,6 +52,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a run folder: trials already stored are not run again")
     run.add_argument("--dry-run", action="store_true", help="print the grid and run nothing")
+    where = run.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
+                       help="run the trials on this Dask scheduler's workers (pip install -e "
+                            "'.[dask]'); CUDA trials go to workers started with --resources GPU=1")
+    where.add_argument("--cluster", metavar="local[:N]",
+                       help="start a Dask LocalCluster of N single-threaded workers for the run")
     run.add_argument("--pack", action=argparse.BooleanOptionalAction, default=None,
                      help="train the seeds of each grid point as one batched model (exact to "
                           "float tolerance); --no-pack: one trial at a time; default: packed "
@@ -140,8 +146,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         _print_grid(suite, console, pack)
         return 0
+    if (args.scheduler or args.cluster) and args.workers:
+        raise UserError("--workers is for local processes; with --scheduler or --cluster the "
+                        "cluster's workers run the trials (--cluster local:N sets how many)")
     options = RunOptions(out=args.out, workers=args.workers, threads=args.threads,
-                         resume=args.resume, pack=pack)
+                         resume=args.resume, pack=pack, scheduler=args.scheduler,
+                         cluster=args.cluster)
     # `kill` (SIGTERM) stops a run the way Ctrl-C does: stored trials kept, tables rebuilt.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
@@ -149,6 +159,13 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     except KeyboardInterrupt:  # before the run folder existed, or while it was being closed
         Console(stderr=True).print("\ninterrupted", highlight=False)
         return EXIT_INTERRUPTED
+    except Stopped as stop:
+        Console(stderr=True).print(
+            f"\nstopped: {stop.reason}\n{stop.stored} finished trials are stored in "
+            f"{stop.run_dir}\n"
+            f"continue with: python -m bench run {args.suite} --resume {stop.run_dir} ...",
+            soft_wrap=True, highlight=False, markup=False)
+        return 1
     except Interrupted as stop:
         Console(stderr=True).print(
             f"\ninterrupted: every finished trial is stored in {stop.run_dir}\n"

@@ -40,6 +40,14 @@ class Interrupted(Exception):
         self.run_dir = run_dir
 
 
+class Stopped(Exception):
+    """The run could not go on (its Dask scheduler went away); finished trials are stored."""
+
+    def __init__(self, run_dir: Path, reason: str, stored: int):
+        super().__init__(reason)
+        self.run_dir, self.reason, self.stored = run_dir, reason, stored
+
+
 @dataclass(frozen=True)
 class RunOptions:
     out: Path = Path("results")
@@ -47,13 +55,29 @@ class RunOptions:
     threads: int = 1           # intra-op threads per trial, pinned: numbers must not depend on workers
     resume: Path | None = None
     pack: PackMode = "auto"    # seeds of a grid point as one batched model (packing.py)
+    scheduler: str | None = None  # a Dask scheduler's address (cluster.py)
+    cluster: str | None = None    # "local" or "local:N": a LocalCluster for this run
+
+    @property
+    def dask(self) -> bool:
+        return self.scheduler is not None or self.cluster is not None
 
     def resolved_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 
 
 def run_suite(suite: Suite, options: RunOptions, console: Console | None = None) -> RunStore:
-    """Run every trial of ``suite`` not already stored; returns the store of the run folder."""
+    """Run every trial of ``suite`` not already stored; returns the store of the run folder.
+    With a Dask scheduler or cluster the run connects first: an unreachable scheduler is a
+    user error before any folder is made."""
+    if not options.dask:
+        return _run_suite(suite, options, console, None)
+    from . import cluster
+    with cluster.connect(options.scheduler, options.cluster) as client:
+        return _run_suite(suite, options, console, client)
+
+
+def _run_suite(suite: Suite, options: RunOptions, console: Console | None, client) -> RunStore:
     console = console or Console(stderr=True)
     specs = expand(suite)
     order = [s.trial_id for s in specs]
@@ -61,23 +85,37 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     store.consolidate(order)  # the tables exist from the start (and a resume rebuilds them)
     done = store.done()
     todo = [s for s in specs if s.trial_id not in done]
-    workers = options.resolved_workers()
-    # Trials whose device is missing are rows too, recorded at once and never dropped.
-    skipped = [s for s in todo if cuda_unavailable_reason(s.train.device)]
-    runnable = [s for s in specs if not cuda_unavailable_reason(s.train.device)]
+    # Trials whose device is missing are rows too, recorded at once and never dropped. On a
+    # Dask cluster a CUDA trial's device is the workers' concern (cluster.py), not this machine's.
+    remote_cuda = client is not None and options.scheduler is not None
+
+    def missing(spec: TrialSpec) -> str | None:
+        return None if remote_cuda else cuda_unavailable_reason(spec.train.device)
+
+    skipped = [s for s in todo if missing(s)]
+    runnable = [s for s in specs if not missing(s)]
     # Planned on the whole grid, so that a resumed run packs what its first session packed.
     units = plan(runnable, options.pack, todo={s.trial_id for s in todo})
     packs = [u for u in units if len(u) > 1]
-    session = {"started_at": now_utc(), "executor": "processes" if workers > 1 else "serial",
-               "workers": workers, "threads": options.threads, "pack": options.pack,
+    if client is not None:
+        from .cluster import describe
+        where = describe(client)
+        workers, executor = where["workers"], "dask"
+    else:
+        workers = options.resolved_workers()
+        where, executor = {}, "processes" if workers > 1 else "serial"
+    session = {"started_at": now_utc(), "executor": executor, "workers": workers, **where,
+               "threads": options.threads, "pack": options.pack,
                "packs": len(packs), "trials_packed": sum(len(u) for u in packs),
                "trials_planned": len(todo), "trials_already_stored": len(specs) - len(todo)}
     store.manifest.setdefault("sessions", []).append(session)
-    store.update_manifest(state="running", executor=session["executor"], workers=workers,
-                          threads=options.threads, trials_total=len(specs))
+    store.update_manifest(state="running", executor=executor, workers=workers,
+                          threads=options.threads, trials_total=len(specs),
+                          **({"scheduler": where["scheduler"]} if where else {}))
     packed = (f", {session['trials_packed']} of them in {len(packs)} packs" if packs else "")
+    on = f" on Dask {where['scheduler']}" if where else ""
     console.print(f"[bold]{suite.name}[/]: {len(specs)} trials, {len(todo)} to run{packed}, "
-                  f"{workers} worker(s) x {options.threads} thread(s) -> {store.dir}",
+                  f"{workers} worker(s){on} x {options.threads} thread(s) -> {store.dir}",
                   soft_wrap=True, highlight=False)
 
     state = "interrupted"
@@ -108,15 +146,25 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
                 on_result(spec, run_trial(spec, options.threads))
             cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
             cuda = [u for u in units if u[0].train.device.startswith("cuda")]
-            if workers > 1 and len(cpu) > 1:
+            if client is not None:
+                from .cluster import run_dask
+                run_dask(units, client, options.threads, on_result,
+                         local_cuda=options.cluster is not None)
+            elif workers > 1 and len(cpu) > 1:
                 run_processes(cpu, workers, options.threads, on_result)
             else:
                 run_serial(cpu, options.threads, on_result)
-            # One GPU unit at a time: timings from a shared GPU mean nothing.
-            run_serial(cuda, options.threads, on_result)
+            if client is None:
+                # One GPU unit at a time: timings from a shared GPU mean nothing.
+                run_serial(cuda, options.threads, on_result)
         state = "finished"
     except KeyboardInterrupt:
         raise Interrupted(store.dir) from None
+    except Exception as exc:
+        if type(exc).__name__ != "SchedulerLost":
+            raise
+        state = "scheduler lost"
+        raise Stopped(store.dir, str(exc), len(store.done())) from None
     finally:
         store.consolidate(order)
         counts = dict(Counter(store.statuses().values()))

@@ -1,0 +1,174 @@
+"""The Dask executor: a run's units on a ``dask.distributed`` cluster.
+
+``--scheduler tcp://HOST:PORT`` uses an existing cluster; ``--cluster local[:N]`` starts a
+``LocalCluster`` of N single-threaded worker processes for the run and closes it after.
+Workers only compute: each unit (one trial, or a pack) is one task returning its
+TrialResults, and the coordinator stores each result the moment it arrives, with the same
+atomic per-trial writes as a local run.
+
+- A worker that dies mid-task: Dask reschedules the task on another worker (the result still
+  arrives once). After ``distributed.scheduler.allowed-failures`` deaths the trials are failed
+  rows, as with the local pool.
+- CUDA units ask for the worker resource ``GPU`` (``dask worker --resources GPU=1``): one unit
+  per GPU at a time, and never on a CPU-only worker. With no such worker they are skipped rows
+  with that reason. A local cluster has no GPU workers: its CUDA units run one at a time in
+  the coordinator, as with ``--workers``.
+- Losing the scheduler ends the run after ``LOST_AFTER_S`` with ``SchedulerLost``; every
+  trial stored by then stays stored.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from .errors import UserError
+from .executor import OnResult, Unit, _deliver, run_serial
+from .spec import TrialSpec
+from .train import TrialResult, run_pack, trial_row
+
+CONNECT_TIMEOUT_S = 10   # to reach a scheduler at the start
+# without a scheduler for this long, the run gives up (ACTBENCH_DASK_LOST_AFTER_S overrides)
+LOST_AFTER_S = float(os.environ.get("ACTBENCH_DASK_LOST_AFTER_S", 30))
+POLL_S = 1.0
+
+NO_GPU_WORKER = ("no Dask worker declares a GPU resource (start GPU workers with "
+                 "`dask worker ADDRESS --nthreads 1 --resources GPU=1`)")
+
+
+class SchedulerLost(Exception):
+    """The scheduler went away mid-run; the finished trials are stored."""
+
+
+def parse_cluster(text: str) -> int:
+    """``local`` or ``local:N`` -> the number of workers (``local``: one per CPU core)."""
+    kind, _, count = text.partition(":")
+    if kind != "local" or (count and not (count.isdigit() and int(count) > 0)):
+        raise UserError(f"--cluster {text!r}: expected local or local:N with N a positive "
+                        "integer, e.g. local:2")
+    return int(count) if count else max(1, os.cpu_count() or 1)
+
+
+def _dask():
+    try:
+        import distributed
+    except ImportError:
+        raise UserError("--scheduler and --cluster need Dask: pip install -e \".[dask]\"") from None
+    return distributed
+
+
+@contextmanager
+def connect(scheduler: str | None, cluster: str | None) -> Iterator:
+    """A connected ``distributed.Client``; the local cluster, if one was started, closes after."""
+    distributed = _dask()
+    local = None
+    if cluster is not None:
+        local = distributed.LocalCluster(n_workers=parse_cluster(cluster), threads_per_worker=1,
+                                         processes=True, dashboard_address=None)
+        client = distributed.Client(local)
+    else:
+        try:
+            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise UserError(f"--scheduler {scheduler}: no Dask scheduler answered within "
+                            f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__}: {exc}). Is it "
+                            "running, and is the address tcp://HOST:PORT?") from None
+    try:
+        yield client
+    finally:
+        client.close(timeout=5)
+        if local is not None:
+            local.close(timeout=5)
+
+
+def describe(client) -> dict:
+    """The manifest's record of the cluster."""
+    info = client.scheduler_info()
+    workers = info.get("workers", {})
+    return {"scheduler": info.get("address") or str(client.scheduler.address),
+            "workers": len(workers),
+            "gpu_workers": sum(1 for w in workers.values()
+                               if (w.get("resources") or {}).get("GPU", 0) >= 1)}
+
+
+def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
+             local_cuda: bool = False) -> None:
+    """Run ``units`` on the cluster; ``local_cuda``: CUDA units run here instead (a local
+    cluster), one at a time, after the others were submitted."""
+    distributed = _dask()
+    gpu = describe(client)["gpu_workers"] > 0
+    futures: dict = {}
+    here: list[Unit] = []
+    for unit in units:
+        cuda = unit[0].train.device.startswith("cuda")
+        if cuda and local_cuda:
+            here.append(unit)
+            continue
+        if cuda and not gpu:
+            _deliver(unit, [_skipped(spec, threads) for spec in unit], on_result)
+            continue
+        future = client.submit(run_pack, unit, threads, pure=False,
+                               key=f"actbench-{unit[0].trial_id}",
+                               resources={"GPU": 1} if cuda else None)
+        futures[future] = unit
+    try:
+        run_serial(here, threads, on_result)
+        _collect(distributed, client, futures, threads, on_result)
+    except BaseException:
+        client.cancel(list(futures), force=True)  # Ctrl-C, or the scheduler lost: stop the rest
+        raise
+
+
+def _collect(distributed, client, futures: dict, threads: int, on_result: OnResult) -> None:
+    pending = set(futures)
+    address = describe(client)["scheduler"]
+    lost_since: float | None = None
+    while pending:
+        try:
+            done, pending = distributed.wait(list(pending), timeout=POLL_S,
+                                             return_when="FIRST_COMPLETED")
+            pending = set(pending)
+        except (TimeoutError, distributed.TimeoutError):
+            done = set()
+        except Exception as exc:  # the client cancelled the futures: it lost the scheduler
+            if "cancelled" not in type(exc).__name__.lower():
+                raise
+            raise SchedulerLost(f"lost the Dask scheduler {address} "
+                                f"({str(exc).splitlines()[-1] if str(exc) else exc!r}); "
+                                f"{len(pending)} units were not finished") from None
+        if client.status != "running":  # reconnecting, or gone: results may be lost, not failed
+            lost_since = lost_since or time.monotonic()
+            if time.monotonic() - lost_since > LOST_AFTER_S:
+                raise SchedulerLost(f"lost the Dask scheduler {address}: no connection for "
+                                    f"{LOST_AFTER_S:g} s; {len(pending) + len(done)} units "
+                                    "were not finished")
+            pending |= {f for f in done if f.status != "finished"}
+            done = {f for f in done if f.status == "finished"}
+            time.sleep(POLL_S)
+        else:
+            lost_since = None
+        for future in done:
+            unit = futures[future]
+            _deliver(unit, _results(future, unit, threads), on_result)
+
+
+def _results(future, unit: Unit, threads: int) -> list[TrialResult]:
+    """The unit's results, or failed rows saying why there are none."""
+    try:
+        return future.result()
+    except Exception as exc:  # KilledWorker after repeated deaths, or an error outside a trial
+        rows = []
+        for spec in unit:
+            row = trial_row(spec, threads, len(unit))
+            row.update(status="failed", worker=None, error=f"{type(exc).__name__}: {exc}")
+            rows.append(TrialResult(row))
+        return rows
+
+
+def _skipped(spec: TrialSpec, threads: int) -> TrialResult:
+    row = trial_row(spec, threads)
+    row.update(status="skipped", error=NO_GPU_WORKER, worker=None)
+    return TrialResult(row)
+

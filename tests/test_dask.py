@@ -1,0 +1,261 @@
+"""Runs on a Dask cluster: a loopback scheduler and workers started as subprocesses here.
+
+The module's cluster: one scheduler, a CPU worker, and a worker that declares ``GPU=1`` (on a
+CPU-only machine its CUDA trials are skipped by the worker itself, which shows they were
+routed there). Tests that kill something start their own processes.
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+distributed = pytest.importorskip("distributed", reason="Dask is not installed: pip install -e '.[dask]'")
+
+from bench import cluster as cluster_module  # noqa: E402
+from bench.spec import TrialSpec  # noqa: E402
+from tests.conftest import one_spec  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+HOST = socket.gethostname()
+
+SUITE = """
+name = "dasky"
+seeds = [0, 1]
+[task]
+kind = "spiral"
+points_per_class = 40
+[model]
+hidden = [8]
+activation = "relu"
+[train]
+optimizer = "adam"
+lr = 0.01
+epochs = {epochs}
+log_every = 5
+[sweep]
+"model.activation" = ["relu", "tanh"]
+"train.device" = ["cpu", "cuda"]
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(args, log: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dask", *args], env=ENV, cwd=log.parent,
+                            stdout=open(log, "w"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                            start_new_session=True)
+
+
+def stop(*procs: subprocess.Popen) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=10)
+
+
+def worker(address, tmp: Path, name: str, *extra) -> subprocess.Popen:
+    return start(["worker", address, "--nthreads", "1", "--no-nanny", "--no-dashboard",
+                  "--name", name, "--local-directory", str(tmp / name), *extra],
+                 tmp / f"{name}.log")
+
+
+def wait_for_workers(address: str, n: int) -> None:
+    with distributed.Client(address, timeout=30) as client:
+        client.wait_for_workers(n, timeout=60)
+
+
+def scheduler(tmp: Path):
+    address = f"tcp://127.0.0.1:{free_port()}"
+    port = address.rsplit(":", 1)[1]
+    proc = start(["scheduler", "--host", "127.0.0.1", "--port", port, "--no-dashboard"],
+                 tmp / "scheduler.log")
+    return address, proc
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("dask")
+    address, sched = scheduler(tmp)
+    cpu = worker(address, tmp, "cpu")
+    gpu = worker(address, tmp, "gpu", "--resources", "GPU=1")
+    try:
+        wait_for_workers(address, 2)
+        yield {"address": address, "tmp": tmp, "gpu_worker": f"{HOST}:{gpu.pid}",
+               "cpu_worker": f"{HOST}:{cpu.pid}"}
+    finally:
+        stop(cpu, gpu, sched)
+
+
+def bench(*args, cwd, timeout=120):
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, env=ENV,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def write_suite(tmp: Path, epochs: int = 20) -> Path:
+    path = tmp / "dasky.toml"
+    path.write_text(SUITE.format(epochs=epochs))
+    return path
+
+
+def only_run(out: Path) -> Path:
+    (run_dir,) = (out / "dasky").iterdir()
+    return run_dir
+
+
+def test_a_dask_run_stores_what_a_local_run_stores(dask_cluster, tmp_path):
+    suite = write_suite(tmp_path)
+    local = bench("run", suite, "--out", tmp_path / "local", "--workers", "1", "--no-report",
+                  cwd=tmp_path)
+    remote = bench("run", suite, "--out", tmp_path / "dask", "--scheduler",
+                   dask_cluster["address"], "--no-report", cwd=tmp_path)
+    assert local.returncode == 0, local.stderr
+    assert remote.returncode == 0, remote.stderr
+    a, b = (pd.read_parquet(only_run(tmp_path / d) / "trials.parquet").set_index("trial_id")
+            for d in ("local", "dask"))
+    assert sorted(a.index) == sorted(b.index) and len(b) == 8
+    b = b.loc[a.index]
+    ok = a.status == "ok"
+    assert ok.sum() == 4 and (b.status[ok] == "ok").all()
+    pd.testing.assert_series_equal(a.final_loss[ok], b.final_loss[ok], rtol=1e-6)
+    # CPU trials ran on the workers; CUDA trials went only to the worker that declares a GPU,
+    # which (on a machine without CUDA) recorded them as skipped with its own reason.
+    assert set(b.worker[ok]) <= {dask_cluster["cpu_worker"], dask_cluster["gpu_worker"]}
+    cuda = b["train.device"] == "cuda"
+    assert set(b.worker[cuda]) == {dask_cluster["gpu_worker"]}
+    if not torch.cuda.is_available():
+        assert (b.status[cuda] == "skipped").all()
+        assert b.error[cuda].str.contains("CUDA is not available").all()
+    manifest = json.loads((only_run(tmp_path / "dask") / "manifest.json").read_text())
+    assert manifest["executor"] == "dask" and manifest["workers"] == 2
+    assert manifest["scheduler"] == dask_cluster["address"]
+    assert manifest["sessions"][-1]["gpu_workers"] == 1
+
+
+def test_cuda_trials_without_a_gpu_worker_are_skipped_with_the_reason():
+    class Client:  # what run_dask asks of a cluster with CPU workers only
+        def scheduler_info(self):
+            return {"address": "tcp://x:1", "workers": {"w": {"resources": {}}}}
+
+        def submit(self, *args, **kwargs):
+            raise AssertionError("a CUDA trial was submitted to a cluster without GPUs")
+
+    spec = one_spec(train='optimizer = "sgd"\nlr = 0.1\nepochs = 2\ndevice = "cuda"')
+    got: list[tuple[TrialSpec, object]] = []
+    cluster_module.run_dask([[spec]], Client(), 1, lambda s, r: got.append((s, r)))
+    ((s, r),) = got
+    assert s == spec and r.status == "skipped" and "--resources GPU=1" in r.trial["error"]
+
+
+def test_a_worker_killed_mid_run_costs_only_time(tmp_path):
+    """The only worker dies while it holds a trial; a second one, started then, finishes the
+    run: every trial is stored exactly once."""
+    address, sched = scheduler(tmp_path)
+    victim = worker(address, tmp_path, "victim")
+    rescuer = None
+    try:
+        wait_for_workers(address, 1)
+        suite = write_suite(tmp_path, epochs=400)
+        proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out",
+                                 str(tmp_path / "out"), "--scheduler", address, "--no-pack",
+                                 "--no-report"], cwd=tmp_path, env=ENV,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with distributed.Client(address, timeout=30) as client:
+            deadline = time.monotonic() + 60
+            held: list[str] = []
+            while time.monotonic() < deadline and not held:  # the victim is running a trial
+                held = [k for keys in client.processing().values() for k in keys
+                        if str(k).startswith("actbench-")]
+                time.sleep(0.05)
+            assert held, "the victim never got a trial"
+            rescuer = worker(address, tmp_path, "rescuer")
+            client.wait_for_workers(2, timeout=60)
+        os.kill(victim.pid, signal.SIGKILL)
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    finally:
+        stop(victim, *([rescuer] if rescuer else []), sched)
+    run_dir = only_run(tmp_path / "out")
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert len(trials) == 8 and trials.trial_id.is_unique
+    cpu = trials["train.device"] == "cpu"
+    assert (trials.status[cpu] == "ok").all()
+    assert f"{HOST}:{rescuer.pid}" in set(trials.worker[cpu])  # it took over
+    curves = pd.read_parquet(run_dir / "curves.parquet")
+    assert not curves.duplicated(["trial_id", "epoch"]).any()
+    assert len(curves) == 4 * 81  # every CPU trial's 81 logged epochs, once
+
+
+def test_an_unreachable_scheduler_fails_fast_with_exit_2(tmp_path):
+    suite = write_suite(tmp_path)
+    start_time = time.monotonic()
+    result = bench("run", suite, "--out", tmp_path / "out",
+                   "--scheduler", f"tcp://127.0.0.1:{free_port()}", cwd=tmp_path, timeout=60)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "no Dask scheduler answered" in result.stderr
+    assert time.monotonic() - start_time < 45
+    assert not (tmp_path / "out").exists()  # nothing was started, so nothing half-written
+
+
+def test_a_scheduler_that_goes_away_ends_the_run_with_what_was_saved(tmp_path):
+    address, sched = scheduler(tmp_path)
+    w = worker(address, tmp_path, "lonely")
+    try:
+        wait_for_workers(address, 1)
+        suite = write_suite(tmp_path, epochs=600)
+        env = {**ENV, "ACTBENCH_DASK_LOST_AFTER_S": "3"}
+        proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out",
+                                 str(tmp_path / "out"), "--scheduler", address, "--no-pack",
+                                 "--no-report"], cwd=tmp_path, env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if len(list(tmp_path.glob("out/dasky/*/parts/[!.]*/trial.parquet"))) >= 1:
+                break
+            time.sleep(0.1)
+        stop(sched)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        stop(w, sched)
+    assert proc.returncode == 1, err
+    assert "lost the Dask scheduler" in err and "--resume" in err and "Traceback" not in err
+    assert "finished trials are stored in" in err
+    run_dir = only_run(tmp_path / "out")
+    stored = pd.read_parquet(run_dir / "trials.parquet")
+    assert 1 <= len(stored) < 8  # what finished is kept; --resume runs the rest
+    assert json.loads((run_dir / "manifest.json").read_text())["state"] == "scheduler lost"
+
+
+def test_cluster_local_2_end_to_end(tmp_path):
+    suite = write_suite(tmp_path)
+    result = bench("run", suite, "--out", tmp_path / "out", "--cluster", "local:2",
+                   "--no-report", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    run_dir = only_run(tmp_path / "out")
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert len(trials) == 8 and (trials.status[trials["train.device"] == "cpu"] == "ok").all()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert manifest["executor"] == "dask" and manifest["workers"] == 2
+    workers = set(trials.worker[trials["train.device"] == "cpu"])
+    assert all(w.startswith(HOST) for w in workers)
+
+
+@pytest.mark.parametrize("bad", ["local:0", "remote", "local:x"])
+def test_bad_cluster_is_a_user_error(tmp_path, bad):
+    result = bench("run", write_suite(tmp_path), "--cluster", bad, "--out", tmp_path / "out",
+                   cwd=tmp_path)
+    assert result.returncode == 2 and "--cluster" in result.stderr
+    assert "Traceback" not in result.stderr
