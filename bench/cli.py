@@ -99,6 +99,8 @@ def _parser() -> argparse.ArgumentParser:
                       help="time SUITE (its CPU points, --epochs each) with 1 worker x 1 and x 2 "
                            "threads and with --workers N, best of --repeats")
     perf.add_argument("--workers", type=_positive, default=2)
+    perf.add_argument("--cluster", metavar="local[:N]",
+                      help="with --scaling: also time the suite on a Dask LocalCluster")
     perf.add_argument("--pack", action="store_true",
                       help="time --seeds trials one at a time against one pack of them")
     perf.add_argument("--seeds", type=_positive, default=6, help="pack size for --pack")
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
                                  args.device, console)
             if args.scaling:
                 return scaling_main(load_suite(args.scaling), args.epochs, args.repeats,
-                                    args.workers, console)
+                                    args.workers, console, args.cluster)
             return perf_main(args.epochs, args.repeats, args.threads)
         return _run(args, console)
     except UserError as exc:

@@ -135,9 +135,10 @@ def shortened(suite, epochs: int):
     return dataclasses.replace(suite, points=points)
 
 
-def throughput(suite, configs: list[tuple[int, int]], repeats: int = 1) -> list[dict]:
+def throughput(suite, configs: list[tuple[int | str, int]], repeats: int = 1) -> list[dict]:
     """Trials per second of ``run_suite`` for each (workers, threads), interleaved ``repeats``
-    times so that machine noise hits every configuration alike; the best of the repeats."""
+    times so that machine noise hits every configuration alike; the best of the repeats.
+    ``workers`` may be a Dask cluster spec (``"local:2"``): its start-up is timed too."""
     import tempfile
     from pathlib import Path
 
@@ -151,25 +152,35 @@ def throughput(suite, configs: list[tuple[int, int]], repeats: int = 1) -> list[
         for workers, threads in configs:
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                run_suite(suite, RunOptions(out=Path(tmp), workers=workers, threads=threads), quiet)
+                if isinstance(workers, str):
+                    options = RunOptions(out=Path(tmp), cluster=workers, threads=threads)
+                else:
+                    options = RunOptions(out=Path(tmp), workers=workers, threads=threads)
+                run_suite(suite, options, quiet)
                 wall = time.perf_counter() - t0
             best[(workers, threads)] = min(wall, best.get((workers, threads), math.inf))
     return [{"workers": w, "threads": t, "trials": n, "wall_s": best[(w, t)],
              "trials_per_s": n / best[(w, t)]} for w, t in configs]
 
 
-def scaling_main(suite, epochs: int, repeats: int, workers: int, console: Console) -> int:
+def scaling_main(suite, epochs: int, repeats: int, workers: int, console: Console,
+                 cluster: str | None = None) -> int:
     short = shortened(suite, epochs)
-    configs = [(1, 1), (1, 2), (workers, 1)]
+    configs: list[tuple[int | str, int]] = [(1, 1), (1, 2), (workers, 1)]
+    if cluster:
+        configs.append((cluster, 1))
     console.print(f"executor throughput: {suite.name}'s CPU points at {epochs} epochs, best of "
                   f"{repeats}, configurations interleaved", soft_wrap=True)
     rows = throughput(short, configs, repeats)
     single = max(r["trials_per_s"] for r in rows if r["workers"] == 1)
+    if cluster:
+        console.print(f"the Dask row starts a LocalCluster ({cluster}) inside its timed run")
     table = Table()
     for col in ("workers", "threads", "trials", "wall s", "trials/s", "vs best single process"):
         table.add_column(col, justify="right")
     for r in rows:
-        table.add_row(str(r["workers"]), str(r["threads"]), str(r["trials"]), f"{r['wall_s']:.1f}",
+        label = f"dask {r['workers']}" if isinstance(r["workers"], str) else str(r["workers"])
+        table.add_row(label, str(r["threads"]), str(r["trials"]), f"{r['wall_s']:.1f}",
                       f"{r['trials_per_s']:.2f}", f"{r['trials_per_s'] / single:.2f}x")
     console.print(table)
     return 0

@@ -114,6 +114,15 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
                           **({"scheduler": where["scheduler"]} if where else {}))
     packed = (f", {session['trials_packed']} of them in {len(packs)} packs" if packs else "")
     on = f" on Dask {where['scheduler']}" if where else ""
+    if client is not None:
+        from .cluster import slow_malloc_workers
+        slow = slow_malloc_workers(client)
+        session["workers_with_malloc_trim_threshold"] = slow
+        if slow:
+            console.print(f"[yellow]warning:[/] {slow} Dask worker(s) run with "
+                          "MALLOC_TRIM_THRESHOLD_ set (the nanny's default), which makes "
+                          "training up to 2.4x slower: start workers with --no-nanny, or see "
+                          "the README's 'Scaling out'", soft_wrap=True, highlight=False)
     console.print(f"[bold]{suite.name}[/]: {len(specs)} trials, {len(todo)} to run{packed}, "
                   f"{workers} worker(s){on} x {options.threads} thread(s) -> {store.dir}",
                   soft_wrap=True, highlight=False)

@@ -147,7 +147,7 @@ def test_a_dask_run_stores_what_a_local_run_stores(dask_cluster, tmp_path):
 
 def test_cuda_trials_without_a_gpu_worker_are_skipped_with_the_reason():
     class Client:  # what run_dask asks of a cluster with CPU workers only
-        def scheduler_info(self):
+        def scheduler_info(self, n_workers=-1):
             return {"address": "tcp://x:1", "workers": {"w": {"resources": {}}}}
 
         def submit(self, *args, **kwargs):
@@ -249,6 +249,8 @@ def test_cluster_local_2_end_to_end(tmp_path):
     assert len(trials) == 8 and (trials.status[trials["train.device"] == "cpu"] == "ok").all()
     manifest = json.loads((run_dir / "manifest.json").read_text())
     assert manifest["executor"] == "dask" and manifest["workers"] == 2
+    # The nanny's MALLOC_TRIM_THRESHOLD_ (2.4x slower epochs) is kept out of our workers
+    assert manifest["sessions"][-1]["workers_with_malloc_trim_threshold"] == 0
     workers = set(trials.worker[trials["train.device"] == "cpu"])
     assert all(w.startswith(HOST) for w in workers)
 
