@@ -30,7 +30,8 @@ from .executor import OnResult, Unit, _deliver, run_serial
 from .spec import TrialSpec
 from .train import TrialResult, run_pack, trial_row
 
-CONNECT_TIMEOUT_S = 10   # to reach a scheduler at the start
+# to reach a scheduler at the start (ACTBENCH_DASK_CONNECT_TIMEOUT_S overrides)
+CONNECT_TIMEOUT_S = float(os.environ.get("ACTBENCH_DASK_CONNECT_TIMEOUT_S", 10))
 # without a scheduler for this long, the run gives up (ACTBENCH_DASK_LOST_AFTER_S overrides)
 LOST_AFTER_S = float(os.environ.get("ACTBENCH_DASK_LOST_AFTER_S", 30))
 POLL_S = 1.0
@@ -82,7 +83,7 @@ def connect(scheduler: str | None, cluster: str | None) -> Iterator:
             client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError, ValueError) as exc:
             raise UserError(f"--scheduler {scheduler}: no Dask scheduler answered within "
-                            f"{CONNECT_TIMEOUT_S} s ({type(exc).__name__}: {exc}). Is it "
+                            f"{CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}: {exc}). Is it "
                             "running, and is the address tcp://HOST:PORT?") from None
     try:
         yield client

@@ -21,6 +21,7 @@ import torch
 distributed = pytest.importorskip("distributed", reason="Dask is not installed: pip install -e '.[dask]'")
 
 from bench import cluster as cluster_module  # noqa: E402
+from bench.cli import main  # noqa: E402
 from bench.spec import TrialSpec  # noqa: E402
 from tests.conftest import one_spec  # noqa: E402
 
@@ -100,8 +101,8 @@ def dask_cluster(tmp_path_factory):
         stop(cpu, gpu, sched)
 
 
-def bench(*args, cwd, timeout=120):
-    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, env=ENV,
+def bench(*args, cwd, timeout=120, env=ENV):
+    return subprocess.run([sys.executable, "-m", "bench", *map(str, args)], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
 
@@ -117,13 +118,31 @@ def only_run(out: Path) -> Path:
 
 
 def test_a_dask_run_stores_what_a_local_run_stores(dask_cluster, tmp_path):
-    suite = write_suite(tmp_path)
+    """Interrupted with Ctrl-C and resumed on the cluster, a run stores what a local run does."""
+    suite = write_suite(tmp_path, epochs=300)
     local = bench("run", suite, "--out", tmp_path / "local", "--workers", "1", "--no-report",
-                  cwd=tmp_path)
-    remote = bench("run", suite, "--out", tmp_path / "dask", "--scheduler",
-                   dask_cluster["address"], "--no-report", cwd=tmp_path)
+                  "--no-pack", cwd=tmp_path)
     assert local.returncode == 0, local.stderr
+    args = [sys.executable, "-m", "bench", "run", str(suite), "--out", str(tmp_path / "dask"),
+            "--scheduler", dask_cluster["address"], "--no-report", "--no-pack"]
+    proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # a trial stored: Ctrl-C
+        if list(tmp_path.glob("dask/dasky/*/parts/[!.]*/trial.parquet")):
+            break
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "--resume" in err, err
+    run_dir = only_run(tmp_path / "dask")
+    stored = len(list(run_dir.glob("parts/[!.]*/trial.parquet")))
+    assert 1 <= stored < 8
+    remote = bench("run", suite, "--out", tmp_path / "dask", "--scheduler",
+                   dask_cluster["address"], "--no-report", "--no-pack", "--resume", run_dir,
+                   cwd=tmp_path)
     assert remote.returncode == 0, remote.stderr
+    assert f"{8 - stored} to run" in remote.stderr
     a, b = (pd.read_parquet(only_run(tmp_path / d) / "trials.parquet").set_index("trial_id")
             for d in ("local", "dask"))
     assert sorted(a.index) == sorted(b.index) and len(b) == 8
@@ -168,7 +187,7 @@ def test_a_worker_killed_mid_run_costs_only_time(tmp_path):
     rescuer = None
     try:
         wait_for_workers(address, 1)
-        suite = write_suite(tmp_path, epochs=400)
+        suite = write_suite(tmp_path, epochs=300)
         proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out",
                                  str(tmp_path / "out"), "--scheduler", address, "--no-pack",
                                  "--no-report"], cwd=tmp_path, env=ENV,
@@ -196,17 +215,18 @@ def test_a_worker_killed_mid_run_costs_only_time(tmp_path):
     assert f"{HOST}:{rescuer.pid}" in set(trials.worker[cpu])  # it took over
     curves = pd.read_parquet(run_dir / "curves.parquet")
     assert not curves.duplicated(["trial_id", "epoch"]).any()
-    assert len(curves) == 4 * 81  # every CPU trial's 81 logged epochs, once
+    assert len(curves) == 4 * 61  # every CPU trial's 61 logged epochs, once
 
 
 def test_an_unreachable_scheduler_fails_fast_with_exit_2(tmp_path):
     suite = write_suite(tmp_path)
     start_time = time.monotonic()
     result = bench("run", suite, "--out", tmp_path / "out",
-                   "--scheduler", f"tcp://127.0.0.1:{free_port()}", cwd=tmp_path, timeout=60)
+                   "--scheduler", f"tcp://127.0.0.1:{free_port()}", cwd=tmp_path, timeout=60,
+                   env={**ENV, "ACTBENCH_DASK_CONNECT_TIMEOUT_S": "3"})
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "no Dask scheduler answered" in result.stderr
-    assert time.monotonic() - start_time < 45
+    assert "no Dask scheduler answered within 3 s" in result.stderr
+    assert time.monotonic() - start_time < 30
     assert not (tmp_path / "out").exists()  # nothing was started, so nothing half-written
 
 
@@ -215,7 +235,7 @@ def test_a_scheduler_that_goes_away_ends_the_run_with_what_was_saved(tmp_path):
     w = worker(address, tmp_path, "lonely")
     try:
         wait_for_workers(address, 1)
-        suite = write_suite(tmp_path, epochs=600)
+        suite = write_suite(tmp_path, epochs=400)
         env = {**ENV, "ACTBENCH_DASK_LOST_AFTER_S": "3"}
         proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out",
                                  str(tmp_path / "out"), "--scheduler", address, "--no-pack",
@@ -256,8 +276,9 @@ def test_cluster_local_2_end_to_end(tmp_path):
 
 
 @pytest.mark.parametrize("bad", ["local:0", "remote", "local:x"])
-def test_bad_cluster_is_a_user_error(tmp_path, bad):
-    result = bench("run", write_suite(tmp_path), "--cluster", bad, "--out", tmp_path / "out",
-                   cwd=tmp_path)
-    assert result.returncode == 2 and "--cluster" in result.stderr
-    assert "Traceback" not in result.stderr
+def test_bad_cluster_is_a_user_error(tmp_path, bad, capsys):
+    code = main(["run", str(write_suite(tmp_path)), "--cluster", bad, "--out",
+                 str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 2 and "--cluster" in err and "local:N" in err
+    assert not (tmp_path / "out").exists()
