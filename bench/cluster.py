@@ -13,8 +13,9 @@ atomic per-trial writes as a local run.
   per GPU at a time, and never on a CPU-only worker. With no such worker they are skipped rows
   with that reason. A local cluster has no GPU workers: its CUDA units run one at a time in
   the coordinator, as with ``--workers``.
-- Losing the scheduler ends the run after ``LOST_AFTER_S`` with ``SchedulerLost``; every
-  trial stored by then stays stored.
+- Losing the scheduler ends the run with ``SchedulerLost`` as soon as the client drops the
+  connection (it cancels every future then), and so does ``LOST_AFTER_S`` without any worker
+  able to run what is left; every trial stored by then stays stored.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import os
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from concurrent.futures import CancelledError
+from contextlib import contextmanager, suppress
 
 from .errors import UserError
 from .executor import OnResult, Unit, _deliver, run_serial
@@ -32,7 +34,8 @@ from .train import TrialResult, run_pack, trial_row
 
 # to reach a scheduler at the start (ACTBENCH_DASK_CONNECT_TIMEOUT_S overrides)
 CONNECT_TIMEOUT_S = float(os.environ.get("ACTBENCH_DASK_CONNECT_TIMEOUT_S", 10))
-# without a scheduler for this long, the run gives up (ACTBENCH_DASK_LOST_AFTER_S overrides)
+# without a worker able to run what is left for this long, the run gives up
+# (ACTBENCH_DASK_LOST_AFTER_S overrides)
 LOST_AFTER_S = float(os.environ.get("ACTBENCH_DASK_LOST_AFTER_S", 30))
 POLL_S = 1.0
 
@@ -65,32 +68,42 @@ def _dask():
 def connect(scheduler: str | None, cluster: str | None) -> Iterator:
     """A connected ``distributed.Client``; the local cluster, if one was started, closes after."""
     distributed = _dask()
-    local = None
-    if cluster is not None:
-        n_workers = parse_cluster(cluster)
-        import dask
-        # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers; setting it at all
-        # turns off glibc's adaptive thresholds, every multi-MB tensor is then mapped afresh,
-        # and a spiral epoch takes 2.4x as long (10.6 ms against 4.4 ms, measured here).
-        environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
-        environ.pop("MALLOC_TRIM_THRESHOLD_", None)
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
-            local = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
-                                             processes=True, dashboard_address=None)
-        client = distributed.Client(local)
-    else:
-        try:
-            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise UserError(f"--scheduler {scheduler}: no Dask scheduler answered within "
-                            f"{CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}: {exc}). Is it "
-                            "running, and is the address tcp://HOST:PORT?") from None
+    local = client = None
     try:
+        if cluster is not None:
+            n_workers = parse_cluster(cluster)
+            import dask
+            # Dask's nannies set MALLOC_TRIM_THRESHOLD_=65536 in their workers; setting it at
+            # all turns off glibc's adaptive thresholds, every multi-MB tensor is then mapped
+            # afresh, and a spiral epoch takes 2.4x as long (10.6 ms against 4.4 ms, measured).
+            environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+            environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": environ}):
+                local = distributed.LocalCluster(n_workers=n_workers, threads_per_worker=1,
+                                                 processes=True, dashboard_address=None)
+            client = distributed.Client(local)
+        else:
+            client = _client(distributed, scheduler)
         yield client
-    finally:
-        client.close(timeout=5)
-        if local is not None:
-            local.close(timeout=5)
+    finally:  # a failure to close is not the run's news: the run's own error (or none) is
+        with suppress(Exception):
+            if client is not None:
+                client.close(timeout=5)
+        with suppress(Exception):
+            if local is not None:
+                local.close(timeout=5)
+
+
+def _client(distributed, scheduler: str):
+    try:
+        return distributed.Client(scheduler, timeout=CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError) as exc:
+        raise UserError(f"--scheduler {scheduler}: no Dask scheduler answered within "
+                        f"{CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}: {exc}). Is it "
+                        "running, and is the address tcp://HOST:PORT?") from None
+    except Exception as exc:  # a malformed address, or a scheme that needs settings (tls://)
+        raise UserError(f"--scheduler {scheduler}: cannot connect ({type(exc).__name__}: "
+                        f"{exc}); expected an address like tcp://HOST:PORT") from None
 
 
 def slow_malloc_workers(client) -> int:
@@ -113,7 +126,20 @@ def describe(client) -> dict:
     return {"scheduler": info.get("address") or str(client.scheduler.address),
             "workers": len(workers),
             "gpu_workers": sum(1 for w in workers.values()
-                               if (w.get("resources") or {}).get("GPU", 0) >= 1)}
+                               if (w.get("resources") or {}).get("GPU", 0) >= 1),
+            # trials seed torch's process-wide RNG: two at once in one worker would interfere
+            "multi_threaded_workers": sum(1 for w in workers.values() if w.get("nthreads", 1) > 1)}
+
+
+def check_workers(client) -> None:
+    """Refuse workers that run several tasks at once: trials seed torch's process-wide RNG,
+    so two side by side in one process would change each other's numbers."""
+    where = describe(client)
+    if where["multi_threaded_workers"]:
+        raise UserError(f"{where['multi_threaded_workers']} Dask worker(s) at "
+                        f"{where['scheduler']} run several tasks at once (--nthreads > 1); "
+                        "trials seed torch's process-wide RNG, so their numbers would depend "
+                        "on each other. Start workers with --nthreads 1.")
 
 
 def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
@@ -140,48 +166,72 @@ def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
         _collect(distributed, client, futures, threads, on_result)
         run_serial(here, threads, on_result)  # as with --workers: after the CPU trials
     except BaseException:
-        client.cancel(list(futures), force=True)  # Ctrl-C, or the scheduler lost: stop the rest
+        with suppress(Exception):  # Ctrl-C, or the scheduler lost: stop the rest
+            client.cancel(list(futures), force=True)
         raise
 
 
 def _collect(distributed, client, futures: dict, threads: int, on_result: OnResult) -> None:
+    """Store each unit's results as its future completes. Stops with SchedulerLost when the
+    client loses the scheduler (it then cancels every future), or when for LOST_AFTER_S no
+    worker could run what is left (every worker gone, or the only GPU workers)."""
     pending = set(futures)
     address = describe(client)["scheduler"]
-    lost_since: float | None = None
+    stalled_since: float | None = None
     while pending:
         try:
-            done, pending = distributed.wait(list(pending), timeout=POLL_S,
-                                             return_when="FIRST_COMPLETED")
-            pending = set(pending)
+            done, rest = distributed.wait(list(pending), timeout=POLL_S,
+                                          return_when="FIRST_COMPLETED")
         except (TimeoutError, distributed.TimeoutError):
-            done = set()
-        except Exception as exc:  # the client cancelled the futures: it lost the scheduler
-            if "cancelled" not in type(exc).__name__.lower():
-                raise
-            raise SchedulerLost(f"lost the Dask scheduler {address} "
-                                f"({str(exc).splitlines()[-1] if str(exc) else exc!r}); "
-                                f"{len(pending)} units were not finished") from None
-        if client.status != "running":  # reconnecting, or gone: results may be lost, not failed
-            lost_since = lost_since or time.monotonic()
-            if time.monotonic() - lost_since > LOST_AFTER_S:
-                raise SchedulerLost(f"lost the Dask scheduler {address}: no connection for "
-                                    f"{LOST_AFTER_S:g} s; {len(pending) + len(done)} units "
-                                    "were not finished")
-            pending |= {f for f in done if f.status != "finished"}
-            done = {f for f in done if f.status == "finished"}
-            time.sleep(POLL_S)
-        else:
-            lost_since = None
+            done, rest = set(), pending
+        except Exception as exc:
+            raise _lost(exc, address, len(pending)) from None
+        pending = set(rest)
         for future in done:
             unit = futures[future]
-            _deliver(unit, _results(future, unit, threads), on_result)
+            _deliver(unit, _results(future, unit, threads, address, len(pending)), on_result)
+        if done or not pending:
+            stalled_since = None
+            continue
+        if _runnable(client, [futures[f] for f in pending]):
+            stalled_since = None
+        else:
+            stalled_since = stalled_since or time.monotonic()
+            if time.monotonic() - stalled_since > LOST_AFTER_S:
+                raise SchedulerLost(f"no Dask worker that can run the {len(pending)} units left "
+                                    f"has been connected to {address} for {LOST_AFTER_S:g} s")
 
 
-def _results(future, unit: Unit, threads: int) -> list[TrialResult]:
-    """The unit's results, or failed rows saying why there are none."""
+def _runnable(client, units: list[Unit]) -> bool:
+    """Some worker can take some of ``units`` (a GPU worker for CUDA ones)."""
+    try:
+        where = describe(client)
+    except Exception:
+        return True  # cannot tell; the client's own failure handling will speak
+    if any(not u[0].train.device.startswith("cuda") for u in units):
+        return where["workers"] > 0
+    return where["gpu_workers"] > 0
+
+
+def _lost(exc: BaseException, address: str, unfinished: int) -> SchedulerLost:
+    text = str(exc).strip().splitlines()
+    reason = next((line for line in text if "reason" in line.lower()), text[-1] if text else "")
+    return SchedulerLost(f"lost the Dask scheduler {address} ({type(exc).__name__}: {reason}); "
+                         f"{unfinished} units were not finished")
+
+
+def _results(future, unit: Unit, threads: int, address: str, unfinished: int
+             ) -> list[TrialResult]:
+    """The unit's results; failed rows when its task failed (a worker died on it too often,
+    or an error outside a trial). A cancelled future or a broken connection means the scheduler
+    is gone: that is SchedulerLost, not a failed trial."""
     try:
         return future.result()
-    except Exception as exc:  # KilledWorker after repeated deaths, or an error outside a trial
+    except (OSError, CancelledError) as exc:
+        raise _lost(exc, address, unfinished + 1) from None
+    except Exception as exc:
+        if "cancelled" in type(exc).__name__.lower() or future.status == "cancelled":
+            raise _lost(exc, address, unfinished + 1) from None
         rows = []
         for spec in unit:
             row = trial_row(spec, threads, len(unit))

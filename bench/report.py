@@ -108,7 +108,9 @@ def _provenance(run: RunData) -> Table:
                      f"{', CUDA ' + machine['torch_cuda'] if machine.get('torch_cuda') else ''}, "
                      f"numpy {machine.get('numpy', '?')}, pandas {machine.get('pandas', '?')}"),
         ("execution", f"{m.get('executor', '?')}: {m.get('workers', '?')} workers × "
-                      f"{m.get('threads', '?')} threads; {len(m.get('sessions') or [])} session(s)"),
+                      f"{m.get('threads', '?')} threads"
+                      f"{' on ' + m['scheduler'] if m.get('scheduler') else ''}; "
+                      f"{len(m.get('sessions') or [])} session(s)"),
         ("packing", _packing(run)),
         ("code", f"actbench {m.get('bench_version', '?')}, git {machine.get('git_commit') or 'unknown'}"),
         ("suite", f"{suite.get('source', '?')} (sha256 {str(suite.get('sha256', '?'))[:12]}…)"),

@@ -74,6 +74,7 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
         return _run_suite(suite, options, console, None)
     from . import cluster
     with cluster.connect(options.scheduler, options.cluster) as client:
+        cluster.check_workers(client)
         return _run_suite(suite, options, console, client)
 
 
@@ -111,7 +112,7 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
     store.manifest.setdefault("sessions", []).append(session)
     store.update_manifest(state="running", executor=executor, workers=workers,
                           threads=options.threads, trials_total=len(specs),
-                          **({"scheduler": where["scheduler"]} if where else {}))
+                          scheduler=where.get("scheduler"))
     packed = (f", {session['trials_packed']} of them in {len(packs)} packs" if packs else "")
     on = f" on Dask {where['scheduler']}" if where else ""
     if client is not None:

@@ -112,6 +112,18 @@ def write_suite(tmp: Path, epochs: int = 20) -> Path:
     return path
 
 
+def finished_parts(pattern_root: Path) -> list[Path]:
+    """Stored parts of trials that ran (ok or diverged): what --resume keeps."""
+    parts = []
+    for path in pattern_root.glob("*/parts/[!.]*/trial.parquet"):
+        try:
+            if pd.read_parquet(path).status.iloc[0] in ("ok", "diverged"):
+                parts.append(path)
+        except (OSError, ValueError):  # being renamed into place
+            continue
+    return parts
+
+
 def only_run(out: Path) -> Path:
     (run_dir,) = (out / "dasky").iterdir()
     return run_dir
@@ -128,16 +140,16 @@ def test_a_dask_run_stores_what_a_local_run_stores(dask_cluster, tmp_path):
     proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # a trial stored: Ctrl-C
-        if list(tmp_path.glob("dask/dasky/*/parts/[!.]*/trial.parquet")):
+    while time.monotonic() < deadline:  # a trial trained and stored: Ctrl-C
+        if finished_parts(tmp_path / "dask" / "dasky"):
             break
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "--resume" in err, err
     run_dir = only_run(tmp_path / "dask")
-    stored = len(list(run_dir.glob("parts/[!.]*/trial.parquet")))
-    assert 1 <= stored < 8
+    stored = len(finished_parts(tmp_path / "dask" / "dasky"))  # skipped ones run again
+    assert 1 <= stored < 4
     remote = bench("run", suite, "--out", tmp_path / "dask", "--scheduler",
                    dask_cluster["address"], "--no-report", "--no-pack", "--resume", run_dir,
                    cwd=tmp_path)
@@ -200,11 +212,14 @@ def test_a_worker_killed_mid_run_costs_only_time(tmp_path):
                         if str(k).startswith("actbench-")]
                 time.sleep(0.05)
             assert held, "the victim never got a trial"
+            os.kill(victim.pid, signal.SIGKILL)  # dies holding it; then help arrives
             rescuer = worker(address, tmp_path, "rescuer")
-            client.wait_for_workers(2, timeout=60)
-        os.kill(victim.pid, signal.SIGKILL)
         _, err = proc.communicate(timeout=120)
         assert proc.returncode == 0, err
+        # Each trial was delivered once (the store would silently replace a second copy).
+        assert sorted(line.split("]")[0] for line in err.splitlines()
+                      if line.startswith("[") and "/8]" in line) == [f"[{i}/8" for i in
+                                                                     range(1, 9)]
     finally:
         stop(victim, *([rescuer] if rescuer else []), sched)
     run_dir = only_run(tmp_path / "out")
@@ -236,14 +251,13 @@ def test_a_scheduler_that_goes_away_ends_the_run_with_what_was_saved(tmp_path):
     try:
         wait_for_workers(address, 1)
         suite = write_suite(tmp_path, epochs=400)
-        env = {**ENV, "ACTBENCH_DASK_LOST_AFTER_S": "3"}
         proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out",
                                  str(tmp_path / "out"), "--scheduler", address, "--no-pack",
-                                 "--no-report"], cwd=tmp_path, env=env,
+                                 "--no-report"], cwd=tmp_path, env=ENV,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if len(list(tmp_path.glob("out/dasky/*/parts/[!.]*/trial.parquet"))) >= 1:
+        while time.monotonic() < deadline:  # a trial trained on the worker and stored
+            if finished_parts(tmp_path / "out" / "dasky"):
                 break
             time.sleep(0.1)
         stop(sched)
@@ -251,11 +265,13 @@ def test_a_scheduler_that_goes_away_ends_the_run_with_what_was_saved(tmp_path):
     finally:
         stop(w, sched)
     assert proc.returncode == 1, err
-    assert "lost the Dask scheduler" in err and "--resume" in err and "Traceback" not in err
+    assert "lost the Dask scheduler" in err and "--resume" in err
+    # Dask's client may log the closed stream's traceback; none comes from actbench itself
+    assert "/bench/" not in "".join(line for line in err.splitlines() if 'File "' in line)
     assert "finished trials are stored in" in err
     run_dir = only_run(tmp_path / "out")
     stored = pd.read_parquet(run_dir / "trials.parquet")
-    assert 1 <= len(stored) < 8  # what finished is kept; --resume runs the rest
+    assert 1 <= (stored.status == "ok").sum() < 4  # what finished is kept; --resume runs the rest
     assert json.loads((run_dir / "manifest.json").read_text())["state"] == "scheduler lost"
 
 
@@ -282,3 +298,29 @@ def test_bad_cluster_is_a_user_error(tmp_path, bad, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "--cluster" in err and "local:N" in err
     assert not (tmp_path / "out").exists()
+
+
+class _Info:
+    """A stub client: just the scheduler's view of its workers."""
+
+    def __init__(self, **workers):
+        self.workers = workers
+
+    def scheduler_info(self, n_workers=-1):
+        return {"address": "tcp://stub:1", "workers": self.workers}
+
+
+def test_workers_that_run_two_trials_at_once_are_refused():
+    from bench.errors import UserError
+    with pytest.raises(UserError, match="--nthreads 1"):
+        cluster_module.check_workers(_Info(a={"nthreads": 1}, b={"nthreads": 4}))
+    cluster_module.check_workers(_Info(a={"nthreads": 1}))
+
+
+def test_a_run_no_worker_can_finish_is_noticed():
+    cpu = [one_spec()]
+    cuda = [one_spec(train='optimizer = "sgd"\nlr = 0.1\nepochs = 2\ndevice = "cuda"')]
+    assert cluster_module._runnable(_Info(a={}), [cpu])
+    assert not cluster_module._runnable(_Info(), [cpu])               # every worker gone
+    assert not cluster_module._runnable(_Info(a={}), [cuda])          # no GPU worker left
+    assert cluster_module._runnable(_Info(a={"resources": {"GPU": 1}}), [cuda])
