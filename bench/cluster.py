@@ -147,6 +147,10 @@ def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
     """Run ``units`` on the cluster; ``local_cuda``: CUDA units run here instead (a local
     cluster), one at a time, after the cluster's units are done."""
     distributed = _dask()
+    if describe(client)["workers"] == 0:  # a batch system's workers may still be queued
+        with suppress(TimeoutError, distributed.TimeoutError):
+            client.wait_for_workers(1, timeout=LOST_AFTER_S)
+    # CUDA routing follows the GPU workers connected now (start them before the run)
     gpu = describe(client)["gpu_workers"] > 0
     futures: dict = {}
     here: list[Unit] = []
