@@ -29,8 +29,7 @@ from contextlib import contextmanager, suppress
 
 from .errors import UserError
 from .executor import OnResult, Unit, _deliver, run_serial
-from .spec import TrialSpec
-from .train import TrialResult, run_pack, trial_row
+from .train import TrialResult, not_trained, run_pack
 
 # to reach a scheduler at the start (ACTBENCH_DASK_CONNECT_TIMEOUT_S overrides)
 CONNECT_TIMEOUT_S = float(os.environ.get("ACTBENCH_DASK_CONNECT_TIMEOUT_S", 10))
@@ -160,7 +159,8 @@ def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
             here.append(unit)
             continue
         if cuda and not gpu:
-            _deliver(unit, [_skipped(spec, threads) for spec in unit], on_result)
+            _deliver(unit, [not_trained(spec, threads, "skipped", NO_GPU_WORKER, worker=None)
+                            for spec in unit], on_result)
             continue
         future = client.submit(run_pack, unit, threads, pure=False,
                                key=f"actbench-{unit[0].trial_id}-{uuid.uuid4().hex[:8]}",
@@ -236,16 +236,6 @@ def _results(future, unit: Unit, threads: int, address: str, unfinished: int
     except Exception as exc:
         if "cancelled" in type(exc).__name__.lower() or future.status == "cancelled":
             raise _lost(exc, address, unfinished + 1) from None
-        rows = []
-        for spec in unit:
-            row = trial_row(spec, threads, len(unit))
-            row.update(status="failed", worker=None, error=f"{type(exc).__name__}: {exc}")
-            rows.append(TrialResult(row))
-        return rows
-
-
-def _skipped(spec: TrialSpec, threads: int) -> TrialResult:
-    row = trial_row(spec, threads)
-    row.update(status="skipped", error=NO_GPU_WORKER, worker=None)
-    return TrialResult(row)
+        return [not_trained(spec, threads, "failed", f"{type(exc).__name__}: {exc}", len(unit),
+                            worker=None) for spec in unit]
 

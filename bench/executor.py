@@ -19,7 +19,7 @@ from concurrent.futures.process import BrokenProcessPool
 import torch
 
 from .spec import TrialSpec
-from .train import TrialResult, run_pack, trial_row
+from .train import TrialResult, not_trained, run_pack
 
 OnResult = Callable[[TrialSpec, TrialResult], None]
 _MAX_ATTEMPTS = 2
@@ -57,10 +57,9 @@ def _retry(unit: Unit, attempts: dict[str, int], pending: list[Unit], threads: i
 
 
 def _died(spec: TrialSpec, threads: int, attempts: int, pack_size: int = 1) -> TrialResult:
-    row = trial_row(spec, threads, pack_size)
-    row.update(status="failed", worker=None,
-               error=f"the worker process died while running this trial ({attempts} attempts)")
-    return TrialResult(row)
+    return not_trained(spec, threads, "failed",
+                       f"the worker process died while running this trial ({attempts} attempts)",
+                       pack_size, worker=None)
 
 
 def run_processes(units: Iterable[Unit], workers: int, threads: int,

@@ -64,6 +64,14 @@ def trial_row(spec: TrialSpec, threads: int, pack_size: int = 1) -> dict:
             "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
+def not_trained(spec: TrialSpec, threads: int, status: str, error: str, pack_size: int = 1,
+                **columns) -> TrialResult:
+    """The result of a trial that did not train (skipped, failed): its row says why."""
+    row = trial_row(spec, threads, pack_size)
+    row.update(status=status, error=error, **columns)
+    return TrialResult(row)
+
+
 def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
     """Train one trial. Never raises for a trial's own failure: that becomes its status."""
     return run_pack([spec], threads)[0]
@@ -73,12 +81,10 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1) -> list[TrialResult]:
     """Train trials that differ only in the seed, as one packed model when there are several
     (packing.py), and return one result per spec, in order. A pack that cannot be built (its
     members' data differ in shape) runs its members one at a time instead."""
-    rows = [trial_row(spec, threads, len(specs)) for spec in specs]
     reason = cuda_unavailable_reason(specs[0].train.device)
     if reason:
-        for row in rows:
-            row.update(status="skipped", error=reason, pack_size=1)
-        return [TrialResult(row) for row in rows]
+        return [not_trained(spec, threads, "skipped", reason) for spec in specs]
+    rows = [trial_row(spec, threads, len(specs)) for spec in specs]
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -86,10 +92,9 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1) -> list[TrialResult]:
     except _Unpackable:
         return [run_trial(spec, threads) for spec in specs]
     except Exception as exc:  # a crashed trial is a row, and the run goes on
-        for row in rows:
-            row.update(status="failed", error=f"{type(exc).__name__}: {exc}",
-                       traceback=traceback.format_exc(limit=-4))
-        return [TrialResult(row) for row in rows]
+        trace = traceback.format_exc(limit=-4)
+        return [not_trained(spec, threads, "failed", f"{type(exc).__name__}: {exc}",
+                            len(specs), traceback=trace) for spec in specs]
     finally:
         torch.set_num_threads(previous_threads)
 
