@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,26 @@ class _TaskConfig(BaseModel):
     problem: ClassVar[str] = "classification"
 
     @property
+    def samples(self) -> int:
+        """Samples the task draws before any split."""
+        raise NotImplementedError
+
+    @property
     def has_test_split(self) -> bool:
-        return False
+        return round(self.test_fraction * self.samples) > 0
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self):
+        n_test = round(self.test_fraction * self.samples)
+        if n_test >= self.samples:
+            raise ValueError(f"test_fraction = {self.test_fraction!r} holds out all {self.samples} "
+                             "samples: leave some to train on")
+        return self
+
+
+def _test_fraction(default: float):
+    return Field(default, ge=0, lt=1,
+                 description="held-out share, drawn with the trial's seed (0: no test split)")
 
 
 class SpiralConfig(_TaskConfig):
@@ -42,6 +60,11 @@ class SpiralConfig(_TaskConfig):
     classes: int = Field(3, ge=2, description="number of arms (C)")
     points_per_class: int = Field(1000, ge=2, description="points per arm (N)")
     noise: float = Field(0.2, ge=0, description="std of the Gaussian noise on the angle")
+    test_fraction: float = _test_fraction(0.0)
+
+    @property
+    def samples(self) -> int:
+        return self.classes * self.points_per_class
 
 
 class CubicConfig(_TaskConfig):
@@ -51,6 +74,11 @@ class CubicConfig(_TaskConfig):
     kind: Literal["cubic"] = "cubic"
     points: int = Field(100, ge=2, description="evenly spaced x on [-1, 1]")
     noise: float = Field(0.3, ge=0, description="scale of the uniform [0, 1) noise added to y")
+    test_fraction: float = _test_fraction(0.0)
+
+    @property
+    def samples(self) -> int:
+        return self.points
 
 
 _DIGITS_SAMPLES = 1797  # sklearn.datasets.load_digits
@@ -60,11 +88,11 @@ class DigitsConfig(_TaskConfig):
     """scikit-learn's bundled 8x8 digits (1797 images), standardized with train statistics."""
 
     kind: Literal["digits"] = "digits"
-    test_fraction: float = Field(0.2, ge=0, lt=1, description="held-out share, split by the seed")
+    test_fraction: float = _test_fraction(0.2)
 
     @property
-    def has_test_split(self) -> bool:
-        return round(self.test_fraction * _DIGITS_SAMPLES) > 0
+    def samples(self) -> int:
+        return _DIGITS_SAMPLES
 
 
 def spiral(cfg: SpiralConfig) -> TaskData:
@@ -78,13 +106,25 @@ def spiral(cfg: SpiralConfig) -> TaskData:
         a = angle.double()
         xs.append(t[:, None] * torch.stack([torch.sin(a), torch.cos(a)], 1).float())
         ys.append(torch.full((n,), c, dtype=torch.long))
-    return TaskData(torch.cat(xs), torch.cat(ys), None, None, "classification", c_total)
+    return _split(torch.cat(xs), torch.cat(ys), cfg.test_fraction, "classification", c_total)
 
 
 def cubic(cfg: CubicConfig) -> TaskData:
     x = torch.linspace(-1, 1, cfg.points)
     y = x.pow(3) + cfg.noise * torch.rand(cfg.points)
-    return TaskData(x[:, None], y[:, None], None, None, "regression", 1)
+    return _split(x[:, None], y[:, None], cfg.test_fraction, "regression", 1)
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, kind, out_features: int) -> TaskData:
+    """Hold out ``round(fraction * n)`` samples, drawn from the trial's seeded RNG after the
+    data. Without a split nothing is drawn, so the model's init is what it always was; the
+    training samples keep their order."""
+    n_test = round(fraction * len(x))
+    if n_test == 0:
+        return TaskData(x, y, None, None, kind, out_features)
+    order = torch.randperm(len(x))
+    test, train = order[:n_test].sort().values, order[n_test:].sort().values
+    return TaskData(x[train], y[train], x[test], y[test], kind, out_features)
 
 
 def digits(cfg: DigitsConfig) -> TaskData:

@@ -48,7 +48,8 @@ class TrialResult:
 
 
 _METRICS = ("final_loss", "final_accuracy", "best_loss", "dead_fraction", "saturated_fraction",
-            "grad_norm", "time_total_s",
+            "all_dead_layer", "init_activation_std_ratio", "init_grad_std_ratio",
+            "grad_equivalence_error", "extrapolation_slope_ratio", "grad_norm", "time_total_s",
             "time_per_epoch_s", "time_warmup_s", "samples_per_s")
 
 
@@ -134,6 +135,8 @@ class _Member:
     epochs_to_target: int | None = None
     diverged_at: int | None = None
     state_dict: dict | None = None  # a pack member's weights, taken when it diverged
+    grad_equivalence_error: float = math.nan
+    extrapolation_slope_ratio: float = math.nan
 
     @property
     def active(self) -> bool:
@@ -192,6 +195,7 @@ class _Trainer:
                                     self.y.tensor_split(k, dim=self.sd)))
         self._member_rows = torch.arange(len(specs), device=self.device).unsqueeze(1)
         self.peak_memory: int | None = None
+        self._reference: list[torch.Tensor] | None = None  # the full-set gradient at init
 
     # -- one optimizer step (or one evaluation) over a list of micro-batches ------------------
 
@@ -312,6 +316,8 @@ class _Trainer:
         cfg = self.spec.train
         resident = tensor_bytes([*self.model.parameters(), self.x, self.y,
                                  self.x_test, self.y_test])
+        if cfg.epochs > 0:
+            self._reference = self._full_set_gradient()
         start = time.perf_counter()
         epoch_times: list[float] = []
         epoch_fn = self._full_batch_epoch if cfg.batch_size == "full" else self._mini_batch_epoch
@@ -331,6 +337,7 @@ class _Trainer:
             if self._stopped:
                 break
         wall = time.perf_counter() - start
+        self._extrapolation()
         results = []
         for p, m in enumerate(self.members):
             self._finish(m, wall, epoch_times)
@@ -339,6 +346,59 @@ class _Trainer:
             share = [t / len(self.members) for t in epoch_times]
             results.append(TrialResult(m.row, m.curves, m.layers, m.state_dict, share))
         return results
+
+    # -- measurements outside the loop ------------------------------------------------------
+
+    def _per_member(self, tensors) -> torch.Tensor:
+        """Tensors (member first for a pack) -> members x values, in double on the CPU."""
+        flat = [t.detach().cpu().double().reshape(len(self.members) if self.packed else 1, -1)
+                for t in tensors]
+        return torch.cat(flat, dim=1)
+
+    def _full_set_gradient(self) -> torch.Tensor:
+        """The gradient of the whole training set's mean loss at the initial weights, in one
+        pass (members x parameters, on the CPU): the reference for grad_equivalence_error.
+        Computed before the clock and the memory meter start."""
+        self._accumulate([(self.x, self.y)], None, False)
+        reference = self._per_member(p.grad for p in self.model.parameters())
+        self.optimizer.zero_grad(set_to_none=True)
+        return reference
+
+    def _first_step(self) -> None:
+        """Call between the first step's backward and its update: records each member's
+        grad_equivalence_error, ||g_step - g_full|| / ||g_full||."""
+        reference, self._reference = self._reference, None
+        if reference is None:
+            return
+        with LiveTensorMeter.paused():  # copied to the CPU: not the step's memory on any device
+            step = self._per_member(p.grad for p in self.model.parameters())
+        errors = (step - reference).norm(dim=1) / reference.norm(dim=1)
+        for m, error in zip(self.members, errors.tolist()):
+            m.grad_equivalence_error = error if math.isfinite(error) else math.nan
+
+    @torch.no_grad()
+    def _extrapolation(self) -> None:
+        """Regression on one input: how the final fit continues far from the data. The slope
+        ratio is the mean absolute secant slope over [hi + w, hi + 1.5 w] and its mirror
+        [lo - 1.5 w, lo - w] (w = hi - lo, the training range; [3, 4] and [-4, -3] for cubic)
+        over that over the outer quarters of the training range. About 1: the fit goes on
+        linearly; about 0: it goes flat."""
+        if self.classify or self.x.shape[-1] != 1:
+            return
+        xs = self.x.select(-1, 0).reshape(len(self.members), -1).double()  # members x samples
+        lo, hi = xs.amin(1, keepdim=True), xs.amax(1, keepdim=True)
+        w = hi - lo
+        # Four intervals per member: far right, far left, right edge, left edge.
+        starts = torch.cat([hi + w, lo - 1.5 * w, hi - w / 4, lo], dim=1)
+        widths = torch.cat([w / 2, w / 2, w / 4, w / 4], dim=1)
+        ends = torch.stack([starts, starts + widths], dim=2).reshape(len(self.members), 8, 1)
+        f = self.model(ends.to(self.x.dtype) if self.packed else ends[0].to(self.x.dtype))
+        f = f.double().reshape(len(self.members), 4, 2)
+        slope = (f[:, :, 1] - f[:, :, 0]).abs() / widths
+        ratios = slope[:, :2].mean(1) / slope[:, 2:].mean(1)
+        for m, ratio in zip(self.members, ratios.tolist()):
+            if m.active and math.isfinite(ratio):
+                m.extrapolation_slope_ratio = ratio
 
     def _state_dict(self, p: int) -> dict:
         if self.packed:
@@ -370,6 +430,7 @@ class _Trainer:
         if logged:
             self._record(epoch, losses, acc, probe)
         if training:
+            self._first_step()
             with self._metered(meter):
                 self.optimizer.step()
 
@@ -413,6 +474,7 @@ class _Trainer:
                 chunks = [self._sample(i) for i in micro[s:s + k]]
                 loss, _ = self._accumulate(chunks, None, False)
                 epoch_loss = loss if epoch_loss is None else epoch_loss + loss
+                self._first_step()
                 self.optimizer.step()
         # One sync per epoch; a non-finite step poisons the weights, so the sum shows it.
         for p, value in enumerate(epoch_loss.reshape(-1).tolist()):
@@ -434,6 +496,7 @@ class _Trainer:
         share = len(self.members)
         bounded = self.activation.bounds is not None
         final_layers = [r for r in m.layers if r["epoch"] == last["epoch"]]
+        init_layers = [r for r in m.layers if r["epoch"] == 0]
         steady = epoch_times[1:]
         per_epoch = sum(steady) / len(steady) / share if steady else math.nan
         row.update(
@@ -445,6 +508,12 @@ class _Trainer:
             if self.activation.relu_family else math.nan,
             saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded
             else math.nan,
+            all_dead_layer=float(any(r["dead_fraction"] == 1.0 for r in final_layers))
+            if self.activation.relu_family and final_layers else math.nan,
+            init_activation_std_ratio=_ratio(init_layers, "activation_std", -1, 0),
+            init_grad_std_ratio=_ratio(init_layers, "backprop_grad_std", 0, -1),
+            grad_equivalence_error=m.grad_equivalence_error,
+            extrapolation_slope_ratio=m.extrapolation_slope_ratio,
             grad_norm=last["grad_norm"], time_total_s=wall / share, time_per_epoch_s=per_epoch,
             time_warmup_s=epoch_times[0] / share if epoch_times else math.nan,
             samples_per_s=self.n_train / per_epoch if steady else math.nan,
@@ -463,6 +532,14 @@ class _Trainer:
             r["trial_id"] = row["trial_id"]
         for r in m.layers:
             r["trial_id"] = row["trial_id"]
+
+
+def _ratio(layers: list[dict], column: str, top: int, bottom: int) -> float:
+    """layers[top][column] / layers[bottom][column]; NaN with fewer than two hidden layers."""
+    if len(layers) < 2:
+        return math.nan
+    num, den = layers[top][column], layers[bottom][column]
+    return num / den if den and math.isfinite(num) and math.isfinite(den) else math.nan
 
 
 def _mean(values: list[float]) -> float:
