@@ -323,52 +323,79 @@ def fig_dead_saturated(run: RunData, section: Section) -> Figure | None:
 # -- 4. gradients per layer at init and at the end -------------------------------------------------
 
 def fig_gradients(run: RunData, section: Section) -> Figure | None:
+    """Per hidden layer, at init and at the end: activation std, weight-gradient norm and
+    backprop_grad_std (rows), one column per init when the init is varied, side by side."""
     if run.layers.empty or ACTIVATION not in section.frame:
         return None
-    frame, fixed = _reference(section, [])
-    layers = _by_trial(frame, run.layers, [])
+    inits = ["model.init"] if "model.init" in section.keys else []
+    frame, fixed = _reference(section, inits)
+    layers = _by_trial(frame, run.layers, inits)
     if layers.empty:
         return None
     last = layers.groupby("trial_id")["epoch"].transform("max")
     first = layers.groupby("trial_id")["epoch"].transform("min")
     layers = layers.assign(when=np.where(layers["epoch"] == first, "at init", "at the end"))
     layers = layers[(layers["epoch"] == first) | (layers["epoch"] == last)]
-    measures = [("weight_grad_norm", "‖dL/dW‖ of the layer"),
+    measures = [("activation_std", "std of the layer's output"),
+                ("weight_grad_norm", "‖dL/dW‖ of the layer"),
                 ("backprop_grad_std", "std of dL/d(pre-activation)")]
     measures = [m for m in measures if m[0] in layers and (layers[m[0]] > 0).any()]
     if not measures:
         return None
+    cols = run.levels(inits[0], frame) if inits else [None]
     depth = int(layers["layer"].max()) + 1
+    styles = (("at init", dict(ls="--", marker="o", mfc="white")),
+              ("at the end", dict(ls="-", marker="o")))
     with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(1, len(measures), figsize=(4.2 * len(measures) + 0.6 * depth, 3.2),
-                                 squeeze=False)
-        for ax, (column, label) in zip(axes.flat, measures):
-            for act, g in layers.groupby(ACTIVATION, sort=False):
-                for when, style in (("at init", dict(ls="--", marker="o", mfc="white")),
-                                    ("at the end", dict(ls="-", marker="o"))):
-                    sub = g[(g["when"] == when) & (g[column] > 0)]
-                    band = _t_band(sub, "layer", column)
-                    if band.empty:
-                        continue
-                    ax.errorbar(band["layer"], band["mean"],
-                                yerr=[band["mean"] - band["low"].fillna(band["mean"]),
-                                      band["high"].fillna(band["mean"]) - band["mean"]],
-                                color=color(act), label=f"{act}, {when}", capsize=3, lw=1.4,
-                                **style)
-            ax.set_yscale("log")
-            _log_floor(ax, layers.groupby([ACTIVATION, "when", "layer"])[column].mean())
-            ax.set_xlabel("hidden layer (0 = nearest the input)")
-            ax.set_xticks(range(depth))
-            ax.set_ylabel(label)
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False)
+        fig, axes = plt.subplots(len(measures), len(cols), squeeze=False, sharex=True,
+                                 sharey="row", figsize=(3.2 * len(cols) + 0.15 * depth + 1.6,
+                                                        2.6 * len(measures)))
+        for r, (column, label) in enumerate(measures):
+            means = layers[layers[column] > 0].groupby(
+                [ACTIVATION, "when", "layer", *inits])[column].mean()
+            for c, level in enumerate(cols):
+                ax = axes[r, c]
+                sub_init = layers if level is None else layers[equals(layers[inits[0]], level)]
+                for act, g in sub_init.groupby(ACTIVATION, sort=False):
+                    for when, style in styles:
+                        sub = g[(g["when"] == when) & (g[column] > 0)]
+                        band = _t_band(sub, "layer", column)
+                        if band.empty:
+                            continue
+                        ax.errorbar(band["layer"], band["mean"],
+                                    yerr=[band["mean"] - band["low"].fillna(band["mean"]),
+                                          band["high"].fillna(band["mean"]) - band["mean"]],
+                                    color=color(act), label=f"{act}, {when}", capsize=2,
+                                    lw=1.3, ms=4, **style)
+                ax.set_yscale("log")
+                if len(means):  # the means decide the scale; a wide t-interval is clipped
+                    ax.set_ylim(means.min() / 3, means.max() * 3)
+                if r == 0 and level is not None:
+                    ax.set_title(f"init = {show(level)}", fontsize=10)
+                if c == 0:
+                    ax.set_ylabel(label, fontsize=9)
+                if r == len(measures) - 1:
+                    ax.set_xlabel("hidden layer (0 = nearest the input)")
+                ax.set_xticks(range(0, depth, max(1, depth // 10)))
         fig.tight_layout()
-    return Figure("fig4_gradients", "Gradients per layer, at init and at the end",
-                  "Per hidden layer: the norm of the loss gradient with respect to its weights, and "
-                  "the std of the gradient with respect to its pre-activations (backprop_grad_std), "
-                  "at epoch 0 (dashed, open) and the last epoch (solid). Mean over seeds with 95% "
-                  "t-intervals, log scale. Gradients that shrink towards the input are the vanishing "
-                  f"gradient.{_held(fixed)}", fig)
+        _legend_right(fig, axes)
+    side = " One column per init." if inits else ""
+    return Figure("fig4_gradients", "Signal and gradients per layer, at init and at the end",
+                  "Per hidden layer: the std of its output (activation_std), the norm of the loss "
+                  "gradient with respect to its weights, and the std of the gradient with respect "
+                  "to its pre-activations (backprop_grad_std), at epoch 0 (dashed, open) and the "
+                  "last epoch (solid). Mean over seeds with 95% t-intervals, log scale. An output "
+                  "std that falls with depth is a vanishing signal; gradients that shrink towards "
+                  f"the input are the vanishing gradient.{side}{_held(fixed)}", fig)
+
+
+def _legend_right(fig, axes) -> None:
+    seen = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels()):
+            seen.setdefault(label, handle)
+    fig.legend(list(seen.values()), list(seen.keys()), loc="center left",
+               bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 # -- 5. time per epoch ------------------------------------------------------------------------------
