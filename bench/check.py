@@ -5,7 +5,7 @@ A claim selects trials with ``where`` (any trials column: ``variant``, ``model.a
 when every matched grid point is within ``min``/``max``. With ``vs = { key = value }`` each
 matched point is compared with the same point with ``vs`` applied, and ``by_at_least`` bounds
 the *improvement*: ``where − vs`` for metrics where higher is better (accuracy), ``vs − where``
-for those where lower is better (loss, time, memory, epochs, dead and saturated fractions);
+for those where lower is better (loss, time, memory, epochs, dead and saturated fractions, errors);
 ``min``/``max`` then bound the plain difference ``where − vs``.
 
 The claims are read from the suite text stored in the run's manifest, so a run is checked
@@ -25,7 +25,7 @@ from .rundata import RunData, equals, hashable, settings, show
 from .stats import mean_ci
 from .suite import Expect, parse_suite
 
-LOWER_IS_BETTER = ("loss", "time", "memory", "epochs_to_target", "dead", "saturated")
+LOWER_IS_BETTER = ("loss", "time", "memory", "epochs_to_target", "dead", "saturated", "error")
 
 
 def lower_is_better(metric: str) -> bool:

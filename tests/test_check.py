@@ -91,6 +91,8 @@ by_at_least = {bound}
     (l_bad,) = check(run, _claims(template.format(metric="final_loss", bound=loss_gain + 1e-9)))
     assert l_ok.verdict == "pass" and l_bad.verdict == "fail"
     assert lower_is_better("final_loss") and not lower_is_better("final_accuracy")
+    assert lower_is_better("grad_equivalence_error") and lower_is_better("all_dead_layer")
+    assert not lower_is_better("extrapolation_slope_ratio")
 
 
 @pytest.mark.parametrize("claim,expected", [
