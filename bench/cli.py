@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a run folder: trials already stored are not run again")
     run.add_argument("--dry-run", action="store_true", help="print the grid and run nothing")
+    run.add_argument("--quick", action="store_true",
+                     help="run only the grid points the suite's [[expect]] claims look at, on "
+                          "the devices present (what CI checks), then `bench check` the run")
     where = run.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="tcp://HOST:PORT",
                        help="run the trials on this Dask scheduler's workers (pip install -e "
@@ -145,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
 def _run(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.suite)
     pack = {None: "auto", True: "on", False: "off"}[args.pack]
+    if args.quick:
+        suite = _quick(suite, args.suite, console)
     if args.dry_run:
         _print_grid(suite, console, pack)
         return 0
@@ -176,20 +181,43 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         return EXIT_INTERRUPTED
     _print_summary(store, suite, console)
     console.print(f"run folder: {store.dir}", soft_wrap=True, highlight=False)
-    if args.no_report:
-        return 0
+    status = 0 if args.no_report else _report_after_run(store.dir, args, suite, console)
+    if args.quick:  # the short variant answers one question: do the claims hold?
+        status = max(status, _check(store.dir, console))
+    return status
+
+
+def _report_after_run(run_dir: Path, args: argparse.Namespace, suite: Suite,
+                      console: Console) -> int:
     # The tables are stored whatever happens here: a report that cannot be drawn says so and
     # how to retry, and the run's exit status says it did not finish cleanly.
     try:
-        return _report(store.dir, args.reports / suite.name / store.dir.name, "html,md", console)
+        return _report(run_dir, args.reports / suite.name / run_dir.name, "html,md", console)
     except UserError as exc:
         Console(stderr=True).print(f"[bold red]report not written:[/] {escape(str(exc))}",
                                    highlight=False, soft_wrap=True)
     except Exception as exc:  # a bug in drawing must not hide that the run itself is stored
         Console(stderr=True).print(
             f"report not written: {type(exc).__name__}: {exc}\nthe run is stored; retry with: "
-            f"python -m bench report {store.dir}", highlight=False, markup=False, soft_wrap=True)
+            f"python -m bench report {run_dir}", highlight=False, markup=False, soft_wrap=True)
     return 1
+
+
+def _quick(suite: Suite, path: Path, console: Console) -> Suite:
+    """The suite cut down to the points its claims look at (``bench.check.claimed_points``)."""
+    from .check import claimed_points
+
+    if not suite.expect:
+        raise UserError(f"{path}: --quick runs the grid points the suite's [[expect]] claims "
+                        "look at, and this suite has no [[expect]] claims")
+    short = claimed_points(suite)
+    n_all, n_short = len(expand(suite)), len(expand(short))
+    if not n_short:
+        raise UserError(f"{path}: --quick found no grid point that the claims look at and that "
+                        "can run here (are they all on CUDA?)")
+    console.print(f"quick: {n_short} of {n_all} trials, the grid points the claims look at",
+                  highlight=False)
+    return short
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:

@@ -163,6 +163,36 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+QUICK_CLAIMS = """
+[[expect]]
+description = "relu learns the small spiral"
+where = {{ "model.activation" = "relu", "train.accumulation_steps" = 1 }}
+metric = "final_accuracy"
+min = {bound}
+"""
+
+
+@pytest.mark.parametrize("bound, code", [(0.3, 0), (1.01, 1)])
+def test_quick_runs_only_the_claimed_points_and_checks_them(tmp_path, bound, code):
+    suite = tmp_path / "tiny.toml"
+    suite.write_text(TINY.format(epochs=10) + QUICK_CLAIMS.format(bound=bound))
+    result = bench("run", suite, "--quick", "--no-report", "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == code, result.stderr
+    assert "quick: 2 of 16 trials" in result.stdout
+    (run_dir,) = run_dirs(tmp_path / "out")
+    trials = pd.read_parquet(run_dir / "trials.parquet")
+    assert set(trials["model.activation"]) == {"relu"} and len(trials) == 2
+    assert set(trials["train.accumulation_steps"]) == {1} and set(trials["train.device"]) == {"cpu"}
+    assert ("1 passed, 0 failed" if code == 0 else "0 passed, 1 failed") in result.stdout
+
+
+def test_quick_without_claims_is_a_user_error(tmp_path):
+    suite = write_suite(tmp_path)
+    result = bench("run", suite, "--quick", "--out", tmp_path / "out", cwd=tmp_path)
+    assert result.returncode == 2 and "no [[expect]] claims" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("mutate, expected", [
     (lambda t: t.replace('"tanh"]', '"tahn"]'), ["tiny.toml", "'model.activation'", "'tahn'",
                                                    "did you mean 'tanh'"]),
