@@ -320,6 +320,55 @@ def fig_dead_saturated(run: RunData, section: Section) -> Figure | None:
                   + "".join(" " + n for n in never), fig)
 
 
+# -- 3b. each layer over training (Glorot & Bengio's figure 2) ------------------------------------
+
+def fig_layers_over_training(run: RunData, section: Section) -> Figure | None:
+    """For bounded activations in nets of two or more hidden layers: each layer's mean output
+    and its saturated share over training, one column per activation."""
+    if run.layers.empty or ACTIVATION not in section.frame:
+        return None
+    frame, fixed = _reference(section, [])
+    acts = [a for a in run.levels(ACTIVATION, frame)
+            if base(a) in ACTIVATIONS and ACTIVATIONS[base(a)].bounds is not None]
+    layers = _by_trial(frame[frame[ACTIVATION].isin(acts)], run.layers, [])
+    if layers.empty or layers["layer"].max() < 1:
+        return None
+    depth = int(layers["layer"].max()) + 1
+    palette = sns.color_palette("viridis", depth)
+    rows = [("activation_mean", "mean output of the layer"),
+            ("saturated_fraction", "saturated units (%)")]
+    never = ""
+    if not (layers["saturated_fraction"].fillna(0) > 0).any():  # a flat zero says nothing
+        rows = rows[:1]
+        never = " No unit of these layers saturated at any logged epoch of any trial shown."
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(len(rows), len(acts), squeeze=False, sharex=True,
+                                 figsize=(3.6 * len(acts) + 1.4, 2.6 * len(rows)))
+        for c, act in enumerate(acts):
+            sub = layers[layers[ACTIVATION] == act]
+            for r, (column, label) in enumerate(rows):
+                ax = axes[r, c]
+                for layer, g in sub.groupby("layer"):
+                    g = g.assign(value=g[column] * (100 if column == "saturated_fraction" else 1))
+                    _line_with_band(ax, g, "epoch", "value", f"layer {layer}",
+                                    palette[int(layer)])
+                if r == 0:
+                    ax.set_title(str(act), color=color(act), fontsize=10)
+                if c == 0:
+                    ax.set_ylabel(label, fontsize=9)
+                if r == len(rows) - 1:
+                    ax.set_xlabel("epoch")
+        fig.tight_layout()
+        _legend_right(fig, axes)
+    return Figure("fig9_layers_over_training", "Each hidden layer over training",
+                  "Per hidden layer (0 = nearest the input; lighter = nearer the output): the mean "
+                  "of its output and the share of its units saturated (within 0.01 of a bound "
+                  "for every sample), mean over seeds with a 95% t-interval band, bounded "
+                  "activations only. Glorot & Bengio (2010) saw sigmoid's top hidden layer "
+                  f"driven to 0, its saturated bound, early in training.{never}{_held(fixed)}",
+                  fig)
+
+
 # -- 4. gradients per layer at init and at the end -------------------------------------------------
 
 def fig_gradients(run: RunData, section: Section) -> Figure | None:
@@ -669,6 +718,7 @@ FIGURES: tuple[Callable[[RunData, Section], Figure | None], ...] = (
     lambda run, s: fig_curves(run, s, "accuracy") if s.problem == "classification" else None,
     fig_heatmap,
     fig_dead_saturated,
+    fig_layers_over_training,
     fig_gradients,
     fig_timing,
     fig_accumulation,
