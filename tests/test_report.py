@@ -339,3 +339,53 @@ def test_the_same_run_draws_the_same_report(runs, reports, tmp_path):
     assert again[0].read_bytes() == (reports / "spiral" / "report.html").read_bytes()
     for png in (reports / "spiral" / "figures").glob("*.png"):
         assert (tmp_path / "again" / "figures" / png.name).read_bytes() == png.read_bytes(), png.name
+
+
+DEEP = """
+seeds = [0, 1]
+[task]
+kind = "spiral"
+points_per_class = 30
+[model]
+hidden = [8, 8, 8]
+activation = "tanh"
+[train]
+optimizer = "sgd"
+lr = 0.5
+epochs = 20
+log_every = 5
+[sweep]
+"model.activation" = ["sigmoid", "tanh"]
+"model.init" = ["default", "xavier_uniform"]
+"""
+
+
+def test_deep_nets_get_per_init_layer_panels_and_layers_over_training(tmp_path):
+    from bench.figures import fig_gradients, fig_layers_over_training
+
+    run = RunData.open(_run(tmp_path, DEEP, "deep"))
+    (section,) = sections(run)
+    grads = fig_gradients(run, section)
+    axes = np.array(grads.figure.axes).reshape(3, 2)  # output std, dL/dW, backprop std x init
+    assert [ax.get_title() for ax in axes[0]] == ["init = default", "init = xavier_uniform"]
+    # the at-init tanh line of the backprop row is the mean over seeds of the layers table
+    layers = run.layers.merge(run.trials[["trial_id", "model.activation", "model.init"]])
+    at_init = layers[(layers["epoch"] == 0) & (layers["model.activation"] == "tanh")]
+    for ax, init in zip(axes[2], ["default", "xavier_uniform"]):
+        expected = at_init[at_init["model.init"] == init].groupby("layer")["backprop_grad_std"].mean()
+        (bars,) = [c for c in ax.containers if c.get_label() == "tanh, at init"]
+        np.testing.assert_allclose(np.asarray(bars.lines[0].get_ydata(), dtype=float),
+                                   expected.to_numpy(dtype=float), rtol=1e-9)
+    over = fig_layers_over_training(run, section)
+    titles = [ax.get_title() for ax in over.figure.axes if ax.get_title()]
+    assert titles == ["sigmoid", "tanh"]
+    first = over.figure.axes[0]  # sigmoid's mean output, one line per layer
+    assert sorted(ln.get_label() for ln in first.lines) == ["layer 0", "layer 1", "layer 2"]
+    assert "init = default" in over.caption  # the init is held at its first level, and said so
+
+
+def test_a_one_layer_net_has_no_layers_over_training_figure(runs):
+    from bench.figures import fig_layers_over_training
+
+    run = RunData.open(runs["spiral"])
+    assert all(fig_layers_over_training(run, s) is None for s in sections(run))
