@@ -369,6 +369,70 @@ def fig_layers_over_training(run: RunData, section: Section) -> Figure | None:
                   fig)
 
 
+# -- 3c. nets with a dead layer, by depth and width (born dead, Lu et al.) ------------------------
+
+def _wilson(dead: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a proportion: sound at 0 and 1, unlike mean +- t * se."""
+    p = dead / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def fig_dead_nets(run: RunData, section: Section) -> Figure | None:
+    """Share of nets with an all-dead hidden layer against depth, one line per width: with
+    epochs = 0, the born-dead nets of Lu et al. (2019)."""
+    frame = section.frame
+    if ("all_dead_layer" not in frame or "model.hidden" not in section.keys
+            or not (frame["all_dead_layer"] > 0).any()):
+        return None
+    facet = _facets(section, 1, exclude=("model.hidden",))
+    frame, fixed = _reference(section, ["model.hidden", *facet])
+    frame = frame[frame["all_dead_layer"].notna()]
+    hidden = frame["model.hidden"].map(lambda h: tuple(int(w) for w in h))
+    frame = frame.assign(depth=hidden.map(len),
+                         width=hidden.map(lambda h: h[0] if h and len(set(h)) == 1 else None))
+    frame = frame[frame["width"].notna() & (frame["depth"] > 0)]  # uniform nets only
+    if frame.empty or frame["depth"].nunique() < 2:
+        return None
+    panels = [(act, level) for act in run.levels(ACTIVATION, frame)
+              for level in (run.levels(facet[0], frame) if facet else [None])]
+    widths = sorted(frame["width"].unique())
+    palette = sns.color_palette("crest", len(widths))
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(panels), squeeze=False, sharey=True,
+                                 figsize=(3.6 * len(panels) + 1.4, 3.0))
+        for ax, (act, level) in zip(axes.flat, panels):
+            sub = frame[frame[ACTIVATION] == act]
+            if level is not None:
+                sub = sub[equals(sub[facet[0]], level)]
+            for colour, width in zip(palette, widths):
+                g = sub[sub["width"] == width].groupby("depth")["all_dead_layer"]
+                counts = pd.DataFrame({"dead": g.sum(), "n": g.count()}).reset_index()
+                if counts.empty:
+                    continue
+                share = 100 * counts["dead"] / counts["n"]
+                lohi = np.array([_wilson(int(d), int(n)) for d, n in
+                                 zip(counts["dead"], counts["n"])]) * 100
+                ax.errorbar(counts["depth"], share, yerr=[share - lohi[:, 0], lohi[:, 1] - share],
+                            color=colour, marker="o", capsize=3, lw=1.5,
+                            label=f"width {int(width)}")
+            title = str(act) + (f", {short(facet[0])} = {show(level)}" if level is not None else "")
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("hidden layers (depth)")
+            ax.set_ylim(-3, 103)
+        axes.flat[0].set_ylabel("nets with an all-dead layer (%)")
+        fig.tight_layout()
+        _legend_right(fig, axes)
+    epochs = set(frame["train.epochs"]) if "train.epochs" in frame else set()
+    when = ("at initialization (epochs = 0): born dead" if epochs == {0}
+            else "after training")
+    return Figure("fig10_dead_nets", "Nets with an all-dead layer, by depth and width",
+                  f"Share of seeds whose net has a hidden layer with every unit dead {when} "
+                  "(all_dead_layer), with 95% Wilson intervals. Such a ReLU net outputs the same "
+                  f"for every input, and no gradient reaches the layers below.{_held(fixed)}", fig)
+
+
 # -- 4. gradients per layer at init and at the end -------------------------------------------------
 
 def fig_gradients(run: RunData, section: Section) -> Figure | None:
@@ -719,6 +783,7 @@ FIGURES: tuple[Callable[[RunData, Section], Figure | None], ...] = (
     fig_heatmap,
     fig_dead_saturated,
     fig_layers_over_training,
+    fig_dead_nets,
     fig_gradients,
     fig_timing,
     fig_accumulation,
