@@ -616,6 +616,42 @@ def fig_accumulation(run: RunData, section: Section) -> Figure | None:
                   f"largest k overlaid. lr scaling: {lr_scaling}.{_held(fixed)}", fig)
 
 
+def fig_accumulation_curves(run: RunData, section: Section) -> Figure | None:
+    """Loss per epoch, one line per k, in a panel per lr_scaling / optimizer (or whichever
+    keys are varied besides k): does the lr rule keep the per-epoch progress of larger steps?"""
+    key = "train.accumulation_steps"
+    if key not in section.keys or ACTIVATION not in section.frame or run.curves.empty:
+        return None
+    facets = _facets(section)
+    if not facets:
+        return None  # figure 6 overlays the curves of the smallest and largest k already
+    frame, fixed = _reference(section, [key, *facets])
+    acts = run.levels(ACTIVATION, frame)
+    frame = frame[frame[ACTIVATION] == acts[0]]
+    if len(acts) > 1:
+        fixed = ", ".join(filter(None, [f"activation = {acts[0]}", fixed]))
+    ks = sorted(run.levels(key, frame))
+    data = _labelled(_by_trial(frame, run.curves, [key, *facets]), facets)
+    if data.empty:
+        return None
+    palette = dict(zip(ks, sns.color_palette("flare", len(ks))))
+    with sns.axes_style("whitegrid"):
+        grid = _grid(data, facets)
+        for ax, (_, sub) in zip(grid.axes.flat, grid.facet_data()):
+            for k in ks:
+                _line_with_band(ax, sub[sub[key] == k], "epoch", "loss", f"k = {k}", palette[k])
+            ax.set_yscale("log")
+        grid.set_axis_labels("epoch", "training loss")
+        grid.set_titles(row_template="{row_name}", col_template="{col_name}")
+        grid.figure.subplots_adjust(top=0.86 if len(grid.axes) > 1 else 0.8)
+        _legend(grid.figure, grid.axes)
+    return Figure("fig11_accumulation_curves", "Loss per epoch for each accumulation k",
+                  "Mean training loss over seeds with its 95% t-interval band, one line per k "
+                  "(micro-batches per optimizer step). A larger k takes fewer, larger steps per "
+                  "epoch: where the lr rule compensates (linear scaling with SGD), the lines lie "
+                  f"on each other; without it, larger k falls behind.{_held(fixed)}", grid.figure)
+
+
 # -- 7. spiral decision boundaries ----------------------------------------------------------------
 
 def _trained(section: Section) -> pd.DataFrame:
@@ -787,6 +823,7 @@ FIGURES: tuple[Callable[[RunData, Section], Figure | None], ...] = (
     fig_gradients,
     fig_timing,
     fig_accumulation,
+    fig_accumulation_curves,
     fig_decision_boundaries,
     fig_cubic_fits,
 )

@@ -206,7 +206,7 @@ class _Trainer:
         per_sample = self.loss_fn(out.flatten(0, 1), target.flatten(0, 1), reduction="none")
         return per_sample.reshape(len(self.members), -1).mean(1)
 
-    def _accumulate(self, chunks, probe: LayerProbe | None, want_correct: bool):
+    def _accumulate(self, chunks, probe: LayerProbe | None, want_correct: bool, fetch=None):
         """Forward+backward over micro-batches; the gradient is that of the whole step.
 
         Each micro-batch's mean loss is weighted by its share of the step's samples, so the sum
@@ -214,14 +214,19 @@ class _Trainer:
         Returns the step's loss as a tensor (0-d, or one per member; no host sync) and the
         accuracy per member (NaN unless asked for). A pack backpropagates the sum of its
         members' losses: member p's weights get member p's gradient.
+
+        With ``fetch``, ``chunks`` are sample indices and each micro-batch is gathered only when
+        its turn comes, so a step holds one micro-batch of inputs, not k.
         """
         self.optimizer.zero_grad(set_to_none=True)
-        sizes = [xb.shape[self.sd] for xb, _ in chunks]
+        sizes = ([index.shape[-1] for index in chunks] if fetch is not None
+                 else [xb.shape[self.sd] for xb, _ in chunks])
         n_step = sum(sizes)
         total = correct = None
-        for (xb, yb), size in zip(chunks, sizes):
+        for chunk, size in zip(chunks, sizes):
             if size == 0:
                 continue
+            xb, yb = fetch(chunk) if fetch is not None else chunk
             out = self.model(xb)
             loss = self._losses(out, yb)
             if size != n_step:
@@ -231,6 +236,7 @@ class _Trainer:
             if want_correct:
                 hits = (out.detach().argmax(-1) == yb).sum(-1)
                 correct = hits if correct is None else correct + hits
+            del xb, yb, out, loss  # before the next micro-batch is gathered: one at a time
         accuracy = ([c / n_step for c in correct.reshape(-1).tolist()] if correct is not None
                     else [math.nan] * len(self.members))
         return total, accuracy
@@ -471,8 +477,7 @@ class _Trainer:
         epoch_loss = None
         with self._metered(meter):
             for s in range(0, len(micro), k):  # the last step may hold fewer than k: step on it
-                chunks = [self._sample(i) for i in micro[s:s + k]]
-                loss, _ = self._accumulate(chunks, None, False)
+                loss, _ = self._accumulate(micro[s:s + k], None, False, fetch=self._sample)
                 epoch_loss = loss if epoch_loss is None else epoch_loss + loss
                 self._first_step()
                 self.optimizer.step()

@@ -66,9 +66,10 @@ def test_leftover_micro_batches_are_stepped_on_not_dropped(monkeypatch):
     steps = []
     original = t._accumulate
 
-    def spy(chunks, probe, want_correct):
-        steps.append([len(xb) for xb, _ in chunks])
-        return original(chunks, probe, want_correct)
+    def spy(chunks, probe, want_correct, fetch=None):
+        # training steps pass sample indices (gathered one micro-batch at a time)
+        steps.append([len(c) for c in chunks] if fetch else [len(xb) for xb, _ in chunks])
+        return original(chunks, probe, want_correct, fetch)
 
     monkeypatch.setattr(t, "_accumulate", spy)
     t.run()
@@ -115,3 +116,13 @@ def test_peak_memory_falls_with_the_micro_batch_for_both_batch_modes(full):
     # the floor is what stays alive: data, parameters, their gradients and Adam's two moments
     floor = 3000 * 2 * 4 + 3000 * 8 + 4 * 4 * one.trial["n_params"]
     assert eight.trial["peak_memory_bytes"] > floor
+
+
+def test_peak_memory_does_not_grow_with_k_for_a_fixed_micro_batch():
+    # digits: 64 inputs per sample, so k micro-batches gathered at once would cost
+    # (k - 1) x 64 x 64 floats more than one at a time. The step holds one.
+    peaks = {k: run_trial(one_spec(task='kind = "digits"', model='hidden = [32]\nactivation = "relu"',
+                                   train=f'optimizer = "sgd"\nlr = 0.01\nepochs = 1\nbatch_size = 64\n'
+                                         f'accumulation_steps = {k}')).trial["peak_memory_bytes"]
+             for k in (1, 8)}
+    assert peaks[8] <= peaks[1] * 1.02, peaks
