@@ -622,21 +622,30 @@ def fig_accumulation_curves(run: RunData, section: Section) -> Figure | None:
     key = "train.accumulation_steps"
     if key not in section.keys or ACTIVATION not in section.frame or run.curves.empty:
         return None
-    facets = _facets(section)
-    if not facets:
+    acts = run.levels(ACTIVATION, section.frame)
+    # Panels: the activations (or variants) as rows when there are several, then up to two
+    # other varied keys (lr_scaling, optimizer, ...).
+    facets = _facets(section, 1 if len(acts) > 1 else 2)
+    if not facets and len(acts) < 2:
         return None  # figure 6 overlays the curves of the smallest and largest k already
     frame, fixed = _reference(section, [key, *facets])
-    acts = run.levels(ACTIVATION, frame)
-    frame = frame[frame[ACTIVATION] == acts[0]]
-    if len(acts) > 1:
-        fixed = ", ".join(filter(None, [f"activation = {acts[0]}", fixed]))
     ks = sorted(run.levels(key, frame))
-    data = _labelled(_by_trial(frame, run.curves, [key, *facets]), facets)
+    data = _by_trial(frame, run.curves, [key, *facets])
+    if len(acts) > 1:
+        data = data.assign(series=data[ACTIVATION].astype(str))
+        data = _labelled(data, facets)
+        panels = ["series", *[short(f) for f in facets]]
+    else:
+        data = _labelled(data, facets)
+        panels = [short(f) for f in facets]
     if data.empty:
         return None
     palette = dict(zip(ks, sns.color_palette("flare", len(ks))))
+    row = panels[0] if len(panels) == 2 else None
+    col = panels[-1]
     with sns.axes_style("whitegrid"):
-        grid = _grid(data, facets)
+        grid = sns.FacetGrid(data, row=row, col=col, height=2.8, aspect=1.35, sharey=False,
+                             margin_titles=True, despine=False)
         for ax, (_, sub) in zip(grid.axes.flat, grid.facet_data()):
             for k in ks:
                 _line_with_band(ax, sub[sub[key] == k], "epoch", "loss", f"k = {k}", palette[k])
