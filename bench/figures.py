@@ -324,15 +324,19 @@ def fig_dead_saturated(run: RunData, section: Section) -> Figure | None:
 
 def fig_layers_over_training(run: RunData, section: Section) -> Figure | None:
     """For bounded activations in nets of two or more hidden layers: each layer's mean output
-    and its saturated share over training, one column per activation."""
+    and its saturated share over training, one column per activation (and per init, when the
+    init is varied)."""
     if run.layers.empty or ACTIVATION not in section.frame:
         return None
-    frame, fixed = _reference(section, [])
+    inits = ["model.init"] if "model.init" in section.keys else []
+    frame, fixed = _reference(section, inits)
     acts = [a for a in run.levels(ACTIVATION, frame)
             if base(a) in ACTIVATIONS and ACTIVATIONS[base(a)].bounds is not None]
-    layers = _by_trial(frame[frame[ACTIVATION].isin(acts)], run.layers, [])
+    layers = _by_trial(frame[frame[ACTIVATION].isin(acts)], run.layers, inits)
     if layers.empty or layers["layer"].max() < 1:
         return None
+    panels = [(act, level) for act in acts
+              for level in (run.levels(inits[0], frame) if inits else [None])]
     depth = int(layers["layer"].max()) + 1
     palette = sns.color_palette("viridis", depth)
     rows = [("activation_mean", "mean output of the layer"),
@@ -342,31 +346,37 @@ def fig_layers_over_training(run: RunData, section: Section) -> Figure | None:
         rows = rows[:1]
         never = " No unit of these layers saturated at any logged epoch of any trial shown."
     with sns.axes_style("whitegrid"):
-        fig, axes = plt.subplots(len(rows), len(acts), squeeze=False, sharex=True,
-                                 figsize=(3.6 * len(acts) + 1.4, 2.6 * len(rows)))
-        for c, act in enumerate(acts):
+        fig, axes = plt.subplots(len(rows), len(panels), squeeze=False, sharex=True,
+                                 sharey="row", figsize=(3.0 * len(panels) + 1.4, 2.6 * len(rows)))
+        for c, (act, level) in enumerate(panels):
             sub = layers[layers[ACTIVATION] == act]
+            if level is not None:
+                sub = sub[equals(sub[inits[0]], level)]
             for r, (column, label) in enumerate(rows):
                 ax = axes[r, c]
                 for layer, g in sub.groupby("layer"):
                     g = g.assign(value=g[column] * (100 if column == "saturated_fraction" else 1))
                     _line_with_band(ax, g, "epoch", "value", f"layer {layer}",
                                     palette[int(layer)])
+                if column == "saturated_fraction":
+                    ax.set_ylim(-3, 103)
                 if r == 0:
-                    ax.set_title(str(act), color=color(act), fontsize=10)
+                    title = str(act) + (f", {show(level)}" if level is not None else "")
+                    ax.set_title(title, color=color(act), fontsize=10)
                 if c == 0:
                     ax.set_ylabel(label, fontsize=9)
                 if r == len(rows) - 1:
                     ax.set_xlabel("epoch")
         fig.tight_layout()
         _legend_right(fig, axes)
+    per_init = " One column per activation and init." if inits else ""
     return Figure("fig9_layers_over_training", "Each hidden layer over training",
                   "Per hidden layer (0 = nearest the input; lighter = nearer the output): the mean "
                   "of its output and the share of its units saturated (within 0.01 of a bound "
                   "for every sample), mean over seeds with a 95% t-interval band, bounded "
                   "activations only. Glorot & Bengio (2010) saw sigmoid's top hidden layer "
-                  f"driven to 0, its saturated bound, early in training.{never}{_held(fixed)}",
-                  fig)
+                  f"driven to 0, its saturated bound, early in training.{per_init}{never}"
+                  f"{_held(fixed)}", fig)
 
 
 # -- 3c. nets with a dead layer, by depth and width (born dead, Lu et al.) ------------------------
@@ -420,6 +430,7 @@ def fig_dead_nets(run: RunData, section: Section) -> Figure | None:
             title = str(act) + (f", {short(facet[0])} = {show(level)}" if level is not None else "")
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("hidden layers (depth)")
+            ax.set_xticks(sorted(frame["depth"].unique()))
             ax.set_ylim(-3, 103)
         axes.flat[0].set_ylabel("nets with an all-dead layer (%)")
         fig.tight_layout()

@@ -378,10 +378,14 @@ def test_deep_nets_get_per_init_layer_panels_and_layers_over_training(tmp_path):
                                    expected.to_numpy(dtype=float), rtol=1e-9)
     over = fig_layers_over_training(run, section)
     titles = [ax.get_title() for ax in over.figure.axes if ax.get_title()]
-    assert titles == ["sigmoid", "tanh"]
+    assert titles == ["sigmoid, default", "sigmoid, xavier_uniform", "tanh, default",
+                      "tanh, xavier_uniform"]
     first = over.figure.axes[0]  # sigmoid's mean output, one line per layer
     assert sorted(ln.get_label() for ln in first.lines) == ["layer 0", "layer 1", "layer 2"]
-    assert "init = default" in over.caption  # the init is held at its first level, and said so
+    at = layers[(layers["model.activation"] == "sigmoid") & (layers["model.init"] == "default")]
+    (top,) = [ln for ln in first.lines if ln.get_label() == "layer 2"]
+    np.testing.assert_allclose(np.asarray(top.get_ydata(), dtype=float), at[at["layer"] == 2]
+                               .groupby("epoch")["activation_mean"].mean().to_numpy(), rtol=1e-9)
 
 
 def test_a_one_layer_net_has_no_layers_over_training_figure(runs):
