@@ -128,19 +128,24 @@ def test_run_renders_its_report_at_the_end(tiny_run):
         assert (report / link).stat().st_size > 1000
 
 
-def test_report_command_and_its_bad_input(tiny_run, tmp_path):
+def test_report_command_writes_the_formats_asked_for(tiny_run, tmp_path):
     _, run_dir = tiny_run
     result = bench("report", run_dir, "--out", tmp_path / "r", "--format", "md", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "r" / "report.md").is_file() and not (tmp_path / "r" / "report.html").exists()
-    for args, expected in ((["--format", "pdf"], "valid choices: html, md"),
-                           ([], None)):
-        target = run_dir if expected else tmp_path / "nowhere"
-        result = bench("report", target, *args, "--out", tmp_path / "x", cwd=tmp_path)
-        assert result.returncode == 2 and "Traceback" not in result.stderr
-        assert (expected or "no such run folder") in result.stderr
-    result = bench("report", tmp_path, cwd=tmp_path)
-    assert result.returncode == 2 and "not a run folder" in result.stderr
+
+
+def test_report_bad_input_is_one_message(tiny_run, tmp_path, capsys):
+    from bench.cli import main
+
+    _, run_dir = tiny_run
+    for args, expected in (([run_dir, "--format", "pdf"], "valid choices: html, md"),
+                           ([tmp_path / "nowhere"], "no such run folder"),
+                           ([tmp_path], "not a run folder")):
+        assert main(["report", *map(str, args), "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and "Traceback" not in err
+    assert not (tmp_path / "x").exists()
 
 
 def test_cuda_rows_are_skipped_with_a_reason_not_dropped(tiny_run):
@@ -166,31 +171,38 @@ def test_dry_run_prints_the_grid_and_runs_nothing(tmp_path):
 QUICK_CLAIMS = """
 [[expect]]
 description = "relu learns the small spiral"
-where = {{ "model.activation" = "relu", "train.accumulation_steps" = 1 }}
+where = { "model.activation" = "relu", "train.accumulation_steps" = 1 }
 metric = "final_accuracy"
-min = {bound}
+min = 0.3
+
+[[expect]]
+description = "an impossible bound, to see a failing claim fail the run"
+where = { "model.activation" = "relu", "train.accumulation_steps" = 1 }
+metric = "final_accuracy"
+min = 1.01
 """
 
 
-@pytest.mark.parametrize("bound, code", [(0.3, 0), (1.01, 1)])
-def test_quick_runs_only_the_claimed_points_and_checks_them(tmp_path, bound, code):
+def test_quick_runs_only_the_claimed_points_and_checks_them(tmp_path):
     suite = tmp_path / "tiny.toml"
-    suite.write_text(TINY.format(epochs=10) + QUICK_CLAIMS.format(bound=bound))
+    suite.write_text(TINY.format(epochs=10) + QUICK_CLAIMS)
     result = bench("run", suite, "--quick", "--no-report", "--out", tmp_path / "out", cwd=tmp_path)
-    assert result.returncode == code, result.stderr
-    assert "quick: 2 of 16 trials" in result.stdout
+    assert result.returncode == 1, result.stderr  # the second claim fails
+    assert "quick: 2 of 16 trials" in result.stdout and "1 passed, 1 failed" in result.stdout
     (run_dir,) = run_dirs(tmp_path / "out")
     trials = pd.read_parquet(run_dir / "trials.parquet")
     assert set(trials["model.activation"]) == {"relu"} and len(trials) == 2
     assert set(trials["train.accumulation_steps"]) == {1} and set(trials["train.device"]) == {"cpu"}
-    assert ("1 passed, 0 failed" if code == 0 else "0 passed, 1 failed") in result.stdout
 
 
-def test_quick_without_claims_is_a_user_error(tmp_path):
+def test_quick_without_claims_is_a_user_error(tmp_path, capsys):
+    from bench.cli import main
+
     suite = write_suite(tmp_path)
-    result = bench("run", suite, "--quick", "--out", tmp_path / "out", cwd=tmp_path)
-    assert result.returncode == 2 and "no [[expect]] claims" in result.stderr
-    assert "Traceback" not in result.stderr and not (tmp_path / "out").exists()
+    assert main(["run", str(suite), "--quick", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "no [[expect]] claims" in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("mutate, expected", [
@@ -199,14 +211,16 @@ def test_quick_without_claims_is_a_user_error(tmp_path):
     (lambda t: t.replace("lr = 0.01", "lr = \"big\""), ["tiny.toml", "[train] lr", "'big'"]),
     (lambda t: t.replace("[model]", "[model]\ndepth = 3"), ["tiny.toml", "[model] depth", "unknown key"]),
 ])
-def test_bad_input_is_one_message_exit_2_no_traceback(tmp_path, mutate, expected):
+def test_bad_input_is_one_message_exit_2_no_traceback(tmp_path, capsys, mutate, expected):
+    from bench.cli import main  # in-process: test_missing_suite... runs one as a real process
+
     suite = tmp_path / "tiny.toml"
     suite.write_text(mutate(TINY.format(epochs=5)))
-    result = bench("run", suite, "--out", tmp_path / "out", cwd=tmp_path)
-    assert result.returncode == 2
-    assert "Traceback" not in result.stderr
+    assert main(["run", str(suite), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
     for part in expected:
-        assert part in result.stderr
+        assert part in err
     assert not (tmp_path / "out").exists()
 
 

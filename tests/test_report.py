@@ -76,7 +76,8 @@ log_every = 5
 """
 
 SPIRAL_FIGURES = {"fig1_loss", "fig1_accuracy", "fig2_heatmap", "fig3_dead_saturated",
-                  "fig4_gradients", "fig5_timing", "fig6_accumulation", "fig7_decision_boundaries"}
+                  "fig4_gradients", "fig5_timing", "fig6_accumulation", "fig7_decision_boundaries",
+                  "fig11_accumulation_curves"}
 CUBIC_FIGURES = {"fig1_loss", "fig3_dead_saturated", "fig4_gradients", "fig5_timing",
                  "fig8_cubic_fits"}
 

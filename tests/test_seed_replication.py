@@ -1,19 +1,41 @@
 """The homework's numbers, reproduced exactly on CPU (NYU-DLSP20 04-spiral_classification)."""
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
+from bench.check import check
 from bench.config import ModelConfig, TrainConfig
 from bench.model import MLP
-from bench.suite import expand, load_suite
+from bench.rundata import RunData
+from bench.runner import RunOptions, run_suite
+from bench.suite import load_suite
 from bench.tasks import SpiralConfig, spiral
-from bench.train import run_trial
+
+SUITE = "suites/seed_replication.toml"
 
 
 @pytest.fixture(scope="module")
-def replication():
-    suite = load_suite("suites/seed_replication.toml")
-    return {spec.variant: run_trial(spec) for spec in expand(suite)}
+def stored(tmp_path_factory):
+    """The suite run as a user runs it (both trials, stored). tests/test_shipped_suites.py
+    leaves this suite to this module, so its claims are checked here, on this run."""
+    store = run_suite(load_suite(SUITE), RunOptions(out=tmp_path_factory.mktemp("rep"), workers=2))
+    return RunData.open(store.dir)
+
+
+@pytest.fixture(scope="module")
+def replication(stored):
+    out = {}
+    for row in stored.trials.to_dict("records"):
+        curves = stored.curves[stored.curves.trial_id == row["trial_id"]].to_dict("records")
+        out[row["variant"]] = SimpleNamespace(trial=row, curves=curves)
+    return out
+
+
+def test_the_suites_claims_hold(stored):
+    results = check(stored, load_suite(SUITE).expect)
+    assert results and [r.verdict for r in results] == ["pass"] * len(results)
 
 
 def test_linear_model_matches_the_homework(replication):

@@ -11,6 +11,9 @@ from bench.runner import RunOptions, run_suite
 from bench.suite import expand, load_suite
 
 SUITES = sorted((Path(__file__).resolve().parent.parent / "suites").glob("*.toml"))
+# seed_replication's claims are checked in tests/test_seed_replication.py, on the run whose
+# exact numbers that module pins: running its two 1000-epoch trials twice would cost CI 14 s.
+CHECKED_HERE = [p for p in SUITES if p.stem != "seed_replication"]
 
 
 def test_there_are_shipped_suites():
@@ -21,7 +24,7 @@ def test_there_are_shipped_suites():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("path", SUITES, ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", CHECKED_HERE, ids=lambda p: p.stem)
 def test_shipped_suite_claims_hold(path, tmp_path):
     suite = load_suite(path)
     assert suite.expect, f"{path.name} has no [[expect]] claims"
