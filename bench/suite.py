@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ModelConfig, TrainConfig
-from .errors import UserError, did_you_mean, unknown_name
+from .errors import Problem, UserError, choices_in, did_you_mean, unknown_name
 from .spec import TrialSpec
 from .tasks import TASKS, TaskConfig
 
@@ -138,7 +138,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         raise UserError("\n".join(messages[:_MAX_MESSAGES]), source=source)
 
     points: dict[tuple, GridPoint] = {}
-    seen_errors: dict[str, None] = {}
+    seen_errors: dict[str, Problem] = {}
     for combo in itertools.product(*raw.sweep.values()):
         swept = dict(zip(raw.sweep, combo))
         for variant in raw.variant or [{"name": ""}]:
@@ -148,7 +148,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
                 key = (point.variant, point.task, point.model, point.train)
                 points.setdefault(key, point)
     if seen_errors:
-        raise UserError("\n".join(list(seen_errors)[:_MAX_MESSAGES]), source=source)
+        raise _raise_problems(list(seen_errors.values()), source)
     return Suite(raw.name, raw.description, tuple(raw.seeds), tuple(points.values()),
                  tuple(raw.expect), text, source)
 
@@ -194,7 +194,7 @@ def _set_dotted(tables: dict[str, dict], key: str, value: Any) -> None:
 
 
 def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, Any],
-                    errors: dict[str, None]) -> GridPoint | None:
+                    errors: dict[str, Problem]) -> GridPoint | None:
     tables = {s: copy.deepcopy(getattr(raw, s)) for s in SECTIONS}
     origin: dict[str, str] = {}
     name = variant.get("name", "")
@@ -216,17 +216,18 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
             kind = table.get("kind")
             if kind not in TASKS:
                 where = origin.get("task.kind", "[task] kind")
-                errors.setdefault(f"{where}: {unknown_name('task', kind, TASKS)}"
-                                  if kind is not None else
-                                  f"{where}: required key is missing; valid choices: "
-                                  f"{', '.join(sorted(TASKS))}")
+                message = (f"{where}: {unknown_name('task', kind, TASKS)}" if kind is not None
+                           else f"{where}: required key is missing; valid choices: "
+                                f"{', '.join(sorted(TASKS))}")
+                errors.setdefault(message, Problem(message, "task.kind", kind,
+                                                   tuple(sorted(TASKS))))
                 continue
             cls = TASKS[kind][0]
         try:
             validated[section] = cls.model_validate(table)
         except ValidationError as exc:
-            for message in _messages(exc, cls, section, origin):
-                errors.setdefault(message)
+            for problem in _messages(exc, cls, section, origin):
+                errors.setdefault(problem.message, problem)
     if len(validated) < len(SECTIONS):
         return None
     target = validated["train"].target
@@ -234,12 +235,16 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
         task = validated["task"]
         where = origin.get("train.target", origin.get("train.target.metric", "[train] target"))
         if "accuracy" in target.metric and task.problem != "classification":
-            errors.setdefault(f"{where}: metric {target.metric!r} needs a classification task; "
-                              f"{task.kind!r} is {task.problem}: use 'loss' or 'test_loss'")
+            message = (f"{where}: metric {target.metric!r} needs a classification task; "
+                       f"{task.kind!r} is {task.problem}: use 'loss' or 'test_loss'")
+            errors.setdefault(message, Problem(message, "train.target.metric", target.metric,
+                                               ("loss", "test_loss")))
             return None
         if target.metric.startswith("test_") and not task.has_test_split:
-            errors.setdefault(f"{where}: metric {target.metric!r} needs a held-out split, and "
-                              f"task {task.kind!r} has none here: use 'loss' or 'accuracy'")
+            message = (f"{where}: metric {target.metric!r} needs a held-out split, and "
+                       f"task {task.kind!r} has none here: use 'loss' or 'accuracy'")
+            errors.setdefault(message, Problem(message, "train.target.metric", target.metric,
+                                               ("loss", "accuracy")))
             return None
     return GridPoint(name, tuple(overrides.items()), validated["task"], validated["model"],
                      validated["train"])
@@ -247,12 +252,17 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
 
 def _user_error(exc: ValidationError, source: str, cls: type[BaseModel],
                 section: str | None) -> UserError:
-    return UserError("\n".join(_messages(exc, cls, section, {})[:_MAX_MESSAGES]), source=source)
+    return _raise_problems(_messages(exc, cls, section, {}), source)
+
+
+def _raise_problems(problems: list[Problem], source: str) -> UserError:
+    problems = problems[:_MAX_MESSAGES]
+    return UserError("\n".join(p.message for p in problems), source=source, problems=problems)
 
 
 def _messages(exc: ValidationError, cls: type[BaseModel], section: str | None,
-              origin: dict[str, str]) -> list[str]:
-    out = []
+              origin: dict[str, str]) -> list[Problem]:
+    out: list[Problem] = []
     for err in exc.errors(include_url=False):
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
         # Drop pydantic's union-branch labels such as 'int' or "literal['full']".
@@ -263,10 +273,10 @@ def _messages(exc: ValidationError, cls: type[BaseModel], section: str | None,
         kind = err["type"]
         if kind == "extra_forbidden":
             valid = _fields(cls, loc[:-1])
-            out.append(f"{where}: unknown key{did_you_mean(loc[-1], valid)}; "
-                       f"valid keys: {', '.join(valid)}")
+            out.append(Problem(f"{where}: unknown key{did_you_mean(loc[-1], valid)}; "
+                               f"valid keys: {', '.join(valid)}", dotted, value, tuple(valid)))
         elif kind == "missing":
-            out.append(f"{where}: required key is missing")
+            out.append(Problem(f"{where}: required key is missing", dotted))
         else:
             msg = err["msg"].removeprefix("Value error, ")
             if kind == "literal_error":
@@ -275,8 +285,8 @@ def _messages(exc: ValidationError, cls: type[BaseModel], section: str | None,
                        f"valid choices: {', '.join(choices)}")
             elif not msg.startswith(repr(value)) and value is not None and not isinstance(value, dict):
                 msg = f"{value!r}: {msg[0].lower()}{msg[1:]}"
-            out.append(f"{where}: {msg}")
-    return list(dict.fromkeys(out))
+            out.append(Problem(f"{where}: {msg}", dotted, value, choices_in(msg)))
+    return list({p.message: p for p in out}.values())
 
 
 def _where(dotted: str, section: str | None, origin: dict[str, str]) -> str:
