@@ -13,8 +13,6 @@ Each is the function the report draws with, so the numbers are the report's.
 
 from __future__ import annotations
 
-from functools import partial
-
 import matplotlib.figure
 
 from . import figures as _figures
@@ -70,26 +68,29 @@ def curves(run, metric: str = "loss", task: str | None = None):
     return _draw(lambda d, s: _figures.fig_curves(d, s, metric), run, task)
 
 
-heatmap = partial(_draw, _figures.fig_heatmap)
-heatmap.__doc__ = "Figure 2: the main metric per activation and setting."
-dead_saturated = partial(_draw, _figures.fig_dead_saturated)
-dead_saturated.__doc__ = "Figure 3: dead and saturated units over training."
-layers_over_training = partial(_draw, _figures.fig_layers_over_training)
-layers_over_training.__doc__ = "Figure 9: each hidden layer's mean output (bounded activations)."
-dead_nets = partial(_draw, _figures.fig_dead_nets)
-dead_nets.__doc__ = "Figure 10: share of nets with an all-dead layer by depth and width."
-gradients = partial(_draw, _figures.fig_gradients)
-gradients.__doc__ = "Figure 4: output std and gradients per layer, at init and at the end."
-timing = partial(_draw, _figures.fig_timing)
-timing.__doc__ = "Figure 5: time per epoch."
-accumulation = partial(_draw, _figures.fig_accumulation)
-accumulation.__doc__ = "Figure 6: what gradient accumulation costs and saves."
-accumulation_curves = partial(_draw, _figures.fig_accumulation_curves)
-accumulation_curves.__doc__ = "Figure 11: loss per epoch for each accumulation k."
-decision_boundaries = partial(_draw, _figures.fig_decision_boundaries)
-decision_boundaries.__doc__ = "Figure 7: spiral decision boundaries of the trained models."
-cubic_fits = partial(_draw, _figures.fig_cubic_fits)
-cubic_fits.__doc__ = "Figure 8: the cubic fits, mean +- std over seeds, and how they extrapolate."
+def _one(name: str, draw, doc: str):
+    """A public plot function: ``name(run, task=None)`` draws ``draw`` for one task."""
+    def plot(run, task: str | None = None):
+        return _draw(draw, run, task)
+    plot.__name__ = plot.__qualname__ = name
+    plot.__doc__ = doc
+    return plot
+
+
+F = _figures
+heatmap = _one("heatmap", F.fig_heatmap, "Figure 2: the main metric per activation and setting.")
+dead_saturated = _one("dead_saturated", F.fig_dead_saturated, "Figure 3: dead and saturated units.")
+layers_over_training = _one("layers_over_training", F.fig_layers_over_training,
+                            "Figure 9: each hidden layer's mean output (bounded activations).")
+dead_nets = _one("dead_nets", F.fig_dead_nets, "Figure 10: nets with an all-dead layer.")
+gradients = _one("gradients", F.fig_gradients, "Figure 4: output std and gradients per layer.")
+timing = _one("timing", F.fig_timing, "Figure 5: time per epoch.")
+accumulation = _one("accumulation", F.fig_accumulation, "Figure 6: accumulation's costs.")
+accumulation_curves = _one("accumulation_curves", F.fig_accumulation_curves,
+                           "Figure 11: loss per epoch for each accumulation k.")
+decision_boundaries = _one("decision_boundaries", F.fig_decision_boundaries,
+                           "Figure 7: spiral decision boundaries of the trained models.")
+cubic_fits = _one("cubic_fits", F.fig_cubic_fits, "Figure 8: the cubic fits and extrapolation.")
 
 
 def all_figures(run, task: str | None = None) -> dict[str, matplotlib.figure.Figure]:
