@@ -11,13 +11,15 @@ from __future__ import annotations
 import dataclasses
 import io
 import math
+import sys
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import matplotlib
 
-matplotlib.use("Agg")  # files only, never a window; set before pyplot is imported
+if "ipykernel" not in sys.modules:  # a notebook keeps its inline backend (bench.plots)
+    matplotlib.use("Agg")  # files only, never a window; set before pyplot is imported
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
