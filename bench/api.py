@@ -27,14 +27,23 @@ from .suite import load_suite as _load_suite_file
 
 def load_suite(source: str | Path) -> Suite:
     """A suite from a ``.toml`` path or from TOML text, validated as ``bench run`` validates
-    it. Text is told from a path by its newline or its ``=``."""
+    it. A string ending in ``.toml`` or naming a file is a path; else one with a newline or
+    an ``=`` is text."""
     if isinstance(source, Path):
         return _load_suite_file(source)
     if not isinstance(source, str):
         raise UserError(f"load_suite takes a path or TOML text, not {type(source).__name__}")
-    if "\n" in source or "=" in source:
-        return parse_suite(source, source="<text>")
-    return _load_suite_file(source)
+    one_line = "\n" not in source
+    if one_line and (source.endswith(".toml") or _is_file(source) or "=" not in source):
+        return _load_suite_file(source)
+    return parse_suite(source, source="<text>")
+
+
+def _is_file(text: str) -> bool:
+    try:
+        return Path(text).is_file()
+    except OSError:  # too long for a file name: not a path
+        return False
 
 
 def make_suite(name: str, *, task: dict, model: dict, train: dict, seeds: list[int] | None = None,
@@ -157,7 +166,7 @@ def run(suite: Suite | str | Path, *, workers: int = 0, threads: int = 1,
     if quick:
         suite = claimed_points(suite)
         if not expand(suite):
-            raise UserError("quick: no grid point that the claims look at can run here")
+            raise UserError("quick: the suite's claims look at no grid point")
     options = RunOptions(out=Path(out), workers=workers, threads=threads,
                          resume=Path(resume) if resume is not None else None,
                          pack={None: "auto", True: "on", False: "off"}[pack],

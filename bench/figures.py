@@ -477,14 +477,15 @@ def fig_gradients(run: RunData, section: Section) -> Figure | None:
                                  sharey="row", figsize=(3.2 * len(cols) + 0.15 * depth + 1.6,
                                                         2.6 * len(measures)))
         for r, (column, label) in enumerate(measures):
-            means = layers[layers[column] > 0].groupby(
+            shown = np.isfinite(layers[column]) & (layers[column] > 0)
+            means = layers[shown].groupby(
                 [ACTIVATION, "when", "layer", *inits])[column].mean()
             for c, level in enumerate(cols):
                 ax = axes[r, c]
                 sub_init = layers if level is None else layers[equals(layers[inits[0]], level)]
                 for act, g in sub_init.groupby(ACTIVATION, sort=False):
                     for when, style in styles:
-                        sub = g[(g["when"] == when) & (g[column] > 0)]
+                        sub = g[(g["when"] == when) & np.isfinite(g[column]) & (g[column] > 0)]
                         band = _t_band(sub, "layer", column)
                         if band.empty:
                             continue
@@ -667,11 +668,16 @@ def fig_accumulation_curves(run: RunData, section: Section) -> Figure | None:
         grid.set_titles(row_template="{row_name}", col_template="{col_name}")
         grid.figure.subplots_adjust(top=0.86 if len(grid.axes) > 1 else 0.8)
         _legend(grid.figure, grid.axes)
+    full = set(map(str, frame["train.batch_size"])) == {"full"} if "train.batch_size" in frame else False
+    why = ("With the full batch there is one step per epoch whatever k is: k only splits it, so "
+           "at equal lr the lines lie on each other, and a scaled lr (lr_scaling) makes larger "
+           "k take larger steps." if full else
+           "A larger k takes fewer, larger steps per epoch: where the lr rule compensates "
+           "(linear scaling with SGD), the lines lie on each other; without it, larger k falls "
+           "behind.")
     return Figure("fig11_accumulation_curves", "Loss per epoch for each accumulation k",
                   "Mean training loss over seeds with its 95% t-interval band, one line per k "
-                  "(micro-batches per optimizer step). A larger k takes fewer, larger steps per "
-                  "epoch: where the lr rule compensates (linear scaling with SGD), the lines lie "
-                  f"on each other; without it, larger k falls behind.{_held(fixed)}", grid.figure)
+                  f"(micro-batches per optimizer step). {why}{_held(fixed)}", grid.figure)
 
 
 # -- 7. spiral decision boundaries ----------------------------------------------------------------

@@ -146,7 +146,7 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
                 store.consolidate(order)
         finished[0] += 1
         progress.update(task, advance=1, last=_headline(spec, result))
-        if not console.is_terminal:  # a log file or CI: one line per trial instead of a bar
+        if progress.disable:  # a log file or CI: one line per trial instead of a bar
             console.print(f"[{finished[0]}/{len(todo)}] {_headline(spec, result)}",
                           highlight=False, markup=False)
 
@@ -229,10 +229,20 @@ def _open_store(suite: Suite, options: RunOptions) -> RunStore:
 
 
 def _progress(console: Console) -> Progress:
+    """A live bar in a terminal, and in a notebook (rich draws it in an ipywidgets output
+    there); elsewhere (a log, CI, a notebook without ipywidgets) it is off, and the run prints
+    one line per trial instead."""
+    live = console.is_terminal or (console.is_jupyter and _has_ipywidgets())
     return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
                     MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
                     TimeRemainingColumn(), TextColumn("{task.fields[last]}", markup=False),
-                    console=console, transient=False, disable=not console.is_terminal)
+                    console=console, transient=False, disable=not live)
+
+
+def _has_ipywidgets() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
 
 
 def _headline(spec: TrialSpec, result: TrialResult) -> str:

@@ -195,7 +195,7 @@ class _Trainer:
                                     self.y.tensor_split(k, dim=self.sd)))
         self._member_rows = torch.arange(len(specs), device=self.device).unsqueeze(1)
         self.peak_memory: int | None = None
-        self._reference: list[torch.Tensor] | None = None  # the full-set gradient at init
+        self._reference: torch.Tensor | None = None  # the full-set gradient at init (CPU)
 
     # -- one optimizer step (or one evaluation) over a list of micro-batches ------------------
 
@@ -322,7 +322,7 @@ class _Trainer:
         cfg = self.spec.train
         resident = tensor_bytes([*self.model.parameters(), self.x, self.y,
                                  self.x_test, self.y_test])
-        if cfg.epochs > 0:
+        if cfg.epochs > 0 and cfg.batch_size == "full":
             self._reference = self._full_set_gradient()
         start = time.perf_counter()
         epoch_times: list[float] = []
@@ -361,11 +361,17 @@ class _Trainer:
                 for t in tensors]
         return torch.cat(flat, dim=1)
 
-    def _full_set_gradient(self) -> torch.Tensor:
-        """The gradient of the whole training set's mean loss at the initial weights, in one
-        pass (members x parameters, on the CPU): the reference for grad_equivalence_error.
-        Computed before the clock and the memory meter start."""
-        self._accumulate([(self.x, self.y)], None, False)
+    def _full_set_gradient(self) -> torch.Tensor | None:
+        """Full batch: the gradient of the whole training set's mean loss at the initial
+        weights in one pass (members x parameters, on the CPU), the reference the k-chunked
+        first step is compared with. Computed before the clock and the memory meter start. A
+        device too small for the one pass (what accumulation is for) leaves the column NaN."""
+        try:
+            self._accumulate([(self.x, self.y)], None, False)
+        except torch.OutOfMemoryError:
+            self.optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            return None
         reference = self._per_member(p.grad for p in self.model.parameters())
         self.optimizer.zero_grad(set_to_none=True)
         return reference
@@ -378,7 +384,7 @@ class _Trainer:
             return
         with LiveTensorMeter.paused():  # copied to the CPU: not the step's memory on any device
             step = self._per_member(p.grad for p in self.model.parameters())
-        errors = (step - reference).norm(dim=1) / reference.norm(dim=1)
+            errors = (step - reference).norm(dim=1) / reference.norm(dim=1)
         for m, error in zip(self.members, errors.tolist()):
             m.grad_equivalence_error = error if math.isfinite(error) else math.nan
 
@@ -469,6 +475,9 @@ class _Trainer:
             if self._stopped:
                 return
             self._record(epoch, losses, acc, probe)
+            if epoch == 0 and training:  # the full-set gradient at init, in step-sized chunks
+                with LiveTensorMeter.paused():
+                    self._reference = self._per_member(p.grad for p in self.model.parameters())
         if not training:
             return
         orders = [torch.randperm(self.n_train, generator=g) for g in self.batches]

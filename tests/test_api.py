@@ -51,15 +51,21 @@ def test_run_returns_the_tables_the_cli_stores(api_run):
     assert len(api_run.trials) == 4
 
 
-def test_the_same_numbers_as_the_cli(api_run, tmp_path):
+@pytest.fixture(scope="module")
+def cli_run(tmp_path_factory):
     from bench.cli import main
 
-    path = tmp_path / "api.toml"
+    tmp = tmp_path_factory.mktemp("cli")
+    path = tmp / "api.toml"
     path.write_text(SUITE)
-    assert main(["run", str(path), "--out", str(tmp_path / "cli"), "--workers", "1",
+    assert main(["run", str(path), "--out", str(tmp / "cli"), "--workers", "1",
                  "--no-report"]) == 0
-    (cli_dir,) = (tmp_path / "cli" / "api").iterdir()
-    cli = bench.open_run(cli_dir)
+    (cli_dir,) = (tmp / "cli" / "api").iterdir()
+    return bench.open_run(cli_dir)
+
+
+def test_the_same_numbers_as_the_cli(api_run, cli_run):
+    cli = cli_run
     mine = api_run.trials.set_index("trial_id").sort_index()
     theirs = cli.trials.set_index("trial_id").sort_index()
     assert list(mine.index) == list(theirs.index)
@@ -73,18 +79,22 @@ def test_check_returns_each_claim_with_its_verdict(api_run):
     assert list(frame["verdict"]) == ["pass", "fail"] and "<table" in claims._repr_html_()
 
 
-def test_compare_and_report(api_run, tmp_path):
-    result = api_run.compare(api_run.dir)
-    assert result.changes and all(c.diff == 0 for c in result.changes if c.a == c.a)
-    assert not any(c.failed for c in result.changes)
+def test_compare_and_report(api_run, cli_run, tmp_path):
+    result = api_run.compare(cli_run.dir, fail_on=("final_loss:+1e-9",))
+    assert {c.metric for c in result.changes} >= {"final_loss"}
+    assert all(c.diff == 0 for c in result.changes if c.metric == "final_loss")
+    assert not any(c.failed for c in result.changes)  # the API's run and the CLI's agree
+    with pytest.raises(bench.UserError, match="expected METRIC"):
+        api_run.compare(cli_run, fail_on=("final_loss",))
     written = api_run.report(format="md", out=tmp_path / "rep")
     assert [p.name for p in written] == ["report.md"]
 
 
 def test_suites_from_text_path_and_python_are_the_same(tmp_path):
-    path = tmp_path / "api.toml"
+    path = tmp_path / "lr=0.02" / "api.toml"  # an '=' in a path is still a path
+    path.parent.mkdir()
     path.write_text(SUITE)
-    from_text, from_path = bench.load_suite(SUITE), bench.load_suite(path)
+    from_text, from_path = bench.load_suite(SUITE), bench.load_suite(str(path))
     built = bench.make_suite(
         "api", seeds=[0, 1], task={"kind": "spiral", "points_per_class": 30},
         model={"hidden": [8], "activation": "relu"},
@@ -130,3 +140,17 @@ def test_plots_return_figures_with_the_reports_data(api_run):
     assert set(plots.all_figures(api_run)) >= {"fig1_loss", "fig7_decision_boundaries"}
     with pytest.raises(bench.UserError, match="valid choices: spiral"):
         plots.curves(api_run, task="cubic")
+
+
+@pytest.mark.parametrize("widgets", [True, False])
+def test_in_a_notebook_the_bar_renders_there_or_falls_back_to_lines(monkeypatch, widgets):
+    from rich.console import Console
+
+    from bench import runner
+
+    monkeypatch.setattr(runner, "_has_ipywidgets", lambda: widgets)
+    notebook = Console(force_jupyter=True)
+    assert notebook.is_jupyter and not notebook.is_terminal
+    assert runner._progress(notebook).disable is (not widgets)
+    assert runner._progress(Console(force_terminal=True)).disable is False
+    assert runner._progress(Console(file=open("/dev/null", "w"))).disable is True

@@ -188,11 +188,15 @@ def test_quick_runs_only_the_claimed_points_and_checks_them(tmp_path):
     suite.write_text(TINY.format(epochs=10) + QUICK_CLAIMS)
     result = bench("run", suite, "--quick", "--no-report", "--out", tmp_path / "out", cwd=tmp_path)
     assert result.returncode == 1, result.stderr  # the second claim fails
-    assert "quick: 2 of 16 trials" in result.stdout and "1 passed, 1 failed" in result.stdout
+    assert "quick: 4 of 16 trials" in result.stdout and "1 passed, 1 failed" in result.stdout
     (run_dir,) = run_dirs(tmp_path / "out")
     trials = pd.read_parquet(run_dir / "trials.parquet")
-    assert set(trials["model.activation"]) == {"relu"} and len(trials) == 2
-    assert set(trials["train.accumulation_steps"]) == {1} and set(trials["train.device"]) == {"cpu"}
+    assert set(trials["model.activation"]) == {"relu"} and len(trials) == 4
+    assert set(trials["train.accumulation_steps"]) == {1}
+    cpu = trials[trials["train.device"] == "cpu"]
+    assert len(cpu) == 2 and set(cpu["status"]) == {"ok"}
+    # the claimed CUDA points are rows too: skipped here, run where there is a GPU
+    assert set(trials.loc[trials["train.device"] == "cuda", "status"]) <= {"ok", "skipped"}
 
 
 def test_quick_without_claims_is_a_user_error(tmp_path, capsys):

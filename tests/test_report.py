@@ -394,3 +394,13 @@ def test_a_one_layer_net_has_no_layers_over_training_figure(runs):
 
     run = RunData.open(runs["spiral"])
     assert all(fig_layers_over_training(run, s) is None for s in sections(run))
+
+
+def test_an_infinite_layer_value_does_not_stop_the_gradient_figure(tmp_path):
+    from bench.figures import fig_gradients
+
+    run = RunData.open(_run(tmp_path, DEEP, "deep"))
+    last = run.layers["epoch"] == run.layers["epoch"].max()
+    run.layers.loc[run.layers.index[last][0], "weight_grad_norm"] = np.inf  # a diverging step
+    (section,) = sections(run)
+    assert fig_gradients(run, section) is not None

@@ -1,5 +1,6 @@
 """The homework's numbers, reproduced exactly on CPU (NYU-DLSP20 04-spiral_classification)."""
 
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -13,7 +14,7 @@ from bench.runner import RunOptions, run_suite
 from bench.suite import load_suite
 from bench.tasks import SpiralConfig, spiral
 
-SUITE = "suites/seed_replication.toml"
+SUITE = Path(__file__).resolve().parent.parent / "suites" / "seed_replication.toml"
 
 
 @pytest.fixture(scope="module")

@@ -183,7 +183,6 @@ def test_all_dead_layer_is_nan_outside_the_relu_family():
 @pytest.mark.parametrize("task,n", [('kind = "spiral"\npoints_per_class = 50', 150),
                                     ('kind = "cubic"\npoints = 40', 40)])
 def test_test_split_partitions_the_same_data(task, n):
-    whole = make_task(one_spec(task=task).task)
     torch.manual_seed(0)
     split = one_spec(task=task + "\ntest_fraction = 0.25").task
     torch.manual_seed(0)
@@ -209,6 +208,26 @@ def test_a_split_records_test_metrics_and_leaves_ids_of_unsplit_trials_alone():
     assert split.trial["trial_id"] != plain.trial_id
 
 
+def test_trial_ids_stored_before_test_fraction_existed_are_unchanged():
+    # ids computed by the code before the key existed (commit ee1371a): runs stored then
+    # still resume and compare against runs made now
+    assert one_spec().trial_id == "b97baad5e4fe8a72"
+    assert one_spec(task='kind = "cubic"\npoints = 40').trial_id == "92319c0ceafa0d3d"
+    assert one_spec(task='kind = "digits"').trial_id == "97bc642e4d0eef24"
+
+
 def test_a_split_that_holds_out_everything_is_refused():
     with pytest.raises(UserError, match="test_fraction"):
         one_spec(task='kind = "cubic"\npoints = 2\ntest_fraction = 0.9')
+
+
+def test_measuring_the_gradient_error_costs_the_step_no_memory(monkeypatch):
+    from bench import train
+
+    spec = one_spec(model='hidden = [256, 256]\nactivation = "relu"',
+                    train='optimizer = "sgd"\nlr = 0.01\nepochs = 1\nbatch_size = 4')
+    measured = run_trial(spec).trial
+    monkeypatch.setattr(train._Trainer, "_first_step", lambda self: None)
+    bare = run_trial(spec).trial
+    assert math.isnan(bare["grad_equivalence_error"]) and measured["grad_equivalence_error"] > 0
+    assert measured["peak_memory_bytes"] == bare["peak_memory_bytes"]
