@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 
 import torch
 from torch import nn
@@ -29,6 +32,7 @@ class Activation:
     dead: Callable[[torch.Tensor], torch.Tensor] = field(default=lambda a: a.abs().amax(0) == 0)
     bounds: tuple[float, float] | None = None
     relu_family: bool = False
+    user: bool = False  # user-defined: saturation from the derivative, by autograd
 
 
 # DESIGN.md: saturated = within 0.01 of a bound for every sample (|tanh| > 0.99; sigmoid < 0.01 or > 0.99).
@@ -56,3 +60,91 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
     Activation("silu", lambda **_: nn.SiLU(), "x * sigmoid(x) (swish)"),
     Activation("softplus", lambda **_: nn.Softplus(), "log(1 + exp(x))", dead=_never_negative),
 ]}
+
+
+# A user activation's unit is saturated when |f'(x)| is below this for every sample.
+SATURATION_SLOPE = 1e-3
+ENTRY_POINTS = "actbench.activations"
+
+
+class Applied(nn.Module):
+    """A function of one tensor (and keyword arguments) as a module."""
+
+    def __init__(self, fn: Callable[..., torch.Tensor], kwargs: dict):
+        super().__init__()
+        self.fn, self.kwargs = fn, kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x, **self.kwargs)
+
+
+def registered(group: str) -> dict[str, tuple[str, str]]:
+    """Names that installed packages register under an entry-point ``group``:
+    name -> (import path, source package)."""
+    from importlib.metadata import entry_points
+
+    out = {}
+    for ep in entry_points(group=group):
+        out[ep.name] = (ep.value, ep.dist.name if ep.dist is not None else "?")
+    return out
+
+
+def import_object(path: str) -> object:
+    """``"package.module:attr"`` -> the object; ValueError says what went wrong."""
+    module_name, _, attr = path.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"{path!r} is not an import path of the form 'package.module:name'")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:  # ImportError, or the module's own error while importing
+        raise ValueError(f"cannot import {module_name!r} for {path!r}: "
+                         f"{type(exc).__name__}: {exc}") from None
+    obj = module
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            raise ValueError(f"{path!r}: module {module_name!r} has no {attr!r}")
+        obj = getattr(obj, part)
+    return obj
+
+
+@cache
+def resolve(name: str, args: str = "") -> Activation:
+    """The Activation a suite names: a built-in, a name an installed package registers
+    (entry points, group ``actbench.activations``), or an import path ``module:attr`` to an
+    ``nn.Module`` class or a function of one tensor. ``args`` is the JSON of its keyword
+    arguments. Raises ValueError naming the path and what was wrong."""
+    kwargs = json.loads(args) if args else {}
+    if name in ACTIVATIONS:
+        if kwargs:
+            raise ValueError(f"built-in activation {name!r} takes no arguments, got "
+                             f"{sorted(kwargs)}")
+        return ACTIVATIONS[name]
+    plugins = registered(ENTRY_POINTS)
+    path = plugins[name][0] if name in plugins else name
+    if ":" not in path:
+        choices = sorted([*ACTIVATIONS, *plugins])
+        from .errors import did_you_mean
+        raise ValueError(f"{name!r} is not a known activation{did_you_mean(name, choices)}; "
+                         f"valid choices: {', '.join(choices)}; or an import path "
+                         "'package.module:name'")
+    obj = import_object(path)
+    if isinstance(obj, type) and issubclass(obj, nn.Module):
+        def build(**_):
+            return obj(**kwargs)
+    elif callable(obj) and not isinstance(obj, type):
+        def build(**_):
+            return Applied(obj, kwargs)
+    else:
+        raise ValueError(f"{path!r} is neither an nn.Module class nor a function of one tensor")
+    try:
+        x = torch.linspace(-3, 3, 12).reshape(4, 3)
+        y = build()(x)
+    except Exception as exc:
+        raise ValueError(f"{path!r} with arguments {kwargs} fails on a (4 x 3) tensor: "
+                         f"{type(exc).__name__}: {exc}") from None
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+        got = tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__
+        raise ValueError(f"{path!r} must return a tensor of its input's shape (4, 3), "
+                         f"not {got}: an activation acts elementwise")
+    doc = (getattr(obj, "__doc__", None) or path).strip().splitlines()[0]
+    return Activation(name, build, doc, user=True)

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .activations import ACTIVATIONS
+from .activations import ACTIVATIONS, ENTRY_POINTS, registered
 from .errors import UserError
 from .inits import INITS
 from .optimizers import OPTIMIZERS
@@ -385,8 +385,11 @@ def _list(console: Console) -> None:
         keys = ", ".join(f"{k} ({f.default})" for k, f in cfg.model_fields.items() if k != "kind")
         tasks.add_row(name, keys, (cfg.__doc__ or "").strip().splitlines()[0])
     console.print(tasks)
-    for title, entries in (("activations ([model] activation = ...)",
-                            {k: a.doc for k, a in ACTIVATIONS.items()}),
+    plugins = {name: f"{path} (from {package})"
+               for name, (path, package) in registered(ENTRY_POINTS).items()}
+    for title, entries in (("activations ([model] activation = ..., or 'package.module:name'"
+                            " or { fn = ..., arg = ... })",
+                            {**{k: a.doc for k, a in ACTIVATIONS.items()}, **plugins}),
                            ("inits ([model] init = ...)", INITS),
                            ("optimizers ([train] optimizer = ...)", OPTIMIZERS)):
         table = Table(title=escape(title))

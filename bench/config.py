@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .activations import ACTIVATIONS
+from .activations import resolve
 from .errors import unknown_name
 from .inits import INITS
 from .optimizers import OPTIMIZERS
@@ -27,9 +28,28 @@ def _int_list(value: object) -> tuple[int, ...]:
 
 class ModelConfig(_Strict):
     hidden: tuple[int, ...] = Field(description="hidden widths; [] is one Linear layer")
-    activation: str = Field(description="activation between hidden layers")
+    activation: str = Field(description="activation between hidden layers: a name, or an "
+                            "import path 'package.module:name'")
+    activation_args: str = Field("", validate_default=True,
+                                 description="keyword arguments of a user activation, as JSON "
+                                 "(from activation = { fn = ..., key = value })")
     init: str = Field("default", description="weight initialization")
     negative_slope: float = Field(0.01, ge=0, description="leaky_relu's slope for x < 0")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _activation_table(cls, data: Any) -> Any:
+        """``activation = { fn = "pkg.mod:Swish", beta = 1.5 }``: the function and its
+        keyword arguments (kept as canonical JSON, so the config stays flat and hashable)."""
+        if isinstance(data, dict) and isinstance(data.get("activation"), dict):
+            table = dict(data["activation"])
+            fn = table.pop("fn", None)
+            if not isinstance(fn, str):
+                raise ValueError("activation = { fn = \"package.module:name\", ... } needs fn, "
+                                 "the import path")
+            data = {**data, "activation": fn,
+                    "activation_args": json.dumps(table, sort_keys=True)}
+        return data
 
     @field_validator("hidden", mode="before")
     @classmethod
@@ -39,11 +59,13 @@ class ModelConfig(_Strict):
             raise ValueError(f"{list(widths)!r}: every width must be at least 1")
         return widths
 
-    @field_validator("activation")
+    @field_validator("activation_args")
     @classmethod
-    def _activation(cls, value: str) -> str:
-        if value not in ACTIVATIONS:
-            raise ValueError(unknown_name("activation", value, ACTIVATIONS))
+    def _activation(cls, value: str, info) -> str:
+        # Checked here, once both are known: the import, the type, and the output's shape.
+        name = info.data.get("activation")
+        if name is not None:
+            resolve(name, value)  # its ValueError names the activation and what is wrong
         return value
 
     @field_validator("init")

@@ -19,7 +19,7 @@ class Problem:
     choices: tuple[str, ...] = ()
 
 
-_CHOICES = re.compile(r"valid (?:choices|keys): (.+)$")
+_CHOICES = re.compile(r"valid (?:choices|keys): ([^;]+)")
 
 
 def choices_in(message: str) -> tuple[str, ...]:

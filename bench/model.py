@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .activations import ACTIVATIONS
+from .activations import resolve
 from .config import ModelConfig
 from .inits import initialize
 
@@ -18,7 +18,7 @@ class MLP(nn.Sequential):
 
     def __init__(self, cfg: ModelConfig, in_features: int, out_features: int):
         widths = [in_features, *cfg.hidden]
-        act = ACTIVATIONS[cfg.activation]
+        act = resolve(cfg.activation, cfg.activation_args)
         layers: list[nn.Module] = []
         self_linears: list[nn.Linear] = []
         activations: list[nn.Module] = []

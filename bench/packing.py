@@ -58,7 +58,12 @@ def micro_batch_samples(spec: TrialSpec, n_train: int) -> int:
 
 
 def packable(spec: TrialSpec) -> bool:
-    return spec.train.optimizer in ELEMENTWISE_OPTIMIZERS
+    # A user activation may hold parameters (a learnable beta) that a pack would share across
+    # its members, so user activations train one trial at a time.
+    from .activations import ACTIVATIONS
+
+    return (spec.train.optimizer in ELEMENTWISE_OPTIMIZERS
+            and spec.model.activation in ACTIVATIONS and not spec.model.activation_args)
 
 
 def worth_packing(spec: TrialSpec) -> bool:

@@ -12,7 +12,7 @@ from contextlib import nullcontext
 
 import torch
 
-from .activations import SATURATION_MARGIN, Activation
+from .activations import SATURATION_MARGIN, SATURATION_SLOPE, Activation
 from .memory import LiveTensorMeter
 from .model import MLP
 
@@ -89,6 +89,13 @@ class _LayerStats:
             self.unsaturated = unsat if self.unsaturated is None else self.unsaturated | unsat
         self.out.add(a)
 
+    def add_slope(self, g: torch.Tensor) -> None:
+        """A user activation's local derivative on one chunk (member first): a unit is
+        unsaturated when |f'| reaches ``SATURATION_SLOPE`` for some sample."""
+        samples_first = g[0] if self.members == 1 else g.transpose(0, 1)
+        unsat = (samples_first.abs().amax(0) >= SATURATION_SLOPE).reshape(self.members, -1)
+        self.unsaturated = unsat if self.unsaturated is None else self.unsaturated | unsat
+
     def fraction_false(self, mask: torch.Tensor | None) -> list[float]:
         """Per member: the share of units whose mask is False."""
         if mask is None:
@@ -145,6 +152,7 @@ class LayerProbe:
         limit = 0 if metered else self.BUFFER_VALUES
         self._outputs = [_Buffer(limit, s.add_output) for s in self.stats]
         self._grads = [_Buffer(limit, s.grad.add) for s in self.stats]
+        self._slopes = [_Buffer(limit, s.add_slope) for s in self.stats]
         self._quiet = LiveTensorMeter.paused if metered else nullcontext
         self._handles = [m.register_forward_hook(self._forward_hook(i))
                          for i, m in enumerate(model.hidden_activations)]
@@ -153,9 +161,16 @@ class LayerProbe:
         return t if self._packed else t.unsqueeze(0)
 
     def _forward_hook(self, i: int):
+        user = self.stats[i].activation.user
+
         def hook(module, inputs, output):
             with self._quiet():  # probe temporaries are not the step's memory
                 self._outputs[i].add(self._member_first(output))
+                if user:  # the local derivative f'(x), by autograd (elementwise f)
+                    with torch.enable_grad():
+                        x = inputs[0].detach().requires_grad_(True)
+                        (slope,) = torch.autograd.grad(module.forward(x).sum(), x)
+                    self._slopes[i].add(self._member_first(slope))
             pre = inputs[0]
             if pre.requires_grad:
                 pre.register_hook(self._grad_hook(i))
@@ -172,7 +187,7 @@ class LayerProbe:
             handle.remove()
         self._handles = []
         with self._quiet():
-            for buffer in (*self._outputs, *self._grads):
+            for buffer in (*self._outputs, *self._grads, *self._slopes):
                 buffer.flush()
 
     def member_rows(self, epoch: int) -> list[list[dict]]:

@@ -36,9 +36,10 @@ def _target_columns(train: TrainConfig) -> dict[str, Any]:
 # Keys added after trial ids were first stored, with the value that reproduces the old
 # behaviour: at that value a key is left out of the hash, so a run stored before the key
 # existed keeps its ids (``--resume`` and ``compare`` still match its trials).
-# Keyed by (task kind, key): digits had its test_fraction from the start.
+# Keyed by (task kind, key), "*" for every kind: digits had its test_fraction from the start.
 ADDED_KEYS: dict[tuple[str, str], Any] = {("spiral", "task.test_fraction"): 0.0,
-                                          ("cubic", "task.test_fraction"): 0.0}
+                                          ("cubic", "task.test_fraction"): 0.0,
+                                          ("*", "model.activation_args"): ""}
 
 
 @dataclass(frozen=True)
@@ -67,7 +68,7 @@ class TrialSpec:
         """Stable hash of config, variant and seed (not of the suite name: a trial is its config)."""
         kind = self.task.kind
         config = {k: v for k, v in self.config.items()
-                  if not ((kind, k) in ADDED_KEYS and v == ADDED_KEYS[kind, k])}
+                  if not any((w, k) in ADDED_KEYS and v == ADDED_KEYS[w, k] for w in (kind, "*"))}
         blob = json.dumps({"variant": self.variant, "seed": self.seed, "config": config},
                           sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]

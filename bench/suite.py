@@ -267,9 +267,11 @@ def _messages(exc: ValidationError, cls: type[BaseModel], section: str | None,
         loc = [str(p) for p in err["loc"] if not str(p).startswith("function-")]
         # Drop pydantic's union-branch labels such as 'int' or "literal['full']".
         loc = [p for p in loc if p not in {"int", "str", "float", "bool"} and "[" not in p]
+        value = err.get("input")
+        if loc and loc[-1] == "activation_args":  # checked there; the user wrote `activation`
+            loc, value = [*loc[:-1], "activation"], None
         dotted = ".".join(([section] if section else []) + loc)
         where = _where(dotted, section, origin)
-        value = err.get("input")
         kind = err["type"]
         if kind == "extra_forbidden":
             valid = _fields(cls, loc[:-1])

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import torch
 import torch.nn.functional as F
 
-from .activations import ACTIVATIONS
+from .activations import resolve
 from .memory import LiveTensorMeter, PeakMemory, tensor_bytes
 from .model import MLP
 from .optimizers import build_optimizer
@@ -189,7 +189,7 @@ class _Trainer:
         self.loss_fn = F.cross_entropy if self.classify else F.mse_loss
         # Each member's own stream for the data order.
         self.batches = [torch.Generator().manual_seed(s.seed) for s in specs]
-        self.activation = ACTIVATIONS[spec.model.activation]
+        self.activation = resolve(spec.model.activation, spec.model.activation_args)
         k = cfg.accumulation_steps  # "full": the whole set in k near-equal micro-batches (views)
         self.full_chunks = list(zip(self.x.tensor_split(k, dim=self.sd),
                                     self.y.tensor_split(k, dim=self.sd)))
@@ -508,7 +508,7 @@ class _Trainer:
         each row holds the pack's figure divided by the pack's size (``pack_size``)."""
         row, last = m.row, m.curves[-1]
         share = len(self.members)
-        bounded = self.activation.bounds is not None
+        bounded = self.activation.bounds is not None or self.activation.user
         final_layers = [r for r in m.layers if r["epoch"] == last["epoch"]]
         init_layers = [r for r in m.layers if r["epoch"] == 0]
         steady = epoch_times[1:]
