@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -244,9 +245,10 @@ def test_list_names_everything():
         assert name in result.stdout
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
-def test_interrupt_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path, sig):
-    suite = write_suite(tmp_path, epochs=300)
+def _start_and_stop(tmp_path, sig, epochs):
+    """Start a run, wait until some CPU trials are stored (not all), signal its process group.
+    Returns (proc, stderr), or None when the run had already finished (a fast machine)."""
+    suite = write_suite(tmp_path, epochs=epochs)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
     proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out",
                              str(tmp_path / "out"), "--workers", "2"], cwd=tmp_path, env=env,
@@ -254,17 +256,33 @@ def test_interrupt_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path, si
                             start_new_session=True)
     parts = tmp_path / "out" / "tiny"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # wait until some CPU trials are stored, not all
+    while time.monotonic() < deadline:
         done = [p for p in parts.glob("*/parts/*/trial.parquet")
                 if not p.parent.name.startswith(".")]  # temporary parts are renamed away
         if sum(pd.read_parquet(p).status.iloc[0] == "ok" for p in done) >= 2:
             break
-        time.sleep(0.2)
+        time.sleep(0.05)
+    if proc.poll() is not None:  # it finished before the signal could reach it
+        proc.communicate()
+        shutil.rmtree(tmp_path / "out")
+        return None
     os.killpg(proc.pid, sig)  # the whole process group, as Ctrl-C in a terminal does
     _, err = proc.communicate(timeout=60)
+    return proc, err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_interrupt_then_resume_loses_nothing_and_runs_nothing_twice(tmp_path, sig):
+    for epochs in (300, 3000):
+        stopped = _start_and_stop(tmp_path, sig, epochs)
+        if stopped is not None:
+            break
+    assert stopped is not None, "the run always finished before it could be interrupted"
+    proc, err = stopped
+    suite = tmp_path / "tiny.toml"
     (run_dir,) = run_dirs(tmp_path / "out")
     if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "--resume" in err
+        assert proc.returncode == 130 and "--resume" in err, (proc.returncode, err[-3000:])
     before = {p.parent.name: p.stat().st_mtime_ns for p in run_dir.glob("parts/*/trial.parquet")
               if not p.parent.name.startswith(".")}
     assert 0 < len(before) < 16
