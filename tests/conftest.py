@@ -24,3 +24,21 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
+
+
+# `python -m bench` as a shell starts it: Ctrl-C (SIGINT) delivered and handled. A child of the
+# test process would otherwise inherit whatever signal state the test session has, and a
+# SIGINT ignored or blocked there would make an interrupt test see a run that ignores Ctrl-C.
+CTRL_C_AS_IN_A_SHELL = (
+    "import runpy, signal, sys; "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = ['bench', *sys.argv[1:]]; "
+    "runpy.run_module('bench', run_name='__main__', alter_sys=True)")
+
+
+def bench_command(*args) -> list[str]:
+    """The argv of ``python -m bench ARGS`` with SIGINT as a terminal delivers it."""
+    import sys
+
+    return [sys.executable, "-c", CTRL_C_AS_IN_A_SHELL, *map(str, args)]

@@ -14,6 +14,8 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import bench_command
+
 TINY = """
 name = "tiny"
 description = "a suite small enough for tests"
@@ -250,8 +252,8 @@ def _start_and_stop(tmp_path, sig, epochs):
     Returns (proc, stderr), or None when the run had already finished (a fast machine)."""
     suite = write_suite(tmp_path, epochs=epochs)
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
-    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(suite), "--out",
-                             str(tmp_path / "out"), "--workers", "2"], cwd=tmp_path, env=env,
+    proc = subprocess.Popen(bench_command("run", suite, "--out", tmp_path / "out",
+                                          "--workers", "2"), cwd=tmp_path, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
     parts = tmp_path / "out" / "tiny"

@@ -23,7 +23,7 @@ distributed = pytest.importorskip("distributed", reason="Dask is not installed: 
 from bench import cluster as cluster_module  # noqa: E402
 from bench.cli import main  # noqa: E402
 from bench.spec import TrialSpec  # noqa: E402
-from tests.conftest import one_spec  # noqa: E402
+from tests.conftest import bench_command, one_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -135,8 +135,8 @@ def test_a_dask_run_stores_what_a_local_run_stores(dask_cluster, tmp_path):
     local = bench("run", suite, "--out", tmp_path / "local", "--workers", "1", "--no-report",
                   "--no-pack", cwd=tmp_path)
     assert local.returncode == 0, local.stderr
-    args = [sys.executable, "-m", "bench", "run", str(suite), "--out", str(tmp_path / "dask"),
-            "--scheduler", dask_cluster["address"], "--no-report", "--no-pack"]
+    args = bench_command("run", suite, "--out", tmp_path / "dask", "--scheduler",
+                         dask_cluster["address"], "--no-report", "--no-pack")
     proc = subprocess.Popen(args, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, start_new_session=True)
     deadline = time.monotonic() + 60
