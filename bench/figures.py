@@ -154,12 +154,17 @@ def _log_floor(ax, means) -> None:
         ax.set_ylim(bottom=means.min() / 2)
 
 
-def _legend(fig, axes) -> None:
-    """One legend for the figure, with every label any panel drew."""
+def _legend(fig, axes, right: bool = False) -> None:
+    """One legend for the figure, with every label any panel drew: above the panels, or in a
+    column at their right (``right``: many labels, such as one per layer)."""
     seen = {}
     for ax in np.ravel(axes):
         for handle, label in zip(*ax.get_legend_handles_labels()):
             seen.setdefault(label, handle)
+    if right:
+        fig.legend(list(seen.values()), list(seen.keys()), loc="center left",
+                   bbox_to_anchor=(1.0, 0.5), frameon=False)
+        return
     fig.legend(list(seen.values()), list(seen.keys()), loc="upper center", ncol=min(len(seen), 6),
                bbox_to_anchor=(0.5, 1.0), frameon=False)
 
@@ -370,7 +375,7 @@ def fig_layers_over_training(run: RunData, section: Section) -> Figure | None:
                 if r == len(rows) - 1:
                     ax.set_xlabel("epoch")
         fig.tight_layout()
-        _legend_right(fig, axes)
+        _legend(fig, axes, right=True)
     per_init = " One column per activation and init." if inits else ""
     return Figure("fig9_layers_over_training", "Each hidden layer over training",
                   "Per hidden layer (0 = nearest the input; lighter = nearer the output): the mean "
@@ -436,7 +441,7 @@ def fig_dead_nets(run: RunData, section: Section) -> Figure | None:
             ax.set_ylim(-3, 103)
         axes.flat[0].set_ylabel("nets with an all-dead layer (%)")
         fig.tight_layout()
-        _legend_right(fig, axes)
+        _legend(fig, axes, right=True)
     epochs = set(frame["train.epochs"]) if "train.epochs" in frame else set()
     when = ("at initialization (epochs = 0): born dead" if epochs == {0}
             else "after training")
@@ -505,7 +510,7 @@ def fig_gradients(run: RunData, section: Section) -> Figure | None:
                     ax.set_xlabel("hidden layer (0 = nearest the input)")
                 ax.set_xticks(range(0, depth, max(1, depth // 10)))
         fig.tight_layout()
-        _legend_right(fig, axes)
+        _legend(fig, axes, right=True)
     side = " One column per init." if inits else ""
     return Figure("fig4_gradients", "Signal and gradients per layer, at init and at the end",
                   "Per hidden layer: the std of its output (activation_std), the norm of the loss "
@@ -514,15 +519,6 @@ def fig_gradients(run: RunData, section: Section) -> Figure | None:
                   "last epoch (solid). Mean over seeds with 95% t-intervals, log scale. An output "
                   "std that falls with depth is a vanishing signal; gradients that shrink towards "
                   f"the input are the vanishing gradient.{side}{_held(fixed)}", fig)
-
-
-def _legend_right(fig, axes) -> None:
-    seen = {}
-    for ax in np.ravel(axes):
-        for handle, label in zip(*ax.get_legend_handles_labels()):
-            seen.setdefault(label, handle)
-    fig.legend(list(seen.values()), list(seen.keys()), loc="center left",
-               bbox_to_anchor=(1.0, 0.5), frameon=False)
 
 
 # -- 5. time per epoch ------------------------------------------------------------------------------
