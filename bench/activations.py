@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -10,6 +9,8 @@ from functools import cache
 
 import torch
 from torch import nn
+
+from .plugins import import_object, user_path
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,6 @@ ACTIVATIONS: dict[str, Activation] = {a.name: a for a in [
 
 # A user activation's unit is saturated when |f'(x)| is below this for every sample.
 SATURATION_SLOPE = 1e-3
-ENTRY_POINTS = "actbench.activations"
 
 
 class Applied(nn.Module):
@@ -76,35 +76,6 @@ class Applied(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x, **self.kwargs)
-
-
-def registered(group: str) -> dict[str, tuple[str, str]]:
-    """Names that installed packages register under an entry-point ``group``:
-    name -> (import path, source package)."""
-    from importlib.metadata import entry_points
-
-    out = {}
-    for ep in entry_points(group=group):
-        out[ep.name] = (ep.value, ep.dist.name if ep.dist is not None else "?")
-    return out
-
-
-def import_object(path: str) -> object:
-    """``"package.module:attr"`` -> the object; ValueError says what went wrong."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"{path!r} is not an import path of the form 'package.module:name'")
-    try:
-        module = importlib.import_module(module_name)
-    except Exception as exc:  # ImportError, or the module's own error while importing
-        raise ValueError(f"cannot import {module_name!r} for {path!r}: "
-                         f"{type(exc).__name__}: {exc}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise ValueError(f"{path!r}: module {module_name!r} has no {attr!r}")
-        obj = getattr(obj, part)
-    return obj
 
 
 @cache
@@ -119,14 +90,7 @@ def resolve(name: str, args: str = "") -> Activation:
             raise ValueError(f"built-in activation {name!r} takes no arguments, got "
                              f"{sorted(kwargs)}")
         return ACTIVATIONS[name]
-    plugins = registered(ENTRY_POINTS)
-    path = plugins[name][0] if name in plugins else name
-    if ":" not in path:
-        choices = sorted([*ACTIVATIONS, *plugins])
-        from .errors import did_you_mean
-        raise ValueError(f"{name!r} is not a known activation{did_you_mean(name, choices)}; "
-                         f"valid choices: {', '.join(choices)}; or an import path "
-                         "'package.module:name'")
+    path = user_path("activation", name, ACTIVATIONS)
     obj = import_object(path)
     if isinstance(obj, type) and issubclass(obj, nn.Module):
         def build(**_):
@@ -138,7 +102,8 @@ def resolve(name: str, args: str = "") -> Activation:
         raise ValueError(f"{path!r} is neither an nn.Module class nor a function of one tensor")
     try:
         x = torch.linspace(-3, 3, 12).reshape(4, 3)
-        y = build()(x)
+        with torch.random.fork_rng(devices=[]):  # a module may draw its parameters
+            y = build()(x)
     except Exception as exc:
         raise ValueError(f"{path!r} with arguments {kwargs} fails on a (4 x 3) tensor: "
                          f"{type(exc).__name__}: {exc}") from None

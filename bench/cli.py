@@ -12,11 +12,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from .activations import ACTIVATIONS, ENTRY_POINTS, registered
+from .activations import ACTIVATIONS
 from .errors import UserError
 from .inits import INITS
 from .optimizers import OPTIMIZERS
 from .packing import PackMode, plan
+from .plugins import GROUPS, registered
 from .provenance import cuda_unavailable_reason
 from .rundata import show
 from .runner import Interrupted, RunOptions, Stopped, run_suite
@@ -377,20 +378,25 @@ def _print_summary(store, suite: Suite, console: Console) -> None:
 
 
 def _list(console: Console) -> None:
-    tasks = Table(title=escape("tasks ([task] kind = ...)"))
+    plugins = {what: {name: f"{path} (from {package})"
+                      for name, (path, package) in registered(group).items()}
+               for what, group in GROUPS.items()}
+    tasks = Table(title=escape("tasks ([task] kind = ..., or 'package.module:name' with the "
+                               "function's keyword arguments as the other keys)"))
     tasks.add_column("kind")
     tasks.add_column("keys (default)")
     tasks.add_column("about")
     for name, (cfg, _) in TASKS.items():
         keys = ", ".join(f"{k} ({f.default})" for k, f in cfg.model_fields.items() if k != "kind")
         tasks.add_row(name, keys, (cfg.__doc__ or "").strip().splitlines()[0])
+    for name, about in plugins["task"].items():
+        tasks.add_row(name, "the function's keyword arguments", about)
     console.print(tasks)
-    plugins = {name: f"{path} (from {package})"
-               for name, (path, package) in registered(ENTRY_POINTS).items()}
     for title, entries in (("activations ([model] activation = ..., or 'package.module:name'"
                             " or { fn = ..., arg = ... })",
-                            {**{k: a.doc for k, a in ACTIVATIONS.items()}, **plugins}),
-                           ("inits ([model] init = ...)", INITS),
+                            {**{k: a.doc for k, a in ACTIVATIONS.items()}, **plugins["activation"]}),
+                           ("inits ([model] init = ..., or 'package.module:name' or "
+                            "{ fn = ..., arg = ... })", {**INITS, **plugins["init"]}),
                            ("optimizers ([train] optimizer = ...)", OPTIMIZERS)):
         table = Table(title=escape(title))
         table.add_column("name")

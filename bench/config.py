@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Literal
 
@@ -10,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from .activations import resolve
 from .errors import unknown_name
-from .inits import INITS
+from .inits import resolve as resolve_init
 from .optimizers import OPTIMIZERS
+from .plugins import split_table
 
 
 class _Strict(BaseModel):
@@ -33,22 +33,24 @@ class ModelConfig(_Strict):
     activation_args: str = Field("", validate_default=True,
                                  description="keyword arguments of a user activation, as JSON "
                                  "(from activation = { fn = ..., key = value })")
-    init: str = Field("default", description="weight initialization")
+    init: str = Field("default", description="weight initialization: a name, or an import "
+                      "path 'package.module:name' to f(weight, layer, **kwargs)")
+    init_args: str = Field("", validate_default=True,
+                           description="keyword arguments of a user init, as JSON "
+                           "(from init = { fn = ..., key = value })")
     negative_slope: float = Field(0.01, ge=0, description="leaky_relu's slope for x < 0")
 
     @model_validator(mode="before")
     @classmethod
-    def _activation_table(cls, data: Any) -> Any:
-        """``activation = { fn = "pkg.mod:Swish", beta = 1.5 }``: the function and its
-        keyword arguments (kept as canonical JSON, so the config stays flat and hashable)."""
-        if isinstance(data, dict) and isinstance(data.get("activation"), dict):
-            table = dict(data["activation"])
-            fn = table.pop("fn", None)
-            if not isinstance(fn, str):
-                raise ValueError("activation = { fn = \"package.module:name\", ... } needs fn, "
-                                 "the import path")
-            data = {**data, "activation": fn,
-                    "activation_args": json.dumps(table, sort_keys=True)}
+    def _fn_tables(cls, data: Any) -> Any:
+        """``activation = { fn = "pkg.mod:Swish", beta = 1.5 }`` (and the same for ``init``):
+        the function and its keyword arguments, kept as canonical JSON so that the config
+        stays flat and hashable."""
+        if isinstance(data, dict):
+            for key in ("activation", "init"):
+                fn, args = split_table(data.get(key), key)
+                if args is not None:
+                    data = {**data, key: fn, f"{key}_args": args}
         return data
 
     @field_validator("hidden", mode="before")
@@ -68,11 +70,12 @@ class ModelConfig(_Strict):
             resolve(name, value)  # its ValueError names the activation and what is wrong
         return value
 
-    @field_validator("init")
+    @field_validator("init_args")
     @classmethod
-    def _init(cls, value: str) -> str:
-        if value not in INITS:
-            raise ValueError(unknown_name("init", value, INITS))
+    def _init(cls, value: str, info) -> str:
+        name = info.data.get("init")
+        if name is not None:
+            resolve_init(name, value)  # its ValueError names the init and what is wrong
         return value
 
 

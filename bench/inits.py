@@ -1,10 +1,18 @@
-"""Weight initializations by name. Every init but ``default`` zeroes the biases, as the papers do."""
+"""Weight initializations by name. Every built-in init but ``default`` zeroes the biases, as
+the papers do. A user init (an import path, or a name a package registers under
+``actbench.inits``) is a function ``f(weight, layer, **kwargs)``: it fills ``weight`` in place
+or returns a tensor of its shape; biases stay as PyTorch built them unless it sets them."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from functools import cache
 
+import torch
 from torch import nn
+
+from .plugins import import_object, user_path
 
 # Glorot & Bengio (2010) and the orthogonal init use gain 1; He et al. (2015) use the ReLU gain
 # sqrt(2) with fan_in, which is what "kaiming" means here whatever the activation.
@@ -26,12 +34,61 @@ INITS: dict[str, str] = {
 }
 
 
-def initialize(linears: list[nn.Linear], name: str) -> None:
+InitFn = Callable[[nn.Linear], None]
+
+
+def initialize(linears: list[nn.Linear], name: str, args: str = "") -> None:
     """Re-initialize ``linears`` in order (input side first). ``default`` leaves them as built."""
     if name == "default":
         return
-    weight_init = _WEIGHT_INITS[name]
+    init = resolve(name, args)
     for layer in linears:
+        init(layer)
+
+
+def _builtin(weight_init: Callable[[nn.Parameter], object]) -> InitFn:
+    def init(layer: nn.Linear) -> None:
         weight_init(layer.weight)
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
+    return init
+
+
+@cache
+def resolve(name: str, args: str = "") -> InitFn:
+    """The init a suite names, as a function of one layer: a built-in, a name registered under
+    ``actbench.inits``, or an import path to ``f(weight, layer, **kwargs)``. ``args`` is the JSON
+    of its keyword arguments. Checked here on a Linear(3, 4): it must run, leave (or return)
+    a finite weight of the layer's shape. Raises ValueError naming the path."""
+    kwargs = json.loads(args) if args else {}
+    if name in INITS:
+        if kwargs:
+            raise ValueError(f"built-in init {name!r} takes no arguments, got {sorted(kwargs)}")
+        return _builtin(_WEIGHT_INITS[name]) if name != "default" else (lambda layer: None)
+    path = user_path("init", name, INITS)
+    fn = import_object(path)
+    if not callable(fn) or isinstance(fn, type):
+        raise ValueError(f"{path!r} is not a function f(weight, layer, **kwargs)")
+
+    def init(layer: nn.Linear) -> None:
+        with torch.no_grad():
+            out = fn(layer.weight, layer, **kwargs)
+            if out is not None and out is not layer.weight:
+                if not isinstance(out, torch.Tensor) or out.shape != layer.weight.shape:
+                    got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+                    raise ValueError(f"{path!r} returned {got}, not None or a tensor of the "
+                                     f"weight's shape {tuple(layer.weight.shape)}")
+                layer.weight.copy_(out)
+
+    try:
+        with torch.random.fork_rng(devices=[]):  # a check at load, not a draw of any trial's
+            probe = nn.Linear(3, 4)
+            init(probe)
+    except ValueError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path!r} with arguments {kwargs} fails on the weight of a "
+                         f"Linear(3, 4): {type(exc).__name__}: {exc}") from None
+    if not torch.isfinite(probe.weight).all():
+        raise ValueError(f"{path!r} leaves non-finite values in the weight of a Linear(3, 4)")
+    return init

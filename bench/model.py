@@ -33,4 +33,4 @@ class MLP(nn.Sequential):
         # Plain lists, not ModuleLists: the modules are registered once, by Sequential.
         self.hidden_linears: list[nn.Linear] = self_linears
         self.hidden_activations: list[nn.Module] = activations
-        initialize([*self_linears, head], cfg.init)
+        initialize([*self_linears, head], cfg.init, cfg.init_args)

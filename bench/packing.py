@@ -89,7 +89,7 @@ def task_shape(spec: TrialSpec) -> tuple[int, int, int]:
     touching the global RNG)."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(spec.seed)
-        data = make_task(spec.task)
+        data = make_task(spec.task, spec.seed)
     return int(data.x_train.shape[0]), int(data.x_train.shape[1]), int(data.out_features)
 
 

@@ -58,7 +58,7 @@ def bare_epoch(spec: TrialSpec) -> Callable[[], None]:
     """One epoch of the plain loop on ``spec`` (full batch, k micro-batches), as a callable."""
     cfg = spec.train
     torch.manual_seed(spec.seed)
-    data = make_task(spec.task)
+    data = make_task(spec.task, spec.seed)
     model = MLP(spec.model, data.x_train.shape[1], data.out_features)
     opt = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr_effective,
                           weight_decay=cfg.weight_decay, momentum=cfg.momentum)

@@ -22,7 +22,7 @@ import torch
 from .config import ModelConfig
 from .errors import UserError
 from .model import MLP
-from .tasks import TASKS, TaskData, make_task
+from .tasks import TASKS, TaskData, UserTaskConfig, make_task
 
 CONFIG_SECTIONS = ("task.", "model.", "train.")
 RAN = ("ok", "diverged")  # trials that trained, and so have numbers
@@ -164,10 +164,14 @@ class RunData:
     def task_data(self, row: pd.Series) -> TaskData:
         """The training data of the trial in ``row``, drawn again from its seed."""
         row = self._stored_row(row["trial_id"])
-        cfg = _config_from_row(row, "task.", TASKS[row["task.kind"]][0])
+        kind = row["task.kind"]
+        if kind in TASKS:
+            cfg = _config_from_row(row, "task.", TASKS[kind][0])
+        else:  # a user task: its arguments are the row's task columns
+            cfg = UserTaskConfig(**_user_task_arguments(row, self.trials))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(row["seed"]))  # as the trial did: data first, from the seed
-            return make_task(cfg)
+            return make_task(cfg, int(row["seed"]))
 
     def model(self, row: pd.Series) -> MLP | None:
         """The trial's final model on the CPU, or None when its weights were not stored."""
@@ -201,6 +205,23 @@ def _config_from_row(row: pd.Series, prefix: str, cls):
             value = int(value)  # Parquet made an int column float where other kinds left NaN
         fields[name] = list(value) if isinstance(value, tuple) else value
     return cls(**fields)
+
+
+def _user_task_arguments(row: pd.Series, trials: pd.DataFrame) -> dict:
+    """A user task's ``[task]`` table from its row. A column that other task kinds leave NaN
+    is stored as float; its whole numbers were ints."""
+    out = {}
+    for column, value in row.items():
+        if not column.startswith("task.") or "." in column[5:]:
+            continue
+        value = hashable(value)
+        if value is None:
+            continue
+        if (isinstance(value, float) and value.is_integer()
+                and trials[column].isna().any()):
+            value = int(value)
+        out[column[5:]] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 def _is_int_field(cls, name: str) -> bool:

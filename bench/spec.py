@@ -39,7 +39,8 @@ def _target_columns(train: TrainConfig) -> dict[str, Any]:
 # Keyed by (task kind, key), "*" for every kind: digits had its test_fraction from the start.
 ADDED_KEYS: dict[tuple[str, str], Any] = {("spiral", "task.test_fraction"): 0.0,
                                           ("cubic", "task.test_fraction"): 0.0,
-                                          ("*", "model.activation_args"): ""}
+                                          ("*", "model.activation_args"): "",
+                                          ("*", "model.init_args"): ""}
 
 
 @dataclass(frozen=True)

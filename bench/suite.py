@@ -19,8 +19,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import ModelConfig, TrainConfig
 from .errors import Problem, UserError, choices_in, did_you_mean, unknown_name
+from .plugins import user_path
 from .spec import TrialSpec
-from .tasks import TASKS, TaskConfig
+from .tasks import TASKS, ArgumentError, TaskConfig, UserTaskConfig
 
 SECTIONS = {"task": None, "model": ModelConfig, "train": TrainConfig}
 _MAX_MESSAGES = 8
@@ -213,21 +214,17 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
     for section, cls in SECTIONS.items():
         table = tables[section]
         if section == "task":
-            kind = table.get("kind")
-            if kind not in TASKS:
-                where = origin.get("task.kind", "[task] kind")
-                message = (f"{where}: {unknown_name('task', kind, TASKS)}" if kind is not None
-                           else f"{where}: required key is missing; valid choices: "
-                                f"{', '.join(sorted(TASKS))}")
-                errors.setdefault(message, Problem(message, "task.kind", kind,
-                                                   tuple(sorted(TASKS))))
+            cls = _task_class(table.get("kind"), origin, errors)
+            if cls is None:
                 continue
-            cls = TASKS[kind][0]
         try:
             validated[section] = cls.model_validate(table)
         except ValidationError as exc:
             for problem in _messages(exc, cls, section, origin):
                 errors.setdefault(problem.message, problem)
+            continue
+        if cls is UserTaskConfig and not _user_task_draws(validated["task"], origin, errors):
+            del validated["task"]
     if len(validated) < len(SECTIONS):
         return None
     target = validated["train"].target
@@ -250,6 +247,45 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
                      validated["train"])
 
 
+def _task_class(kind: Any, origin: dict[str, str],
+                errors: dict[str, Problem]) -> type[BaseModel] | None:
+    """A built-in task's config class, UserTaskConfig for an import path or a registered name,
+    or None with the problem recorded."""
+    where = origin.get("task.kind", "[task] kind")
+    if kind in TASKS:
+        return TASKS[kind][0]
+    if isinstance(kind, str):
+        try:
+            user_path("task", kind, TASKS)
+            return UserTaskConfig
+        except ValueError as exc:
+            message = f"{where}: {exc}"
+    elif kind is None:
+        message = f"{where}: required key is missing; valid choices: {', '.join(sorted(TASKS))}"
+    else:
+        message = f"{where}: {unknown_name('task', kind, TASKS)}"
+    errors.setdefault(message, Problem(message, "task.kind", kind, choices_in(message)))
+    return None
+
+
+def _user_task_draws(task: UserTaskConfig, origin: dict[str, str],
+                     errors: dict[str, Problem]) -> bool:
+    """Import the user's task and draw it once; a failure names the key and the path."""
+    try:
+        return task.resolved is not None
+    except ArgumentError as exc:
+        key = f"task.{exc.key}"
+        where = origin.get(key, f"[task] {exc.key}")
+        message = f"{where}: {exc}"
+        errors.setdefault(message, Problem(message, key, task.kwargs.get(exc.key),
+                                           choices_in(message)))
+    except ValueError as exc:
+        where = origin.get("task.kind", "[task] kind")
+        message = f"{where}: {exc}"
+        errors.setdefault(message, Problem(message, "task.kind", task.kind, choices_in(message)))
+    return False
+
+
 def _user_error(exc: ValidationError, source: str, cls: type[BaseModel],
                 section: str | None) -> UserError:
     return _raise_problems(_messages(exc, cls, section, {}), source)
@@ -268,8 +304,8 @@ def _messages(exc: ValidationError, cls: type[BaseModel], section: str | None,
         # Drop pydantic's union-branch labels such as 'int' or "literal['full']".
         loc = [p for p in loc if p not in {"int", "str", "float", "bool"} and "[" not in p]
         value = err.get("input")
-        if loc and loc[-1] == "activation_args":  # checked there; the user wrote `activation`
-            loc, value = [*loc[:-1], "activation"], None
+        if loc and loc[-1] in ("activation_args", "init_args"):  # checked there; the user
+            loc, value = [*loc[:-1], loc[-1].removesuffix("_args")], None  # wrote the name
         dotted = ".".join(([section] if section else []) + loc)
         where = _where(dotted, section, origin)
         kind = err["type"]

@@ -163,6 +163,9 @@ def _problem(frame: pd.DataFrame) -> str:
     from .tasks import TASKS
 
     kinds = {TASKS[k][0].problem for k in frame["task.kind"].unique() if k in TASKS}
+    if any(k not in TASKS for k in frame["task.kind"].unique()):  # a user task: accuracy is
+        kinds.add("classification" if frame["final_accuracy"].notna().any()  # recorded for
+                  else "regression")  # classification only
     return kinds.pop() if len(kinds) == 1 else "classification"
 
 

@@ -6,12 +6,18 @@ course notebook's order (data first, then the model) reproduces its numbers exac
 
 from __future__ import annotations
 
+import inspect
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from functools import cache
+from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from .plugins import import_object, user_path
 
 
 @dataclass(frozen=True)
@@ -150,8 +156,205 @@ TASKS = {
     "digits": (DigitsConfig, digits),
 }
 
-TaskConfig = SpiralConfig | CubicConfig | DigitsConfig
+
+# -- user tasks ---------------------------------------------------------------------------------
+
+_KINDS = ("classification", "regression")
+_SCALARS = (str, int, float, bool)
 
 
-def make_task(cfg: TaskConfig) -> TaskData:
+class UserTaskConfig(BaseModel):
+    """A user's task: ``kind`` is an import path (or a name registered under
+    ``actbench.tasks``) to a function; the other keys of ``[task]`` are its keyword arguments.
+    They are kept as they are, so each is a ``task.<key>`` column and can be swept."""
+
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+    kind: str
+
+    @model_validator(mode="after")
+    def _plain_arguments(self):
+        for key, value in (self.model_extra or {}).items():
+            if not (isinstance(value, _SCALARS) or (
+                    isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))):
+                raise ValueError(f"[task] {key} = {value!r}: a user task's arguments are "
+                                 "strings, numbers, booleans or lists of them")
+        return self
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+    @property
+    def resolved(self) -> UserTask:
+        return resolve_task(self.kind, json.dumps(self.kwargs, sort_keys=True))
+
+    @property
+    def problem(self) -> str:
+        return self.resolved.problem
+
+    @property
+    def has_test_split(self) -> bool:
+        return self.resolved.has_test_split
+
+
+class ArgumentError(ValueError):
+    """A ``[task]`` key that the user's task function does not take."""
+
+    def __init__(self, key: str, message: str):
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class UserTask:
+    path: str
+    fn: Callable[..., Any]
+    kwargs: dict[str, Any]
+    takes_seed: bool
+    problem: str  # as the check at load found it
+    has_test_split: bool
+
+    def draw(self, seed: int | None) -> TaskData:
+        extra = {"seed": seed} if self.takes_seed else {}
+        try:
+            out = self.fn(**self.kwargs, **extra)
+        except Exception as exc:
+            raise ValueError(f"{self.path!r} with arguments {self.kwargs} failed: "
+                             f"{type(exc).__name__}: {exc}") from None
+        return task_data(out, self.path)
+
+
+@cache
+def resolve_task(kind: str, args: str) -> UserTask:
+    """Import a user task and draw it once (seed 0, the global RNG left as it was) to check
+    what it returns. Raises ValueError naming the path, or the key, and what was wrong."""
+    path = user_path("task", kind, TASKS)
+    fn = import_object(path)
+    if not callable(fn) or isinstance(fn, type):
+        raise ValueError(f"{path!r} is not a function returning the task's tensors")
+    kwargs = json.loads(args)
+    try:
+        params = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # a builtin without a signature: take it on trust
+        params = {}
+    takes_seed = "seed" in params
+    if "seed" in kwargs:
+        raise ArgumentError("seed", f"the trial's seed is passed to {path!r}; set the suite's "
+                            "seeds = [...] instead")
+    if params and not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        valid = [n for n, p in params.items() if n != "seed"
+                 and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        for key in kwargs:
+            if key not in valid:
+                raise ArgumentError(key, f"{path!r} takes no argument {key!r}; valid keys: "
+                                         f"{', '.join(valid) or '(none)'}")
+    task = UserTask(path, fn, kwargs, takes_seed, "classification", False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        data = task.draw(0)
+    return UserTask(path, fn, kwargs, takes_seed, data.kind, data.x_test is not None)
+
+
+def task_data(out: Any, path: str) -> TaskData:
+    """A user task's return value as TaskData: ``(x_train, y_train, x_test, y_test, kind)``,
+    ``(x_train, y_train, kind)``, or a dict with those keys (tensors or arrays). Inputs become
+    float32 of shape (n, features); classification targets integer labels 0..C-1 of shape (n,);
+    regression targets float32 of shape (n, outputs) ((n,) is taken as one output)."""
+    if isinstance(out, TaskData):
+        return out
+    keys = ("x_train", "y_train", "x_test", "y_test", "kind")
+    if isinstance(out, dict):
+        unknown = set(out) - set(keys)
+        if unknown or not {"x_train", "y_train", "kind"} <= set(out):
+            raise ValueError(f"{path!r} returned a dict with keys {sorted(out)}; expected "
+                             "x_train, y_train, kind and optionally x_test, y_test")
+        parts = {k: out.get(k) for k in keys}
+    elif isinstance(out, (tuple, list)) and len(out) in (3, 5):
+        parts = dict(zip(keys, out)) if len(out) == 5 else dict(zip(("x_train", "y_train", "kind"), out))
+    else:
+        raise ValueError(f"{path!r} returned {type(out).__name__}; expected (x_train, y_train, "
+                         "x_test, y_test, kind) or (x_train, y_train, kind)")
+    kind = parts["kind"]
+    if kind not in _KINDS:
+        raise ValueError(f"{path!r} returned kind {kind!r}; valid choices: {', '.join(_KINDS)}")
+    if (parts.get("x_test") is None) != (parts.get("y_test") is None):
+        raise ValueError(f"{path!r} returned only one of x_test and y_test")
+
+    def tensor(name: str) -> torch.Tensor | None:
+        value = parts.get(name)
+        if value is None:
+            return None
+        try:
+            return torch.as_tensor(value)
+        except Exception:
+            raise ValueError(f"{path!r}: {name} is a {type(value).__name__}, not a tensor or "
+                             "an array") from None
+
+    xs = {n: tensor(n) for n in ("x_train", "x_test")}
+    ys = {n: tensor(n) for n in ("y_train", "y_test")}
+    for name, x in xs.items():
+        if x is None:
+            continue
+        if x.ndim != 2:
+            raise ValueError(f"{path!r}: {name} has shape {tuple(x.shape)}; inputs are "
+                             "(samples, features)")
+        if x.dtype == torch.bool or x.is_complex():
+            raise ValueError(f"{path!r}: {name} is {x.dtype}; inputs are real numbers")
+        xs[name] = x = x.to(torch.float32).cpu()
+        if not torch.isfinite(x).all():
+            raise ValueError(f"{path!r}: {name} holds NaN or infinite values")
+    x_train, x_test = xs["x_train"], xs["x_test"]
+    if len(x_train) == 0:
+        raise ValueError(f"{path!r}: x_train has no samples")
+    if x_test is not None and x_test.shape[1] != x_train.shape[1]:
+        raise ValueError(f"{path!r}: x_test has {x_test.shape[1]} features, x_train "
+                         f"{x_train.shape[1]}")
+    for name, y in ys.items():
+        if y is None:
+            continue
+        x = xs["x" + name[1:]]
+        if len(y) != len(x):
+            raise ValueError(f"{path!r}: {name} has {len(y)} samples, {'x' + name[1:]} {len(x)}")
+        if kind == "classification":
+            if y.ndim != 1 or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+                raise ValueError(f"{path!r}: {name} is {y.dtype} of shape {tuple(y.shape)}; a "
+                                 "classification task's targets are integer labels, shape "
+                                 "(samples,)")
+            if len(y) and y.min() < 0:
+                raise ValueError(f"{path!r}: {name} has a negative label; labels are 0..C-1")
+            ys[name] = y.to(torch.long).cpu()
+        else:
+            if y.ndim == 1:
+                y = y[:, None]
+            if y.ndim != 2 or not y.is_floating_point():
+                raise ValueError(f"{path!r}: {name} is {y.dtype} of shape {tuple(y.shape)}; a "
+                                 "regression task's targets are floats, (samples, outputs)")
+            ys[name] = y.to(torch.float32).cpu()
+    y_train, y_test = ys["y_train"], ys["y_test"]
+    if kind == "classification":
+        out_features = int(max(y.max() for y in (y_train, y_test) if y is not None and len(y))) + 1
+        if out_features < 2:
+            raise ValueError(f"{path!r}: every label is 0; a classification task needs at "
+                             "least two classes")
+    else:
+        out_features = y_train.shape[1]
+        if y_test is not None and y_test.shape[1] != out_features:
+            raise ValueError(f"{path!r}: y_test has {y_test.shape[1]} outputs, y_train "
+                             f"{out_features}")
+    return TaskData(x_train, y_train, x_test, y_test, kind, out_features)
+
+
+TaskConfig = SpiralConfig | CubicConfig | DigitsConfig | UserTaskConfig
+
+
+def task_config_class(kind: str) -> type[BaseModel]:
+    """The config class of a ``[task] kind``: a built-in's, or UserTaskConfig."""
+    return TASKS[kind][0] if kind in TASKS else UserTaskConfig
+
+
+def make_task(cfg: TaskConfig, seed: int | None = None) -> TaskData:
+    """Draw the task's data. The trial has seeded the global RNG with ``seed``; a user task
+    whose function takes a ``seed`` argument also gets it."""
+    if isinstance(cfg, UserTaskConfig):
+        return cfg.resolved.draw(seed)
     return TASKS[cfg.kind][1](cfg)

@@ -161,7 +161,7 @@ class _Trainer:
         datas, models = [], []
         for s in specs:
             torch.manual_seed(s.seed)  # seeds CUDA too; drives data, then init (notebook order)
-            data: TaskData = make_task(s.task)
+            data: TaskData = make_task(s.task, s.seed)
             datas.append(data)
             models.append(MLP(s.model, data.x_train.shape[1], data.out_features))
         first = datas[0]

@@ -18,6 +18,16 @@ def one_spec(task="kind = \"spiral\"\npoints_per_class = 50", model="hidden = [8
     return spec
 
 
+def user_module(tmp_path, monkeypatch, body: str, name: str) -> str:
+    """Write ``body`` as module ``name`` in ``tmp_path`` and make it importable (fresh)."""
+    import sys
+
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(name, None)
+    return name
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     previous = torch.get_num_threads()

@@ -2,21 +2,20 @@
 installed package; probed like the built-ins; every mistake caught before a trial runs."""
 
 import math
-import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 
 import bench
-from bench.activations import registered, resolve
+from bench.activations import resolve
 from bench.model import MLP
 from bench.packing import plan
+from bench.plugins import registered
 from bench.suite import expand
 from bench.tasks import make_task
 from bench.train import run_trial
-from tests.conftest import make_suite, one_spec
+from tests.conftest import make_suite, one_spec, user_module
 
 ROOT = Path(__file__).resolve().parent.parent
 SWISH = '"examples.my_activations:swish"'
@@ -29,13 +28,6 @@ def _importable(monkeypatch):
     resolve.cache_clear()
     yield
     resolve.cache_clear()
-
-
-def _user_module(tmp_path, monkeypatch, body: str, name: str = "user_acts") -> str:
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop(name, None)
-    return name
 
 
 def test_a_function_by_import_path_gives_the_builtins_numbers():
@@ -74,12 +66,12 @@ def test_user_activations_train_one_at_a_time_not_packed():
 
 
 def test_dead_and_saturated_follow_the_documented_definitions(tmp_path, monkeypatch):
-    name = _user_module(tmp_path, monkeypatch, """
+    name = user_module(tmp_path, monkeypatch, """
         import torch
         def clip(x):
             \"\"\"max(0, min(x, 0.1)): dead below 0, flat above 0.1\"\"\"
             return torch.clamp(x, 0.0, 0.1)
-        """)
+        """, "user_acts")
     spec = one_spec(model=f'hidden = [16, 16]\nactivation = "{name}:clip"',
                     train='optimizer = "sgd"\nlr = 0.1\nepochs = 0')
     rows = {r["layer"]: r for r in run_trial(spec).layers}
@@ -110,26 +102,13 @@ def test_dead_and_saturated_follow_the_documented_definitions(tmp_path, monkeypa
 ])
 def test_a_bad_activation_fails_before_any_trial_with_key_and_path(tmp_path, monkeypatch, body,
                                                                    path, expected):
-    name = _user_module(tmp_path, monkeypatch, body, name="bad_acts")
+    name = user_module(tmp_path, monkeypatch, body, name="bad_acts")
     path = path.format(m=name)
     with pytest.raises(bench.UserError) as info:
         one_spec(model=f'hidden = [4]\nactivation = "{path}"')
     assert info.value.key == "model.activation"
     assert path in str(info.value) and expected in str(info.value)
     assert "[model] activation" in str(info.value)
-
-
-def test_the_cli_refuses_it_with_exit_2_and_writes_nothing(tmp_path, capsys):
-    from bench.cli import main
-
-    suite = tmp_path / "s.toml"
-    suite.write_text('name = "s"\n[task]\nkind = "spiral"\n[model]\nhidden = [4]\n'
-                     'activation = "nowhere_pkg.acts:Swish"\n[train]\noptimizer = "sgd"\n'
-                     'lr = 0.1\nepochs = 1\n')
-    assert main(["run", str(suite), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert "nowhere_pkg.acts:Swish" in err and "Traceback" not in err
-    assert not (tmp_path / "out").exists()
 
 
 def test_a_package_can_register_names_by_entry_point(tmp_path, monkeypatch, capsys):

@@ -1,0 +1,323 @@
+"""User-defined inits and tasks: named by import path (with keyword arguments) or registered by
+an installed package; the same numbers as the functions give when called by hand; every
+mistake caught before a trial runs, naming the key and the path."""
+
+import math
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+import bench
+from bench import inits, tasks
+from bench.packing import plan
+from bench.rundata import RunData
+from bench.runner import RunOptions, run_suite
+from bench.suite import expand
+from bench.tasks import make_task
+from bench.train import run_pack, run_trial
+from tests.conftest import make_suite, one_spec, user_module
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from examples.my_tasks import moons, scaled_normal, sine  # noqa: E402
+
+MOONS = 'kind = "examples.my_tasks:moons"\npoints = 120'
+SCALED = '{ fn = "examples.my_tasks:scaled_normal", gain = 1.5 }'
+TRAIN = 'optimizer = "adam"\nlr = 0.01\nepochs = 10'
+
+
+@pytest.fixture(autouse=True)
+def _importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT))  # `examples` as the README runs it, from the root
+    inits.resolve.cache_clear()
+    tasks.resolve_task.cache_clear()
+    yield
+    inits.resolve.cache_clear()
+    tasks.resolve_task.cache_clear()
+
+
+# -- inits ----------------------------------------------------------------------------------
+
+def _by_hand(seed: int, widths: list[int], init) -> list[nn.Linear]:
+    """What the trial must build: data first from the seed, then Linear layers in forward
+    order, then ``init`` on each, input side first."""
+    torch.manual_seed(seed)
+    make_task(one_spec().task)
+    layers = [nn.Linear(a, b) for a, b in zip(widths, widths[1:])]
+    with torch.no_grad():
+        for layer in layers:
+            init(layer)
+    return layers
+
+
+def test_an_init_by_import_path_with_arguments_gives_the_weights_it_draws_by_hand():
+    spec = one_spec(model=f"hidden = [8, 8]\nactivation = \"relu\"\ninit = {SCALED}",
+                    train='optimizer = "sgd"\nlr = 0.1\nepochs = 0', seed=3)
+    assert (spec.model.init, spec.model.init_args) == ("examples.my_tasks:scaled_normal",
+                                                       '{"gain": 1.5}')
+    result = run_trial(spec)
+    assert result.trial["model.init"] == "examples.my_tasks:scaled_normal"
+    layers = _by_hand(3, [2, 8, 8, 3], lambda layer: scaled_normal(layer.weight, layer, gain=1.5))
+    stored = list(result.state_dict.values())
+    for i, layer in enumerate(layers):
+        torch.testing.assert_close(stored[2 * i], layer.weight, rtol=0, atol=0)
+        assert (stored[2 * i + 1] == 0).all()  # the function zeroes the biases
+    # another gain is another trial
+    assert spec.trial_id != one_spec(model="hidden = [8, 8]\nactivation = \"relu\"\ninit = "
+                                     "{ fn = \"examples.my_tasks:scaled_normal\", gain = 1.0 }",
+                                     train='optimizer = "sgd"\nlr = 0.1\nepochs = 0',
+                                     seed=3).trial_id
+
+
+def test_an_init_that_returns_a_tensor_is_copied_in_and_biases_stay_as_built(tmp_path,
+                                                                              monkeypatch):
+    name = user_module(tmp_path, monkeypatch, """
+        import torch
+        def eye(weight, layer, scale=1.0):
+            return scale * torch.eye(*weight.shape)
+        """, "ret_init")
+    result = run_trial(one_spec(model=f'hidden = [8]\nactivation = "relu"\ninit = '
+                                f'{{ fn = "{name}:eye", scale = 0.5 }}',
+                                train='optimizer = "sgd"\nlr = 0.1\nepochs = 0'))
+    layers = _by_hand(0, [2, 8, 3], lambda layer: None)  # PyTorch's default, then the init
+    stored = list(result.state_dict.values())
+    torch.testing.assert_close(stored[0], 0.5 * torch.eye(8, 2))
+    torch.testing.assert_close(stored[1], layers[0].bias)  # not touched: as PyTorch built it
+
+
+def test_a_user_init_packs_and_each_member_is_its_own_trial():
+    suite = make_suite(f"""
+        seeds = [0, 1, 2]
+        [task]
+        kind = "spiral"
+        points_per_class = 30
+        [model]
+        hidden = [8]
+        activation = "relu"
+        init = {SCALED}
+        [train]
+        {TRAIN.replace(chr(10), chr(10) + '        ')}
+        """)
+    specs = expand(suite)
+    assert [len(u) for u in plan(specs, "on")] == [3]
+    for got, spec in zip(run_pack(specs), specs):
+        want = run_trial(spec)
+        assert got.trial["final_loss"] == pytest.approx(want.trial["final_loss"], rel=1e-5)
+
+
+@pytest.mark.parametrize("body, value, expected", [
+    ("", '"no_such_init_mod:f"', "cannot import 'no_such_init_mod'"),
+    ("X = 1\n", '"{m}:X"', "not a function f(weight, layer"),
+    ("def f(weight, layer):\n    raise RuntimeError('boom')\n", '"{m}:f"', "RuntimeError: boom"),
+    ("def f(weight):\n    pass\n", '"{m}:f"', "TypeError"),
+    ("import torch\ndef f(weight, layer):\n    return torch.zeros(2)\n", '"{m}:f"',
+     "weight's shape (4, 3)"),
+    ("def f(weight, layer):\n    weight.fill_(float('nan'))\n", '"{m}:f"', "non-finite"),
+    ("def f(weight, layer):\n    pass\n", '{{ fn = "{m}:f", gain = 2 }}',
+     "unexpected keyword argument 'gain'"),
+    ("", '"xavier_uniformm"', "did you mean 'xavier_uniform'"),
+    ("", '{{ fn = "xavier_uniform", gain = 2 }}', "built-in init 'xavier_uniform' takes no"),
+])
+def test_a_bad_init_fails_before_any_trial_with_key_and_path(tmp_path, monkeypatch, body,
+                                                             value, expected):
+    name = user_module(tmp_path, monkeypatch, body, "bad_inits")
+    value = value.format(m=name)
+    with pytest.raises(bench.UserError) as info:
+        one_spec(model=f'hidden = [4]\nactivation = "relu"\ninit = {value}')
+    assert info.value.key == "model.init" and "[model] init" in str(info.value)
+    assert expected in str(info.value)
+    if ":" in value:
+        assert value.split('"')[1] in str(info.value)  # the import path
+
+
+def test_a_user_init_leaves_the_trials_random_stream_alone(tmp_path, monkeypatch):
+    # The check at load draws a Linear(3, 4) and runs the function; neither may shift the
+    # numbers of a trial in which the init is first resolved (a fresh worker process).
+    name = user_module(tmp_path, monkeypatch, """
+        def noisy(weight, layer):
+            weight.normal_()
+        """, "noisy_init")
+    model = f'hidden = [8]\nactivation = "relu"\ninit = "{name}:noisy"'
+    spec = one_spec(model=model, train='optimizer = "sgd"\nlr = 0.1\nepochs = 0')
+    inits.resolve.cache_clear()  # as in a worker that has not seen the init yet
+    first = run_trial(spec).state_dict
+    again = run_trial(spec).state_dict  # resolved already
+    layers = _by_hand(0, [2, 8, 3], lambda layer: layer.weight.normal_())
+    for key, weight in first.items():
+        torch.testing.assert_close(weight, again[key], rtol=0, atol=0)
+    torch.testing.assert_close(list(first.values())[0], layers[0].weight, rtol=0, atol=0)
+
+
+# -- tasks ----------------------------------------------------------------------------------
+
+def test_a_task_with_a_seed_argument_gets_the_trials_seed_and_its_split(tmp_path):
+    suite = make_suite(f"""
+        seeds = [4, 5]
+        [task]
+        {MOONS.replace(chr(10), chr(10) + '        ')}
+        [model]
+        hidden = [16]
+        activation = "relu"
+        [train]
+        {TRAIN.replace(chr(10), chr(10) + '        ')}
+        [sweep]
+        "task.noise" = [0.05, 0.2]
+        """)
+    assert suite.points[0].task.problem == "classification" and suite.points[0].task.has_test_split
+    store = run_suite(suite, RunOptions(out=tmp_path / "results", workers=1))
+    run = RunData.open(store.dir)
+    assert (run.trials.status == "ok").all() and len(run.trials) == 4
+    assert run.varied_keys == ["task.noise"]
+    assert set(run.trials["task.points"]) == {120}
+    for _, row in run.trials.iterrows():
+        x, y, xt, yt, kind = moons(points=120, noise=row["task.noise"], seed=int(row["seed"]))
+        data = run.task_data(row)
+        torch.testing.assert_close(data.x_train, x, rtol=0, atol=0)
+        torch.testing.assert_close(data.y_test, yt, rtol=0, atol=0)
+        model = run.model(row)
+        with torch.no_grad():
+            test_acc = (model(xt).argmax(1) == yt).float().mean().item()
+        assert test_acc == pytest.approx(row["final_test_accuracy"], abs=1e-6)
+    assert run.trials["final_test_accuracy"].notna().all()
+
+
+def test_a_regression_task_drawn_from_the_global_rng_is_the_trials_data():
+    spec = one_spec(task='kind = "examples.my_tasks:sine"\npoints = 50\nnoise = 0.1',
+                    model='hidden = [16]\nactivation = "tanh"', train=TRAIN, seed=7)
+    assert spec.task.problem == "regression" and not spec.task.has_test_split
+    result = run_trial(spec)
+    assert result.trial["status"] == "ok" and math.isnan(result.trial["final_accuracy"])
+    torch.manual_seed(7)  # as the trial does: data first, from the seed
+    x, y, _ = sine(points=50, noise=0.1)
+    model = nn.Sequential(nn.Linear(1, 16), nn.Tanh(), nn.Linear(16, 1))
+    model.load_state_dict({k.replace("hidden_", ""): v for k, v in result.state_dict.items()})
+    with torch.no_grad():
+        mse = nn.functional.mse_loss(model(x), y).item()
+    assert mse == pytest.approx(result.trial["final_loss"], rel=1e-5)
+
+
+def test_the_dict_form_and_arrays_are_accepted(tmp_path, monkeypatch):
+    name = user_module(tmp_path, monkeypatch, """
+        import numpy as np
+        def blobs(n=40):
+            rng = np.random.default_rng(0)
+            x = np.concatenate([rng.normal(-2, 1, (n, 3)), rng.normal(2, 1, (n, 3))])
+            y = np.repeat([0, 1], n)
+            return {"x_train": x, "y_train": y, "kind": "classification"}
+        """, "dict_task")
+    spec = one_spec(task=f'kind = "{name}:blobs"\nn = 30', train=TRAIN)
+    data = make_task(spec.task, spec.seed)
+    assert data.x_train.dtype == torch.float32 and data.x_train.shape == (60, 3)
+    assert data.y_train.dtype == torch.long and data.out_features == 2 and data.x_test is None
+    assert run_trial(spec).trial["final_accuracy"] > 0.9
+
+
+BAD_TASKS = [
+    ("", "no_such_task_mod:f", {}, "task.kind", "cannot import 'no_such_task_mod'"),
+    ("X = 3\n", "{m}:X", {}, "task.kind", "not a function returning"),
+    ("def f():\n    raise ValueError('no data')\n", "{m}:f", {}, "task.kind",
+     "ValueError: no data"),
+    ("def f():\n    return 1\n", "{m}:f", {}, "task.kind", "returned int"),
+    ("import torch\ndef f():\n    return torch.zeros(4, 2), torch.zeros(4).long(), 'ranking'\n",
+     "{m}:f", {}, "task.kind", "kind 'ranking'; valid choices: classification, regression"),
+    ("import torch\ndef f():\n    return torch.zeros(4), torch.zeros(4).long(), 'classification'\n",
+     "{m}:f", {}, "task.kind", "x_train has shape (4,)"),
+    ("import torch\ndef f():\n    return torch.zeros(4, 2), torch.zeros(4), 'classification'\n",
+     "{m}:f", {}, "task.kind", "integer labels"),
+    ("import torch\ndef f():\n    return torch.zeros(4, 2), torch.zeros(3, 1), 'regression'\n",
+     "{m}:f", {}, "task.kind", "y_train has 3 samples, x_train 4"),
+    ("import torch\ndef f():\n    return (torch.zeros(4, 2), torch.zeros(4, 1), torch.zeros(2, 3),"
+     " torch.zeros(2, 1), 'regression')\n", "{m}:f", {}, "task.kind", "x_test has 3 features"),
+    ("import torch\ndef f():\n    return torch.zeros(4, 2), torch.zeros(4).long(), 'classification'\n",
+     "{m}:f", {}, "task.kind", "at least two classes"),
+    ("import torch\ndef f(points=10):\n    return torch.zeros(4, 2), torch.zeros(4, 1), 'regression'\n",
+     "{m}:f", {"pionts": 5}, "task.pionts", "takes no argument 'pionts'; valid keys: points"),
+    ("import torch\ndef f(seed=0):\n    return torch.zeros(4, 2), torch.zeros(4, 1), 'regression'\n",
+     "{m}:f", {"seed": 5}, "task.seed", "set the suite's seeds"),
+    ("", "spirall", {}, "task.kind", "did you mean 'spiral'"),
+]
+
+
+@pytest.mark.parametrize("body, path, args, key, expected", BAD_TASKS)
+def test_a_bad_task_fails_before_any_trial_with_key_and_path(tmp_path, monkeypatch, body, path,
+                                                             args, key, expected):
+    name = user_module(tmp_path, monkeypatch, body, "bad_tasks")
+    path = path.format(m=name)
+    table = f'kind = "{path}"' + "".join(f"\n{k} = {v}" for k, v in args.items())
+    with pytest.raises(bench.UserError) as info:
+        one_spec(task=table)
+    message = str(info.value)
+    assert info.value.key == key and expected in message, message
+    assert f"[task] {key.split('.')[1]}" in message
+    if ":" in path:
+        assert path in message
+
+
+def test_a_swept_task_argument_the_function_lacks_names_the_sweep(tmp_path, monkeypatch):
+    with pytest.raises(bench.UserError) as info:
+        make_suite(f"""
+            [task]
+            {MOONS}
+            [model]
+            hidden = [4]
+            activation = "relu"
+            [train]
+            optimizer = "sgd"
+            lr = 0.1
+            epochs = 1
+            [sweep]
+            "task.nosie" = [0.1, 0.2]
+            """)
+    assert info.value.key == "task.nosie" and "[sweep] 'task.nosie'" in str(info.value)
+    assert "noise" in info.value.choices
+
+
+@pytest.mark.parametrize("task, model, named", [
+    ('kind = "nowhere_pkg.tasks:moons"', 'activation = "relu"', "[task] kind"),
+    ('kind = "spiral"', 'activation = "relu"\ninit = "nowhere_pkg.inits:lecun"', "[model] init"),
+    ('kind = "spiral"', 'activation = "nowhere_pkg.acts:Swish"', "[model] activation"),
+])
+def test_the_cli_refuses_user_code_it_cannot_import_with_exit_2_and_writes_nothing(
+        tmp_path, capsys, task, model, named):
+    from bench.cli import main
+
+    suite = tmp_path / "s.toml"
+    suite.write_text(f'name = "s"\n[task]\n{task}\n[model]\nhidden = [4]\n{model}\n'
+                     '[train]\noptimizer = "sgd"\nlr = 0.1\nepochs = 1\n')
+    assert main(["run", str(suite), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "nowhere_pkg" in err and named in err and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_packages_register_inits_and_tasks_by_entry_point(tmp_path, monkeypatch, capsys):
+    dist = tmp_path / "my_plugin-0.2.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-plugin\nVersion: 0.2\n")
+    (dist / "entry_points.txt").write_text(
+        "[actbench.inits]\nlecun = examples.my_tasks:scaled_normal\n"
+        "[actbench.tasks]\nmoons = examples.my_tasks:moons\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = one_spec(task='kind = "moons"\npoints = 100',
+                    model='hidden = [8]\nactivation = "relu"\ninit = "lecun"', train=TRAIN)
+    row = run_trial(spec).trial
+    assert row["status"] == "ok" and row["task.kind"] == "moons" and row["model.init"] == "lecun"
+    assert not math.isnan(row["final_test_accuracy"])
+    from bench.cli import main
+
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "lecun" in out and "moons" in out and out.count("my-plugin") == 2
+
+
+def test_the_python_api_builds_a_suite_with_a_user_task_and_init(tmp_path):
+    suite = bench.make_suite(
+        "mine", task={"kind": "examples.my_tasks:moons", "points": 100},
+        model={"hidden": [8], "activation": "relu",
+               "init": {"fn": "examples.my_tasks:scaled_normal", "gain": 1.0}},
+        train={"optimizer": "adam", "lr": 0.01, "epochs": 5}, seeds=[0])
+    (spec,) = expand(suite)
+    assert spec.task.kind == "examples.my_tasks:moons" and spec.model.init_args == '{"gain": 1.0}'
