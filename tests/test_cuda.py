@@ -94,3 +94,45 @@ def test_a_cuda_pack_matches_its_trials_run_one_at_a_time(batch):
         assert got.trial["final_loss"] == pytest.approx(want.trial["final_loss"], rel=1e-3)
         for key, weight in want.state_dict.items():
             torch.testing.assert_close(got.state_dict[key], weight, rtol=1e-3, atol=1e-4)
+
+
+def _cpu_and_cuda(**parts):
+    train = parts.pop("train", TRAIN)
+    cpu = run_trial(one_spec(**parts, train=train + '\ndevice = "cpu"'))
+    gpu = run_trial(one_spec(**parts, train=train + '\ndevice = "cuda"'))
+    assert cpu.status == gpu.status == "ok", gpu.trial["error"]
+    return cpu.trial, gpu.trial
+
+
+def test_cuda_trial_measures_match_the_cpu():
+    # the columns issue 6 added: the first step's gradient error (full batch in k = 3 parts,
+    # whose reference pass runs on the GPU), the epoch-0 std ratios and the dead-layer flag
+    cpu, gpu = _cpu_and_cuda(model='hidden = [32, 32, 32]\nactivation = "relu"',
+                             train=TRAIN + "\naccumulation_steps = 3")
+    assert gpu["grad_equivalence_error"] < 1e-4  # float32 sums in another order
+    for col in ("init_activation_std_ratio", "init_grad_std_ratio"):
+        assert gpu[col] == pytest.approx(cpu[col], rel=1e-4), col
+    assert gpu["all_dead_layer"] == cpu["all_dead_layer"] == 0.0
+    mini_cpu, mini_gpu = _cpu_and_cuda(train=TRAIN + "\nbatch_size = 16\naccumulation_steps = 2")
+    assert mini_gpu["grad_equivalence_error"] == pytest.approx(mini_cpu["grad_equivalence_error"],
+                                                               rel=1e-3)
+
+
+def test_cuda_cubic_extrapolation_matches_the_cpu():
+    cpu, gpu = _cpu_and_cuda(task='kind = "cubic"', model='hidden = [20]\nactivation = "relu"')
+    assert gpu["extrapolation_slope_ratio"] == pytest.approx(cpu["extrapolation_slope_ratio"],
+                                                             rel=1e-2)
+
+
+def test_cuda_user_activation_init_and_task_match_the_cpu(monkeypatch):
+    from pathlib import Path
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    cpu, gpu = _cpu_and_cuda(
+        task='kind = "examples.my_tasks:moons"\npoints = 200',
+        model='hidden = [16, 16]\nactivation = { fn = "examples.my_activations:ParametricSwish", '
+              'beta = 2.0 }\ninit = { fn = "examples.my_tasks:scaled_normal", gain = 1.0 }')
+    assert gpu["final_loss"] == pytest.approx(cpu["final_loss"], rel=1e-3)
+    assert gpu["final_test_accuracy"] == pytest.approx(cpu["final_test_accuracy"], abs=0.011)
+    # saturation of a user activation: autograd's derivative, taken on the GPU
+    assert gpu["saturated_fraction"] == pytest.approx(cpu["saturated_fraction"], abs=1 / 32)
