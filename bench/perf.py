@@ -225,9 +225,11 @@ PACK_CASES = [
 
 
 def pack_speedup(epochs: int = 100, repeats: int = 3, threads: int = 1, seeds: int = 6,
-                 device: str = "cpu", cases: list | None = None) -> list[dict]:
+                 device: str = "cpu", cases: list | None = None,
+                 on_row: Callable[[dict], None] | None = None) -> list[dict]:
     """Per case: wall time of the seeds trained one at a time and as one pack (best of
-    ``repeats``, interleaved), and how far the pack's numbers are from the single runs'."""
+    ``repeats``, interleaved), and how far the pack's numbers are from the single runs'.
+    ``on_row`` gets each case's row as soon as it is measured."""
     from .train import run_pack
 
     torch.set_num_threads(threads)
@@ -258,6 +260,8 @@ def pack_speedup(epochs: int = 100, repeats: int = 3, threads: int = 1, seeds: i
         rows.append({"case": label, "epochs": specs[0].train.epochs, "seeds": seeds,
                      "alone_s": alone_s, "packed_s": packed_s, "speedup": alone_s / packed_s,
                      "loss_rel_diff": loss_diff, "weight_abs_diff": weight_diff})
+        if on_row is not None:
+            on_row(rows[-1])
     return rows
 
 
@@ -270,9 +274,12 @@ def pack_main(epochs: int, repeats: int, threads: int, seeds: int, device: str,
     for col in ("case", "epochs", "one at a time s", "packed s", "speed-up",
                 "max rel. Δ final loss", "max |Δ weight|"):
         table.add_column(col, justify="right")
-    for r in pack_speedup(epochs, repeats, threads, seeds, device):
-        table.add_row(r["case"], str(r["epochs"]), f"{r['alone_s']:.2f}", f"{r['packed_s']:.2f}",
-                      f"{r['speedup']:.2f}x", f"{r['loss_rel_diff']:.1e}",
-                      f"{r['weight_abs_diff']:.1e}")
+    def row(r: dict) -> None:
+        cells = (r["case"], str(r["epochs"]), f"{r['alone_s']:.2f}", f"{r['packed_s']:.2f}",
+                 f"{r['speedup']:.2f}x", f"{r['loss_rel_diff']:.1e}", f"{r['weight_abs_diff']:.1e}")
+        table.add_row(*cells)
+        console.print("  " + " | ".join(cells), soft_wrap=True)  # kept if the run is cut short
+
+    pack_speedup(epochs, repeats, threads, seeds, device, on_row=row)
     console.print(table)
     return 0

@@ -81,7 +81,8 @@ def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
 def run_pack(specs: Sequence[TrialSpec], threads: int = 1) -> list[TrialResult]:
     """Train trials that differ only in the seed, as one packed model when there are several
     (packing.py), and return one result per spec, in order. A pack that cannot be built (its
-    members' data differ in shape) runs its members one at a time instead."""
+    members' data differ in shape) or that runs out of memory runs its members one at a time
+    instead."""
     reason = cuda_unavailable_reason(specs[0].train.device)
     if reason:
         return [not_trained(spec, threads, "skipped", reason) for spec in specs]
@@ -91,13 +92,19 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1) -> list[TrialResult]:
     try:
         return _Trainer(specs, rows).run()
     except _Unpackable:
-        return [run_trial(spec, threads) for spec in specs]
+        pass  # its members run alone, below
     except Exception as exc:  # a crashed trial is a row, and the run goes on
-        trace = traceback.format_exc(limit=-4)
-        return [not_trained(spec, threads, "failed", f"{type(exc).__name__}: {exc}",
-                            len(specs), traceback=trace) for spec in specs]
+        if not (isinstance(exc, torch.OutOfMemoryError) and len(specs) > 1):
+            trace = traceback.format_exc(limit=-4)
+            return [not_trained(spec, threads, "failed", f"{type(exc).__name__}: {exc}",
+                                len(specs), traceback=trace) for spec in specs]
+        # out of memory as a pack: its size may be the cause, so its members run alone (the
+        # cache is emptied below, once the exception's frames have let go of their tensors)
     finally:
         torch.set_num_threads(previous_threads)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return [run_trial(spec, threads) for spec in specs]
 
 
 def epoch_runner(specs: TrialSpec | Sequence[TrialSpec], logged: bool) -> Callable[[], None]:

@@ -242,9 +242,34 @@ def test_auto_counts_a_batch_larger_than_the_data_as_the_data():
 
 
 def test_auto_leaves_cuda_alone():
+    # packing pays on a GPU (README), but the main suite compares CPU and CUDA epoch times,
+    # so both are timed one trial at a time unless --pack says otherwise
     cuda = grid('optimizer = "adam"\nlr = 0.01\ndevice = "cuda"\nbatch_size = 8')
     assert {len(u) for u in plan(cuda, "auto")} == {1}
     assert {len(u) for u in plan(cuda, "on")} == {3}
+
+
+def test_a_pack_out_of_memory_runs_its_trials_alone(monkeypatch):
+    specs = grid('optimizer = "adam"\nlr = 0.01')[:3]
+    want = [run_trial(s) for s in specs]
+    real_run = train_module._Trainer.run
+
+    def run(self):
+        if self.packed:
+            raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+        return real_run(self)
+
+    monkeypatch.setattr(train_module._Trainer, "run", run)
+    got = run_pack(specs)
+    assert [g.status for g in got] == ["ok"] * 3 and [g.trial["pack_size"] for g in got] == [1] * 3
+    assert [g.trial["final_loss"] for g in got] == [w.trial["final_loss"] for w in want]
+
+    def out_of_memory(self):
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(train_module._Trainer, "run", out_of_memory)
+    (alone,) = run_pack(specs[:1])  # a single trial out of memory is a failed row, as before
+    assert alone.status == "failed" and "out of memory" in alone.trial["error"]
 
 
 def test_a_resumed_run_packs_what_its_first_session_packed():
