@@ -10,7 +10,7 @@ from functools import cache
 import torch
 from torch import nn
 
-from .plugins import import_object, user_path
+from .plugins import identity, import_object, user_path
 
 
 @dataclass(frozen=True)
@@ -78,8 +78,13 @@ class Applied(nn.Module):
         return self.fn(x, **self.kwargs)
 
 
-@cache
 def resolve(name: str, args: str = "") -> Activation:
+    """The Activation a suite names (see ``_resolve``)."""
+    return _resolve(name, args, identity(name))
+
+
+@cache
+def _resolve(name: str, args: str, _identity: int) -> Activation:
     """The Activation a suite names: a built-in, a name an installed package registers
     (entry points, group ``actbench.activations``), or an import path ``module:attr`` to an
     ``nn.Module`` class or a function of one tensor. ``args`` is the JSON of its keyword
@@ -113,3 +118,6 @@ def resolve(name: str, args: str = "") -> Activation:
                          f"not {got}: an activation acts elementwise")
     doc = (getattr(obj, "__doc__", None) or path).strip().splitlines()[0]
     return Activation(name, build, doc, user=True)
+
+
+resolve.cache_clear = _resolve.cache_clear  # type: ignore[attr-defined]

@@ -57,17 +57,37 @@ def make_suite(name: str, *, task: dict, model: dict, train: dict, seeds: list[i
     if seeds is not None:
         data["seeds"] = list(seeds)
     data.update(task=task, model=model, train=train)
+    for key in ("task", "model", "train"):
+        data[key] = _named(data[key], f"[{key}]")
     if sweep:
-        data["sweep"] = sweep
+        data["sweep"] = _named(sweep, "[sweep]")
     if variants:
-        data["variant"] = variants
+        data["variant"] = _named(variants, "[[variant]]")
     if expect:
-        data["expect"] = expect
+        data["expect"] = _named(expect, "[[expect]]")
     try:
         text = tomli_w.dumps(data)
     except TypeError as exc:  # a value TOML cannot hold (None, an object)
         raise UserError(f"cannot be written as a suite: {exc}", source="<python>") from None
     return parse_suite(text, source="<python>")
+
+
+def _named(value: Any, where: str) -> Any:
+    """``value`` with every function or class in it replaced by its import path, so that a
+    function written in a notebook cell can stand wherever a suite takes one (an activation,
+    an init, a task kind, the fn of an inline table, a sweep's values)."""
+    from .plugins import reference
+
+    if isinstance(value, dict):
+        return {k: _named(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_named(v, where) for v in value]
+    if callable(value):
+        try:
+            return reference(value)
+        except ValueError as exc:
+            raise UserError(f"{where}: {exc}", source="<python>") from None
+    return value
 
 
 @dataclass

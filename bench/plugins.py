@@ -72,3 +72,41 @@ def split_table(value: object, what: str) -> tuple[object, str | None]:
         raise ValueError(f"{what} = {{ fn = \"package.module:name\", ... }} needs fn, "
                          "the import path")
     return fn, json.dumps(table, sort_keys=True)
+
+
+MAIN = "__main__:"
+
+
+def in_main(path: str) -> bool:
+    """A function defined in a notebook or a script's top level: importable only in the process
+    that defined it, where it may also be redefined between runs."""
+    return path.startswith(MAIN)
+
+
+def identity(path: str) -> int:
+    """What a resolver's cache is keyed on besides the path: the object's id for a function in
+    ``__main__`` (a notebook cell run again defines a new one), else 0."""
+    if not in_main(path):
+        return 0
+    import sys
+
+    return id(getattr(sys.modules.get("__main__"), path[len(MAIN):], None))
+
+
+def reference(obj: object) -> str:
+    """The import path that names ``obj``, a function or class given directly (the Python API):
+    ``module:qualname``, checked to lead back to ``obj``."""
+    module, qualname = getattr(obj, "__module__", None), getattr(obj, "__qualname__", None)
+    name = getattr(obj, "__name__", type(obj).__name__)
+    if not module or not qualname or "<" in qualname:
+        raise ValueError(f"{name!r} has no import path (a lambda or a function defined inside "
+                         "another): define it with def at the top level of a module or notebook")
+    path = f"{module}:{qualname}"
+    try:
+        found = import_object(path)
+    except ValueError:
+        found = None
+    if found is not obj:
+        raise ValueError(f"{path!r} does not lead back to {name!r}: define it at the top level "
+                         "of a module or notebook, under its own name")
+    return path

@@ -181,11 +181,15 @@ class RunData:
             model = None
             if path.is_file():
                 row = self._stored_row(tid)  # the config as stored, whatever a figure relabelled
-                data = self.task_data(row)
-                model = MLP(_config_from_row(row, "model.", ModelConfig), data.x_train.shape[1],
-                            data.out_features)
-                model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-                model.eval()
+                try:
+                    data = self.task_data(row)
+                    model = MLP(_config_from_row(row, "model.", ModelConfig),
+                                data.x_train.shape[1], data.out_features)
+                except ValueError:  # user code this process cannot import (a notebook's
+                    model = None    # function): the figures that need the model skip it
+                else:
+                    model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+                    model.eval()
             self._models[tid] = model
         return self._models[tid]
 

@@ -25,6 +25,7 @@ from . import __version__
 from .errors import UserError
 from .executor import run_processes, run_serial
 from .packing import PackMode, plan
+from .plugins import in_main
 from .provenance import cuda_unavailable_reason, machine, now_utc
 from .spec import TrialSpec
 from .store import RunStore
@@ -72,10 +73,20 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     user error before any folder is made."""
     if not options.dask:
         return _run_suite(suite, options, console, None)
+    local = sorted({p for s in expand(suite) for p in _main_functions(s)})
+    if local:
+        raise UserError(f"{', '.join(local)} are defined in __main__ (a notebook or a script), "
+                        "which Dask workers cannot import: move them to a module the workers "
+                        "can import, or run without a scheduler", source=suite.source)
     from . import cluster
     with cluster.connect(options.scheduler, options.cluster) as client:
         cluster.check_workers(client)
         return _run_suite(suite, options, console, client)
+
+
+def _main_functions(spec: TrialSpec) -> list[str]:
+    """The functions ``spec`` names that live in ``__main__``: only this process has them."""
+    return [p for p in (spec.model.activation, spec.model.init, spec.task.kind) if in_main(p)]
 
 
 def _run_suite(suite: Suite, options: RunOptions, console: Console | None, client) -> RunStore:
@@ -104,6 +115,12 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
         workers, executor = where["workers"], "dask"
     else:
         workers = options.resolved_workers()
+        local = sorted({p for s in todo for p in _main_functions(s)})
+        if local and workers > 1:
+            console.print(f"{', '.join(local)}: defined in __main__ (a notebook or a script), "
+                          "so the trials run in this process, one at a time", soft_wrap=True,
+                          highlight=False, markup=False)
+            workers = 1
         where, executor = {}, "processes" if workers > 1 else "serial"
     session = {"started_at": now_utc(), "executor": executor, "workers": workers, **where,
                "threads": options.threads, "pack": options.pack,

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .plugins import import_object, user_path
+from .plugins import identity, import_object, user_path
 
 
 @dataclass(frozen=True)
@@ -224,8 +224,13 @@ class UserTask:
         return task_data(out, self.path)
 
 
-@cache
 def resolve_task(kind: str, args: str) -> UserTask:
+    """The user task ``kind`` names, checked (see ``_resolve_task``)."""
+    return _resolve_task(kind, args, identity(kind))
+
+
+@cache
+def _resolve_task(kind: str, args: str, _identity: int) -> UserTask:
     """Import a user task and draw it once (seed 0, the global RNG left as it was) to check
     what it returns. Raises ValueError naming the path, or the key, and what was wrong."""
     path = user_path("task", kind, TASKS)
@@ -343,6 +348,8 @@ def task_data(out: Any, path: str) -> TaskData:
                              f"{out_features}")
     return TaskData(x_train, y_train, x_test, y_test, kind, out_features)
 
+
+resolve_task.cache_clear = _resolve_task.cache_clear  # type: ignore[attr-defined]
 
 TaskConfig = SpiralConfig | CubicConfig | DigitsConfig | UserTaskConfig
 

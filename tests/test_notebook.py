@@ -28,7 +28,8 @@ def test_the_notebook_runs_and_shows_its_figures_inline(tmp_path, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) == 4  # decision boundaries, curves, cubic fits, accumulation curves
+    # decision boundaries, curves, cubic fits, accumulation curves, the notebook's own swish
+    assert len(images) == 5
     text = " ".join(str(o.get("data", {}).get("text/html", "")) for o in outputs)
     assert "final_accuracy" in text and "extrapolation_slope_ratio" in text
     assert "pass" in text  # the claims table of run.check()
@@ -36,4 +37,5 @@ def test_the_notebook_runs_and_shows_its_figures_inline(tmp_path, monkeypatch):
     streams = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "\x1b[" not in streams
     runs = sorted(p.parent.name for p in (tmp_path / "results").glob("*/*/manifest.json"))
-    assert len(runs) == 4
+    assert len(runs) == 5
+    assert "__main__:swish" in text  # a function written in a cell, run and tabled

@@ -321,3 +321,63 @@ def test_the_python_api_builds_a_suite_with_a_user_task_and_init(tmp_path):
         train={"optimizer": "adam", "lr": 0.01, "epochs": 5}, seeds=[0])
     (spec,) = expand(suite)
     assert spec.task.kind == "examples.my_tasks:moons" and spec.model.init_args == '{"gain": 1.0}'
+
+
+# -- functions given directly (a notebook's cells) -------------------------------------------
+
+def _in_main(monkeypatch, fn, name: str):
+    """``fn`` as if a notebook cell had defined it: a top-level name of ``__main__``."""
+    fn.__module__, fn.__qualname__, fn.__name__ = "__main__", name, name
+    monkeypatch.setattr(sys.modules["__main__"], name, fn, raising=False)
+    return fn
+
+
+def test_a_notebook_function_runs_in_process_and_a_redefinition_is_seen(tmp_path, monkeypatch,
+                                                                        capsys):
+    def swish(x, beta=1.0):
+        return x * torch.sigmoid(beta * x)
+
+    _in_main(monkeypatch, swish, "nb_swish")
+    kwargs = dict(task={"kind": "spiral", "points_per_class": 30},
+                  model={"hidden": [8], "activation": "relu"},
+                  train={"optimizer": "adam", "lr": 0.01, "epochs": 5}, seeds=[0, 1])
+    suite = bench.make_suite("nb", sweep={"model.activation": ["silu", swish]}, **kwargs,
+                             expect=[{"where": {"model.activation": swish},
+                                      "vs": {"model.activation": "silu"},
+                                      "metric": "final_loss", "min": -1e-6, "max": 1e-6}])
+    assert suite.points[1].model.activation == "__main__:nb_swish"
+    run = bench.run(suite, workers=2, out=tmp_path)  # 2 workers could not import it
+    assert "run in this process" in capsys.readouterr().err
+    assert run.manifest["executor"] == "serial" and (run.trials.status == "ok").all()
+    claims = run.check()
+    assert claims.passed and [c.verdict for c in claims] == ["pass"]  # swish(beta=1) is SiLU
+    # the cell run again with another body: the next run uses the new function
+    swish = _in_main(monkeypatch, lambda x, beta=1.0: torch.relu(x), "nb_swish")
+    again = bench.run(bench.make_suite("nb", sweep={"model.activation": ["relu", swish]},
+                                       **kwargs), out=tmp_path)
+    by_act = again.trials.groupby("model.activation")["final_loss"].mean()
+    assert by_act["__main__:nb_swish"] == pytest.approx(by_act["relu"], rel=1e-6)
+
+
+def test_notebook_functions_for_init_and_task_and_their_mistakes(tmp_path, monkeypatch):
+    def blobs(n=30, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        x = torch.cat([torch.randn(n, 2, generator=g) - 2, torch.randn(n, 2, generator=g) + 2])
+        return x, torch.repeat_interleave(torch.arange(2), n), "classification"
+
+    def halved(weight, layer):
+        return weight / 2
+
+    task, init = _in_main(monkeypatch, blobs, "nb_blobs"), _in_main(monkeypatch, halved, "nb_half")
+    suite = bench.make_suite("nb2", task={"kind": task, "n": 20},
+                             model={"hidden": [8], "activation": "relu", "init": init},
+                             train={"optimizer": "adam", "lr": 0.01, "epochs": 5})
+    run = bench.run(suite, out=tmp_path)
+    row = run.trials.iloc[0]
+    assert row["status"] == "ok" and row["task.kind"] == "__main__:nb_blobs"
+    assert row["model.init"] == "__main__:nb_half" and row["task.n"] == 20
+    with pytest.raises(bench.UserError, match="a lambda or a function defined inside"):
+        bench.make_suite("bad", task={"kind": "spiral"}, train={"optimizer": "sgd", "lr": 0.1,
+                         "epochs": 1}, model={"hidden": [4], "activation": lambda x: x})
+    with pytest.raises(bench.UserError, match="Dask workers cannot import"):
+        bench.run(suite, out=tmp_path, cluster="local:1")
