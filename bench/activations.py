@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -10,7 +9,7 @@ from functools import cache
 import torch
 from torch import nn
 
-from .plugins import identity, import_object, user_path
+from .plugins import arguments, identity, import_object, user_path
 
 
 @dataclass(frozen=True)
@@ -89,7 +88,7 @@ def _resolve(name: str, args: str, _identity: int) -> Activation:
     (entry points, group ``actbench.activations``), or an import path ``module:attr`` to an
     ``nn.Module`` class or a function of one tensor. ``args`` is the JSON of its keyword
     arguments. Raises ValueError naming the path and what was wrong."""
-    kwargs = json.loads(args) if args else {}
+    kwargs = arguments(args)
     if name in ACTIVATIONS:
         if kwargs:
             raise ValueError(f"built-in activation {name!r} takes no arguments, got "

@@ -23,7 +23,7 @@ import pandas as pd
 from .errors import UserError, did_you_mean
 from .rundata import RunData, equals, hashable, settings, show
 from .stats import mean_ci
-from .suite import Expect, parse_suite
+from .suite import Expect, parse_claims
 
 LOWER_IS_BETTER = ("loss", "time", "memory", "epochs_to_target", "dead", "saturated", "error")
 
@@ -85,7 +85,7 @@ def claims_of(run: RunData) -> tuple[Expect, ...]:
     if not text:
         raise UserError("the manifest holds no suite text, so there are no claims to check",
                         source=str(run.dir))
-    return parse_suite(text, source=suite.get("source") or str(run.dir)).expect
+    return parse_claims(text, source=suite.get("source") or str(run.dir))
 
 
 def check(run: RunData, claims: tuple[Expect, ...] | None = None) -> list[ClaimResult]:

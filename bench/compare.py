@@ -117,7 +117,11 @@ def _fixed_differences(a: RunData, b: RunData, keys: list[str]) -> list[tuple[st
 
 def _values_by_variant(run: RunData, column: str) -> dict:
     if column not in run.trials:
-        return {"": "(absent)"}
+        from .spec import ADDED_KEYS
+
+        # a key added after the run was stored: it had the value that reproduces the old code
+        added = {v for (_, key), v in ADDED_KEYS.items() if key == column}
+        return {"": show(added.pop())} if len(added) == 1 else {"": "(absent)"}
     pairs = zip(run.trials["variant"].astype(str), (show(v) for v in run.trials[column]))
     by: dict[str, set] = {}
     for variant, value in pairs:

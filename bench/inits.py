@@ -5,14 +5,13 @@ or returns a tensor of its shape; biases stay as PyTorch built them unless it se
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from functools import cache
 
 import torch
 from torch import nn
 
-from .plugins import identity, import_object, user_path
+from .plugins import arguments, identity, import_object, user_path
 
 # Glorot & Bengio (2010) and the orthogonal init use gain 1; He et al. (2015) use the ReLU gain
 # sqrt(2) with fan_in, which is what "kaiming" means here whatever the activation.
@@ -35,6 +34,10 @@ INITS: dict[str, str] = {
 
 
 InitFn = Callable[[nn.Linear], None]
+
+
+class _Returned(ValueError):
+    """A user init returned something that is not a weight."""
 
 
 def initialize(linears: list[nn.Linear], name: str, args: str = "") -> None:
@@ -65,7 +68,7 @@ def _resolve(name: str, args: str, _identity: int) -> InitFn:
     ``actbench.inits``, or an import path to ``f(weight, layer, **kwargs)``. ``args`` is the JSON
     of its keyword arguments. Checked here on a Linear(3, 4): it must run, leave (or return)
     a finite weight of the layer's shape. Raises ValueError naming the path."""
-    kwargs = json.loads(args) if args else {}
+    kwargs = arguments(args)
     if name in INITS:
         if kwargs:
             raise ValueError(f"built-in init {name!r} takes no arguments, got {sorted(kwargs)}")
@@ -81,17 +84,17 @@ def _resolve(name: str, args: str, _identity: int) -> InitFn:
             if out is not None and out is not layer.weight:
                 if not isinstance(out, torch.Tensor) or out.shape != layer.weight.shape:
                     got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-                    raise ValueError(f"{path!r} returned {got}, not None or a tensor of the "
-                                     f"weight's shape {tuple(layer.weight.shape)}")
+                    raise _Returned(f"{path!r} returned {got}, not None or a tensor of the "
+                                    f"weight's shape {tuple(layer.weight.shape)}")
                 layer.weight.copy_(out)
 
     try:
         with torch.random.fork_rng(devices=[]):  # a check at load, not a draw of any trial's
             probe = nn.Linear(3, 4)
             init(probe)
-    except ValueError:
+    except _Returned:
         raise
-    except Exception as exc:
+    except Exception as exc:  # the user's own error, ValueError included: named with the path
         raise ValueError(f"{path!r} with arguments {kwargs} fails on the weight of a "
                          f"Linear(3, 4): {type(exc).__name__}: {exc}") from None
     if not torch.isfinite(probe.weight).all():

@@ -61,6 +61,14 @@ def user_path(what: str, name: str, builtins: Iterable[str]) -> str:
                      "'package.module:name'")
 
 
+def arguments(args: str) -> dict:
+    """The keyword arguments stored as JSON (``model.activation_args``), checked to be a table."""
+    kwargs = json.loads(args) if args else {}
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"arguments {args!r} are not a table of keyword arguments")
+    return kwargs
+
+
 def split_table(value: object, what: str) -> tuple[object, str | None]:
     """``{ fn = "pkg.mod:f", k = v }`` -> ("pkg.mod:f", canonical JSON of the rest); any other
     value -> (value, None). Keeps a config flat and hashable."""
@@ -71,7 +79,7 @@ def split_table(value: object, what: str) -> tuple[object, str | None]:
     if not isinstance(fn, str):
         raise ValueError(f"{what} = {{ fn = \"package.module:name\", ... }} needs fn, "
                          "the import path")
-    return fn, json.dumps(table, sort_keys=True)
+    return fn, json.dumps(table, sort_keys=True) if table else ""  # {fn = ...} alone: no args
 
 
 MAIN = "__main__:"

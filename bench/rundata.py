@@ -167,8 +167,8 @@ class RunData:
         kind = row["task.kind"]
         if kind in TASKS:
             cfg = _config_from_row(row, "task.", TASKS[kind][0])
-        else:  # a user task: its arguments are the row's task columns
-            cfg = UserTaskConfig(**_user_task_arguments(row, self.trials))
+        else:  # a user task: its arguments, with their types, as stored
+            cfg = UserTaskConfig(kind=kind, **json.loads(row.get("task_args") or "{}"))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(row["seed"]))  # as the trial did: data first, from the seed
             return make_task(cfg, int(row["seed"]))
@@ -209,23 +209,6 @@ def _config_from_row(row: pd.Series, prefix: str, cls):
             value = int(value)  # Parquet made an int column float where other kinds left NaN
         fields[name] = list(value) if isinstance(value, tuple) else value
     return cls(**fields)
-
-
-def _user_task_arguments(row: pd.Series, trials: pd.DataFrame) -> dict:
-    """A user task's ``[task]`` table from its row. A column that other task kinds leave NaN
-    is stored as float; its whole numbers were ints."""
-    out = {}
-    for column, value in row.items():
-        if not column.startswith("task.") or "." in column[5:]:
-            continue
-        value = hashable(value)
-        if value is None:
-            continue
-        if (isinstance(value, float) and value.is_integer()
-                and trials[column].isna().any()):
-            value = int(value)
-        out[column[5:]] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def _is_int_field(cls, name: str) -> bool:

@@ -150,8 +150,58 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
                 points.setdefault(key, point)
     if seen_errors:
         raise _raise_problems(list(seen_errors.values()), source)
+    _check_column_types(list(points.values()), raw.name, source)
     return Suite(raw.name, raw.description, tuple(raw.seeds), tuple(points.values()),
                  tuple(raw.expect), text, source)
+
+
+def _family(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return "a list" if isinstance(value, list) else "a string"
+
+
+def _check_column_types(points: list[GridPoint], name: str, source: str) -> None:
+    """A config column holds one kind of value over the grid (a Parquet column has one type).
+    Built-in keys always do; a user task's arguments (``task.<key>``), or one the same name as
+    a built-in task's key, might not."""
+    seen: dict[str, dict[str, Any]] = {}
+    for p in points:
+        for column, value in TrialSpec(name, p.variant, 0, p.task, p.model, p.train).config.items():
+            family = _family(value)
+            if family is not None:
+                seen.setdefault(column, {}).setdefault(family, value)
+    problems = []
+    for column, families in seen.items():
+        if len(families) > 1:
+            examples = "; ".join(f"{f}, e.g. {v!r}" for f, v in families.items())
+            message = (f"key {column!r} is {examples} in different grid points: a column of "
+                       "the trials table holds one kind of value, so use one kind")
+            problems.append(Problem(message, column))
+    if problems:
+        raise _raise_problems(problems, source)
+
+
+def parse_claims(text: str, source: str = "<suite>") -> tuple[Expect, ...]:
+    """The ``[[expect]]`` claims of a suite's text, without validating (or importing) the
+    rest: a stored run's claims can be checked where its user code cannot be imported."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UserError(f"not valid TOML: {exc}", source=source) from None
+    out = []
+    for i, table in enumerate(data.get("expect", []), 1):
+        try:
+            out.append(Expect.model_validate(table))
+        except ValidationError as exc:
+            problems = _messages(exc, Expect, None, {})
+            raise UserError("\n".join(f"[[expect]] #{i}: {p.message}" for p in problems),
+                            source=source) from None
+    return tuple(out)
 
 
 def expand(suite: Suite) -> list[TrialSpec]:

@@ -10,6 +10,7 @@ import inspect
 import json
 import math
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Literal
@@ -171,22 +172,13 @@ class UserTaskConfig(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, frozen=True)
     kind: str
 
-    @model_validator(mode="after")
-    def _plain_arguments(self):
-        for key, value in (self.model_extra or {}).items():
-            if not (isinstance(value, _SCALARS) or (
-                    isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))):
-                raise ValueError(f"[task] {key} = {value!r}: a user task's arguments are "
-                                 "strings, numbers, booleans or lists of them")
-        return self
-
     @property
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
     @property
     def resolved(self) -> UserTask:
-        return resolve_task(self.kind, json.dumps(self.kwargs, sort_keys=True))
+        return resolve_task(self.kind, task_arguments(self))
 
     @property
     def problem(self) -> str:
@@ -215,13 +207,36 @@ class UserTask:
     has_test_split: bool
 
     def draw(self, seed: int | None) -> TaskData:
-        extra = {"seed": seed} if self.takes_seed else {}
-        try:
-            out = self.fn(**self.kwargs, **extra)
-        except Exception as exc:
-            raise ValueError(f"{self.path!r} with arguments {self.kwargs} failed: "
-                             f"{type(exc).__name__}: {exc}") from None
+        """Call the function: with the trial's ``seed`` if it takes one. Python's and numpy's
+        global RNGs are seeded from it for the call (and restored after), so a task that draws
+        from them is reproducible too; torch's the trial has seeded."""
+        extra = {"seed": seed} if self.takes_seed and seed is not None else {}
+        with _python_and_numpy_seeded(seed):
+            try:
+                out = self.fn(**self.kwargs, **extra)
+            except Exception as exc:
+                raise ValueError(f"{self.path!r} with arguments {self.kwargs} failed: "
+                                 f"{type(exc).__name__}: {exc}") from None
         return task_data(out, self.path)
+
+
+@contextmanager
+def _python_and_numpy_seeded(seed: int | None):
+    import random
+
+    import numpy as np
+
+    if seed is None:
+        yield
+        return
+    states = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
 
 
 def resolve_task(kind: str, args: str) -> UserTask:
@@ -238,6 +253,11 @@ def _resolve_task(kind: str, args: str, _identity: int) -> UserTask:
     if not callable(fn) or isinstance(fn, type):
         raise ValueError(f"{path!r} is not a function returning the task's tensors")
     kwargs = json.loads(args)
+    for key, value in kwargs.items():
+        if not (isinstance(value, _SCALARS) or (
+                isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))):
+            raise ArgumentError(key, f"{value!r}: the arguments of {path!r} are strings, numbers, "
+                                "booleans or lists of them")
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # a builtin without a signature: take it on trust
@@ -254,8 +274,13 @@ def _resolve_task(kind: str, args: str, _identity: int) -> UserTask:
                 raise ArgumentError(key, f"{path!r} takes no argument {key!r}; valid keys: "
                                          f"{', '.join(valid) or '(none)'}")
     task = UserTask(path, fn, kwargs, takes_seed, "classification", False)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
+    # A check, not any trial's draw: every RNG it could touch is left as it was (CUDA's too,
+    # where this process has started CUDA; torch.manual_seed would reseed it).
+    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    with torch.random.fork_rng(devices=cuda):
+        torch.default_generator.manual_seed(0)
+        for device in cuda:
+            torch.cuda.default_generators[device].manual_seed(0)
         data = task.draw(0)
     return UserTask(path, fn, kwargs, takes_seed, data.kind, data.x_test is not None)
 
@@ -280,7 +305,7 @@ def task_data(out: Any, path: str) -> TaskData:
         raise ValueError(f"{path!r} returned {type(out).__name__}; expected (x_train, y_train, "
                          "x_test, y_test, kind) or (x_train, y_train, kind)")
     kind = parts["kind"]
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise ValueError(f"{path!r} returned kind {kind!r}; valid choices: {', '.join(_KINDS)}")
     if (parts.get("x_test") is None) != (parts.get("y_test") is None):
         raise ValueError(f"{path!r} returned only one of x_test and y_test")
@@ -309,8 +334,10 @@ def task_data(out: Any, path: str) -> TaskData:
         if not torch.isfinite(x).all():
             raise ValueError(f"{path!r}: {name} holds NaN or infinite values")
     x_train, x_test = xs["x_train"], xs["x_test"]
-    if len(x_train) == 0:
-        raise ValueError(f"{path!r}: x_train has no samples")
+    for name, x in xs.items():
+        if x is not None and len(x) == 0:
+            raise ValueError(f"{path!r}: {name} has no samples"
+                             + ("; return None for no held-out split" if name == "x_test" else ""))
     if x_test is not None and x_test.shape[1] != x_train.shape[1]:
         raise ValueError(f"{path!r}: x_test has {x_test.shape[1]} features, x_train "
                          f"{x_train.shape[1]}")
@@ -352,6 +379,12 @@ def task_data(out: Any, path: str) -> TaskData:
 resolve_task.cache_clear = _resolve_task.cache_clear  # type: ignore[attr-defined]
 
 TaskConfig = SpiralConfig | CubicConfig | DigitsConfig | UserTaskConfig
+
+
+def task_arguments(cfg: TaskConfig) -> str:
+    """A user task's arguments as canonical JSON (the trials table's ``task_args``, from which
+    a stored trial's data is drawn again with the arguments' exact types); "" for a built-in."""
+    return json.dumps(cfg.kwargs, sort_keys=True) if isinstance(cfg, UserTaskConfig) else ""
 
 
 def task_config_class(kind: str) -> type[BaseModel]:

@@ -29,7 +29,7 @@ from .packing import PackedMLP, stack
 from .probes import LayerProbe
 from .provenance import cuda_unavailable_reason, device_name, worker_id
 from .spec import TrialSpec
-from .tasks import TaskData, make_task
+from .tasks import TaskData, make_task, task_arguments
 
 
 @dataclass
@@ -62,6 +62,7 @@ def trial_row(spec: TrialSpec, threads: int, pack_size: int = 1) -> dict:
             "epochs_to_target": None, "peak_memory_bytes": None, "n_params": None,
             "lr_effective": spec.train.lr_effective, "device_name": None,
             "threads": threads, "pack_size": pack_size, "worker": worker_id(),
+            "task_args": task_arguments(spec.task),
             "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
 
 
@@ -76,6 +77,13 @@ def not_trained(spec: TrialSpec, threads: int, status: str, error: str, pack_siz
 def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
     """Train one trial. Never raises for a trial's own failure: that becomes its status."""
     return run_pack([spec], threads)[0]
+
+
+def _shapes(data: TaskData) -> tuple:
+    """What the members of a pack must share: tensor shapes, the kind and the output width (a
+    user task may draw another number of classes for another seed)."""
+    tensors = (data.x_train, data.y_train, data.x_test, data.y_test)
+    return (data.kind, data.out_features, *(None if t is None else t.shape for t in tensors))
 
 
 def run_pack(specs: Sequence[TrialSpec], threads: int = 1) -> list[TrialResult]:
@@ -173,8 +181,7 @@ class _Trainer:
             models.append(MLP(s.model, data.x_train.shape[1], data.out_features))
         first = datas[0]
         if self.packed:
-            if any(d.x_train.shape != first.x_train.shape or (d.x_test is None) != (first.x_test is None)
-                   or (d.x_test is not None and d.x_test.shape != first.x_test.shape) for d in datas):
+            if any(_shapes(d) != _shapes(first) for d in datas):
                 raise _Unpackable
             self.model = PackedMLP(models)
         else:

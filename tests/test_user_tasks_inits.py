@@ -105,7 +105,12 @@ def test_a_user_init_packs_and_each_member_is_its_own_trial():
     assert [len(u) for u in plan(specs, "on")] == [3]
     for got, spec in zip(run_pack(specs), specs):
         want = run_trial(spec)
+        assert got.trial["pack_size"] == 3
         assert got.trial["final_loss"] == pytest.approx(want.trial["final_loss"], rel=1e-5)
+    # a table with fn alone is the name: the same trial
+    plain = one_spec(model='hidden = [8]\nactivation = "relu"\ninit = "xavier_uniform"')
+    table = one_spec(model='hidden = [8]\nactivation = "relu"\ninit = { fn = "xavier_uniform" }')
+    assert plain.trial_id == table.trial_id and table.model.init_args == ""
 
 
 @pytest.mark.parametrize("body, value, expected", [
@@ -120,6 +125,9 @@ def test_a_user_init_packs_and_each_member_is_its_own_trial():
      "unexpected keyword argument 'gain'"),
     ("", '"xavier_uniformm"', "did you mean 'xavier_uniform'"),
     ("", '{{ fn = "xavier_uniform", gain = 2 }}', "built-in init 'xavier_uniform' takes no"),
+    ("def f(weight, layer, gain=1.0):\n    raise ValueError('gain must be >= 0')\n",
+     '{{ fn = "{m}:f", gain = -1.0 }}', "ValueError: gain must be >= 0"),
+    ("", '"xavier_uniform"\ninit_args = "5"', "are not a table of keyword arguments"),
 ])
 def test_a_bad_init_fails_before_any_trial_with_key_and_path(tmp_path, monkeypatch, body,
                                                              value, expected):
@@ -131,6 +139,7 @@ def test_a_bad_init_fails_before_any_trial_with_key_and_path(tmp_path, monkeypat
     assert expected in str(info.value)
     if ":" in value:
         assert value.split('"')[1] in str(info.value)  # the import path
+    assert "Traceback" not in str(info.value)
 
 
 def test_a_user_init_leaves_the_trials_random_stream_alone(tmp_path, monkeypatch):
@@ -238,6 +247,10 @@ BAD_TASKS = [
     ("import torch\ndef f(seed=0):\n    return torch.zeros(4, 2), torch.zeros(4, 1), 'regression'\n",
      "{m}:f", {"seed": 5}, "task.seed", "set the suite's seeds"),
     ("", "spirall", {}, "task.kind", "did you mean 'spiral'"),
+    ("import torch\ndef f():\n    return (torch.zeros(4, 2), torch.zeros(4, 1), torch.zeros(0, 2),"
+     " torch.zeros(0, 1), 'regression')\n", "{m}:f", {}, "task.kind", "return None for no held-out"),
+    ("def f(table=None):\n    pass\n", "{m}:f", {"table": "{ a = 1 }"}, "task.table",
+     "strings, numbers, booleans or lists"),
 ]
 
 
@@ -381,3 +394,89 @@ def test_notebook_functions_for_init_and_task_and_their_mistakes(tmp_path, monke
                          "epochs": 1}, model={"hidden": [4], "activation": lambda x: x})
     with pytest.raises(bench.UserError, match="Dask workers cannot import"):
         bench.run(suite, out=tmp_path, cluster="local:1")
+
+
+def test_a_user_tasks_seeds_pack_when_their_data_agree_and_run_alone_when_not(tmp_path,
+                                                                              monkeypatch):
+    name = user_module(tmp_path, monkeypatch, """
+        import torch
+        def rare(n=40, seed=0):
+            \"\"\"three classes for even seeds, two for odd ones\"\"\"
+            x = torch.randn(n, 2)
+            y = torch.arange(n) % (3 if seed % 2 == 0 else 2)
+            return x, y, "classification"
+        """, "rare_task")
+    for kind, sizes in ((MOONS, [3, 3, 3]), (f'kind = "{name}:rare"', [1, 1, 1])):
+        specs = expand(make_suite(f"""
+            seeds = [0, 1, 2]
+            [task]
+            {kind.replace(chr(10), chr(10) + '            ')}
+            [model]
+            hidden = [8]
+            activation = "relu"
+            [train]
+            {TRAIN.replace(chr(10), chr(10) + '            ')}
+            """))
+        assert [len(u) for u in plan(specs, "on")] == [3]  # planned as one pack
+        got = run_pack(specs)
+        assert [g.status for g in got] == ["ok"] * 3 and [g.trial["pack_size"] for g in got] == sizes
+        for g, spec in zip(got, specs):
+            assert g.trial["final_loss"] == pytest.approx(run_trial(spec).trial["final_loss"],
+                                                          rel=1e-5)
+
+
+def test_a_run_of_a_builtin_and_a_user_task_reads_back_exactly(tmp_path, monkeypatch):
+    name = user_module(tmp_path, monkeypatch, """
+        import numpy as np
+        def typed(points=30, scale=1.0, noise=0.0):
+            assert isinstance(points, int) and isinstance(scale, float)
+            x = np.random.uniform(-1, 1, (points, 1))  # numpy's RNG: seeded by the trial
+            return x, scale * x ** 2, "regression"
+        """, "typed_task")
+    suite = make_suite(f"""
+        seeds = [0, 1]
+        [task]
+        kind = "cubic"
+        points = 20
+        [model]
+        hidden = [8]
+        activation = "tanh"
+        [train]
+        {TRAIN.replace(chr(10), chr(10) + '        ')}
+        [[variant]]
+        name = "cubic"
+        [[variant]]
+        name = "mine"
+        "task.kind" = "{name}:typed"
+        "task.scale" = 2.0
+        """)
+    store = run_suite(suite, RunOptions(out=tmp_path / "results", workers=1))
+    run = RunData.open(store.dir)
+    assert (run.trials.status == "ok").all()
+    for _, row in run.trials.iterrows():
+        data = run.task_data(row)  # drawn again: the same data as the trial's
+        assert run.model(row) is not None
+        with torch.no_grad():
+            mse = nn.functional.mse_loss(run.model(row)(data.x_train), data.y_train).item()
+        assert mse == pytest.approx(row["final_loss"], rel=1e-5)
+    mine = run.trials[run.trials.variant == "mine"]
+    assert mine["final_loss"].nunique() == 2  # numpy drew other data for the other seed
+    # a key that holds a number in one grid point and a string in another is refused at load
+    with pytest.raises(bench.UserError, match="'task.noise' is a number, e.g. 0.3; a string"):
+        make_suite(suite.text.split("\n", 1)[1].replace('"task.scale" = 2.0',
+                                                        '"task.noise" = "high"'))
+
+
+def test_claims_of_a_notebook_run_are_checked_where_its_function_is_gone(tmp_path, monkeypatch):
+    def double(x):
+        return 2 * torch.relu(x)
+
+    fn = _in_main(monkeypatch, double, "nb_double")
+    run = bench.run(bench.make_suite(
+        "gone", task={"kind": "spiral", "points_per_class": 20},
+        model={"hidden": [4], "activation": fn}, train={"optimizer": "sgd", "lr": 0.1, "epochs": 2},
+        expect=[{"where": {"model.activation": fn}, "metric": "final_loss", "min": 0.0}]),
+        out=tmp_path)
+    monkeypatch.delattr(sys.modules["__main__"], "nb_double")  # as in `bench check` elsewhere
+    claims = bench.open_run(run.dir).check()
+    assert claims.passed and len(claims) == 1
