@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import itertools
+import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -19,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import ModelConfig, TrainConfig
 from .errors import Problem, UserError, choices_in, did_you_mean, unknown_name
-from .plugins import user_path
+from .plugins import split_table, user_path
 from .spec import TrialSpec
 from .tasks import TASKS, ArgumentError, TaskConfig, UserTaskConfig
 
@@ -264,6 +265,9 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
     for section, cls in SECTIONS.items():
         table = tables[section]
         if section == "task":
+            table = _task_table(table, origin, errors)
+            if table is None:
+                continue
             cls = _task_class(table.get("kind"), origin, errors)
             if cls is None:
                 continue
@@ -295,6 +299,23 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
             return None
     return GridPoint(name, tuple(overrides.items()), validated["task"], validated["model"],
                      validated["train"])
+
+
+def _task_table(table: dict[str, Any], origin: dict[str, str],
+                errors: dict[str, Problem]) -> dict[str, Any] | None:
+    """``kind = { fn = "pkg.mod:f", n = 100 }``, the inline-table form of a user task, as the
+    flat table ``kind = "pkg.mod:f"``, ``n = 100`` (None, with the problem recorded, when the
+    table has no fn)."""
+    kind = table.get("kind")
+    if not isinstance(kind, dict):
+        return table
+    try:
+        fn, args = split_table(kind, "kind")
+    except ValueError as exc:
+        message = f"{origin.get('task.kind', '[task] kind')}: {exc}"
+        errors.setdefault(message, Problem(message, "task.kind"))
+        return None
+    return {**table, **json.loads(args or "{}"), "kind": fn}
 
 
 def _task_class(kind: Any, origin: dict[str, str],

@@ -480,3 +480,12 @@ def test_claims_of_a_notebook_run_are_checked_where_its_function_is_gone(tmp_pat
     monkeypatch.delattr(sys.modules["__main__"], "nb_double")  # as in `bench check` elsewhere
     claims = bench.open_run(run.dir).check()
     assert claims.passed and len(claims) == 1
+
+
+def test_a_task_in_an_inline_table_is_the_flat_table():
+    inline = one_spec(task='kind = { fn = "examples.my_tasks:moons", points = 90, noise = 0.2 }')
+    flat = one_spec(task='kind = "examples.my_tasks:moons"\npoints = 90\nnoise = 0.2')
+    assert inline.trial_id == flat.trial_id and inline.config["task.points"] == 90
+    with pytest.raises(bench.UserError, match="needs fn") as info:
+        one_spec(task="kind = { points = 90 }")
+    assert info.value.key == "task.kind"
