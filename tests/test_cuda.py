@@ -136,3 +136,17 @@ def test_cuda_user_activation_init_and_task_match_the_cpu(monkeypatch):
     assert gpu["final_test_accuracy"] == pytest.approx(cpu["final_test_accuracy"], abs=0.011)
     # saturation of a user activation: autograd's derivative, taken on the GPU
     assert gpu["saturated_fraction"] == pytest.approx(cpu["saturated_fraction"], abs=1 / 32)
+
+
+def test_checking_a_user_task_leaves_the_cuda_rng_alone(monkeypatch):
+    from pathlib import Path
+
+    from bench import tasks
+
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
+    torch.cuda.init()
+    torch.manual_seed(7)  # what a trial does: CPU and CUDA seeded
+    cpu, gpu = torch.get_rng_state(), torch.cuda.get_rng_state()
+    tasks.resolve_task.cache_clear()
+    assert tasks.resolve_task("examples.my_tasks:sine", '{"points": 10}').problem == "regression"
+    assert torch.equal(torch.get_rng_state(), cpu) and torch.equal(torch.cuda.get_rng_state(), gpu)

@@ -489,3 +489,35 @@ def test_a_task_in_an_inline_table_is_the_flat_table():
     with pytest.raises(bench.UserError, match="needs fn") as info:
         one_spec(task="kind = { points = 90 }")
     assert info.value.key == "task.kind"
+
+
+def test_checking_a_user_task_leaves_the_trials_random_streams_alone(tmp_path, monkeypatch):
+    import random
+
+    import numpy as np
+
+    name = user_module(tmp_path, monkeypatch, """
+        import random
+        import numpy as np
+        import torch
+        def noisy(points=10):
+            x = np.random.uniform(-1, 1, (points, 1)) + random.random() + torch.rand(1).item()
+            return x, x ** 2, "regression"
+        """, "rng_task")
+
+    torch.manual_seed(7)
+    random.seed(7)
+    np.random.seed(7)
+    states = torch.get_rng_state(), random.getstate(), np.random.get_state()[1].copy()
+    tasks.resolve_task.cache_clear()
+    spec = one_spec(task=f'kind = "{name}:noisy"\npoints = 10')  # checked: drawn once
+    assert spec.task.problem == "regression"
+    assert torch.equal(torch.get_rng_state(), states[0])
+    assert random.getstate() == states[1] and (np.random.get_state()[1] == states[2]).all()
+    # and the trial's draw follows the seed, numpy's and Python's included
+    torch.manual_seed(3)
+    first = make_task(spec.task, 3).x_train
+    torch.manual_seed(3)
+    torch.testing.assert_close(make_task(spec.task, 3).x_train, first, rtol=0, atol=0)
+    torch.manual_seed(4)
+    assert not torch.equal(make_task(spec.task, 4).x_train, first)
