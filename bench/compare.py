@@ -119,9 +119,12 @@ def _values_by_variant(run: RunData, column: str) -> dict:
     if column not in run.trials:
         from .spec import ADDED_KEYS
 
-        # a key added after the run was stored: it had the value that reproduces the old code
-        added = {v for (_, key), v in ADDED_KEYS.items() if key == column}
-        return {"": show(added.pop())} if len(added) == 1 else {"": "(absent)"}
+        # a key added after the run was stored: it had the value that reproduces the old code,
+        # if every task kind of the run has that key (a user task's key is its own)
+        kinds = set(run.trials["task.kind"])
+        added = {ADDED_KEYS.get((k, column), ADDED_KEYS.get(("*", column), None)) for k in kinds}
+        known = all((k, column) in ADDED_KEYS or ("*", column) in ADDED_KEYS for k in kinds)
+        return {"": show(added.pop())} if known and len(added) == 1 else {"": "(absent)"}
     pairs = zip(run.trials["variant"].astype(str), (show(v) for v in run.trials[column]))
     by: dict[str, set] = {}
     for variant, value in pairs:

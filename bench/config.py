@@ -11,7 +11,7 @@ from .activations import resolve
 from .errors import unknown_name
 from .inits import resolve as resolve_init
 from .optimizers import OPTIMIZERS
-from .plugins import split_table
+from .plugins import canonical, split_table
 
 
 class _Strict(BaseModel):
@@ -65,6 +65,7 @@ class ModelConfig(_Strict):
     @classmethod
     def _activation(cls, value: str, info) -> str:
         # Checked here, once both are known: the import, the type, and the output's shape.
+        value = canonical(value)
         name = info.data.get("activation")
         if name is not None:
             resolve(name, value)  # its ValueError names the activation and what is wrong
@@ -73,6 +74,7 @@ class ModelConfig(_Strict):
     @field_validator("init_args")
     @classmethod
     def _init(cls, value: str, info) -> str:
+        value = canonical(value)
         name = info.data.get("init")
         if name is not None:
             resolve_init(name, value)  # its ValueError names the init and what is wrong

@@ -11,7 +11,7 @@ from functools import cache
 import torch
 from torch import nn
 
-from .plugins import arguments, identity, import_object, user_path
+from .plugins import arguments, identity, import_object, python_and_numpy_seeded, user_path
 
 # Glorot & Bengio (2010) and the orthogonal init use gain 1; He et al. (2015) use the ReLU gain
 # sqrt(2) with fan_in, which is what "kaiming" means here whatever the activation.
@@ -89,7 +89,8 @@ def _resolve(name: str, args: str, _identity: int) -> InitFn:
                 layer.weight.copy_(out)
 
     try:
-        with torch.random.fork_rng(devices=[]):  # a check at load, not a draw of any trial's
+        with torch.random.fork_rng(devices=[]), python_and_numpy_seeded(0):  # a check at
+            # load, not a draw of any trial's: every RNG is left as it was
             probe = nn.Linear(3, 4)
             init(probe)
     except _Returned:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 from collections.abc import Iterable
+from contextlib import contextmanager
 
 GROUPS = {"activation": "actbench.activations", "init": "actbench.inits", "task": "actbench.tasks"}
 
@@ -69,6 +70,62 @@ def arguments(args: str) -> dict:
     return kwargs
 
 
+def canonical(args: str) -> str:
+    """Stored arguments in one spelling ("" for none), so equal arguments give equal ids."""
+    kwargs = arguments(args)
+    return json.dumps(kwargs, sort_keys=True) if kwargs else ""
+
+
+_SCALARS = (str, int, float, bool)
+
+
+def kind_of(value: object) -> str | None:
+    """What a column holds, as a Parquet column sees it: None for no value (an empty list goes
+    with any list)."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (list, tuple)):
+        inner = {kind_of(v) for v in value} - {None}
+        return f"a list of {inner.pop().removeprefix('a ')}s" if len(inner) == 1 else (
+            None if not inner else "a mixed list")
+    return "a string" if isinstance(value, str) else type(value).__name__
+
+
+def plain_value_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a user function's argument (a column of the trials table and
+    JSON): None when it is a string, number, boolean, or a list of one of those."""
+    if isinstance(value, _SCALARS):
+        return None
+    if isinstance(value, (list, tuple)) and all(isinstance(v, _SCALARS) for v in value):
+        return None if kind_of(value) != "a mixed list" else "a list mixes kinds of values"
+    return "arguments are strings, numbers, booleans or lists of one of them"
+
+
+@contextmanager
+def python_and_numpy_seeded(seed: int | None):
+    """Python's and numpy's global RNGs seeded with ``seed`` inside, and restored after (no-op
+    for None): user code that draws from them is reproducible and leaves no trace."""
+    import random
+
+    import numpy as np
+
+    if seed is None:
+        yield
+        return
+    states = random.getstate(), np.random.get_state()
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+
+
 def split_table(value: object, what: str) -> tuple[object, str | None]:
     """``{ fn = "pkg.mod:f", k = v }`` -> ("pkg.mod:f", canonical JSON of the rest); any other
     value -> (value, None). Keeps a config flat and hashable."""
@@ -79,6 +136,10 @@ def split_table(value: object, what: str) -> tuple[object, str | None]:
     if not isinstance(fn, str):
         raise ValueError(f"{what} = {{ fn = \"package.module:name\", ... }} needs fn, "
                          "the import path")
+    for key, value in table.items():
+        problem = plain_value_problem(value)
+        if problem:
+            raise ValueError(f"{what} argument {key} = {value!r}: {problem}")
     return fn, json.dumps(table, sort_keys=True) if table else ""  # {fn = ...} alone: no args
 
 

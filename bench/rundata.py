@@ -168,7 +168,11 @@ class RunData:
         if kind in TASKS:
             cfg = _config_from_row(row, "task.", TASKS[kind][0])
         else:  # a user task: its arguments, with their types, as stored
-            cfg = UserTaskConfig(kind=kind, **json.loads(row.get("task_args") or "{}"))
+            args = row.get("task_args")
+            if not isinstance(args, str):
+                raise ValueError(f"trial {row['trial_id']} stored no task_args to draw "
+                                 f"{kind!r} again with")
+            cfg = UserTaskConfig(kind=kind, **json.loads(args or "{}"))
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(row["seed"]))  # as the trial did: data first, from the seed
             return make_task(cfg, int(row["seed"]))

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import ModelConfig, TrainConfig
 from .errors import Problem, UserError, choices_in, did_you_mean, unknown_name
-from .plugins import split_table, user_path
+from .plugins import kind_of, split_table, user_path
 from .spec import TrialSpec
 from .tasks import TASKS, ArgumentError, TaskConfig, UserTaskConfig
 
@@ -147,7 +147,9 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
             point = _validate_point(raw, swept, variant, seen_errors)
             if point is not None:
                 # A variant may pin a swept key; points that become equal are run once.
-                key = (point.variant, point.task, point.model, point.train)
+                # Keyed on the config's JSON, which tells true from 1 (pydantic equality does not)
+                key = (point.variant, json.dumps(_config(point, raw.name), sort_keys=True,
+                                                 default=repr))
                 points.setdefault(key, point)
     if seen_errors:
         raise _raise_problems(list(seen_errors.values()), source)
@@ -156,14 +158,8 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
                  tuple(raw.expect), text, source)
 
 
-def _family(value: Any) -> str | None:
-    if value is None:
-        return None
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, (int, float)):
-        return "a number"
-    return "a list" if isinstance(value, list) else "a string"
+def _config(point: GridPoint, suite: str) -> dict[str, Any]:
+    return TrialSpec(suite, point.variant, 0, point.task, point.model, point.train).config
 
 
 def _check_column_types(points: list[GridPoint], name: str, source: str) -> None:
@@ -172,8 +168,8 @@ def _check_column_types(points: list[GridPoint], name: str, source: str) -> None
     a built-in task's key, might not."""
     seen: dict[str, dict[str, Any]] = {}
     for p in points:
-        for column, value in TrialSpec(name, p.variant, 0, p.task, p.model, p.train).config.items():
-            family = _family(value)
+        for column, value in _config(p, name).items():
+            family = kind_of(value)
             if family is not None:
                 seen.setdefault(column, {}).setdefault(family, value)
     problems = []
@@ -309,13 +305,23 @@ def _task_table(table: dict[str, Any], origin: dict[str, str],
     kind = table.get("kind")
     if not isinstance(kind, dict):
         return table
+    where = origin.get("task.kind", "[task] kind")
     try:
         fn, args = split_table(kind, "kind")
+        inline = json.loads(args or "{}")
+        if "kind" in inline:
+            raise ValueError("kind = { fn = ..., kind = ... }: the function is fn; kind cannot "
+                             "be an argument")
+        both = sorted(k for k in inline if k in table and f"task.{k}" not in origin)
+        if both:
+            raise ValueError(f"{', '.join(both)} given both in the inline table and as "
+                             "[task] keys: give each once")
     except ValueError as exc:
-        message = f"{origin.get('task.kind', '[task] kind')}: {exc}"
+        message = f"{where}: {exc}"
         errors.setdefault(message, Problem(message, "task.kind"))
         return None
-    return {**table, **json.loads(args or "{}"), "kind": fn}
+    # a [sweep] or [[variant]] value of task.<key> wins over the inline table's, as over [task]
+    return {**inline, **{k: v for k, v in table.items() if k != "kind"}, "kind": fn}
 
 
 def _task_class(kind: Any, origin: dict[str, str],
@@ -323,7 +329,7 @@ def _task_class(kind: Any, origin: dict[str, str],
     """A built-in task's config class, UserTaskConfig for an import path or a registered name,
     or None with the problem recorded."""
     where = origin.get("task.kind", "[task] kind")
-    if kind in TASKS:
+    if isinstance(kind, str) and kind in TASKS:
         return TASKS[kind][0]
     if isinstance(kind, str):
         try:

@@ -10,7 +10,6 @@ import inspect
 import json
 import math
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, ClassVar, Literal
@@ -18,7 +17,7 @@ from typing import Any, ClassVar, Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .plugins import identity, import_object, user_path
+from .plugins import identity, import_object, plain_value_problem, python_and_numpy_seeded, user_path
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,6 @@ TASKS = {
 # -- user tasks ---------------------------------------------------------------------------------
 
 _KINDS = ("classification", "regression")
-_SCALARS = (str, int, float, bool)
 
 
 class UserTaskConfig(BaseModel):
@@ -178,6 +176,10 @@ class UserTaskConfig(BaseModel):
 
     @property
     def resolved(self) -> UserTask:
+        for key, value in self.kwargs.items():
+            problem = plain_value_problem(value)
+            if problem:
+                raise ArgumentError(key, f"{value!r}: {problem} (an argument of {self.kind!r})")
         return resolve_task(self.kind, task_arguments(self))
 
     @property
@@ -211,32 +213,13 @@ class UserTask:
         global RNGs are seeded from it for the call (and restored after), so a task that draws
         from them is reproducible too; torch's the trial has seeded."""
         extra = {"seed": seed} if self.takes_seed and seed is not None else {}
-        with _python_and_numpy_seeded(seed):
+        with python_and_numpy_seeded(seed):
             try:
                 out = self.fn(**self.kwargs, **extra)
             except Exception as exc:
                 raise ValueError(f"{self.path!r} with arguments {self.kwargs} failed: "
                                  f"{type(exc).__name__}: {exc}") from None
         return task_data(out, self.path)
-
-
-@contextmanager
-def _python_and_numpy_seeded(seed: int | None):
-    import random
-
-    import numpy as np
-
-    if seed is None:
-        yield
-        return
-    states = random.getstate(), np.random.get_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    try:
-        yield
-    finally:
-        random.setstate(states[0])
-        np.random.set_state(states[1])
 
 
 def resolve_task(kind: str, args: str) -> UserTask:
@@ -253,11 +236,6 @@ def _resolve_task(kind: str, args: str, _identity: int) -> UserTask:
     if not callable(fn) or isinstance(fn, type):
         raise ValueError(f"{path!r} is not a function returning the task's tensors")
     kwargs = json.loads(args)
-    for key, value in kwargs.items():
-        if not (isinstance(value, _SCALARS) or (
-                isinstance(value, list) and all(isinstance(v, _SCALARS) for v in value))):
-            raise ArgumentError(key, f"{value!r}: the arguments of {path!r} are strings, numbers, "
-                                "booleans or lists of them")
     try:
         params = inspect.signature(fn).parameters
     except (TypeError, ValueError):  # a builtin without a signature: take it on trust

@@ -176,7 +176,12 @@ class _Trainer:
         datas, models = [], []
         for s in specs:
             torch.manual_seed(s.seed)  # seeds CUDA too; drives data, then init (notebook order)
-            data: TaskData = make_task(s.task, s.seed)
+            try:
+                data: TaskData = make_task(s.task, s.seed)
+            except ValueError:
+                if len(specs) > 1:  # a user task that fails for one seed: each runs alone,
+                    raise _Unpackable from None  # so only that seed's trial fails
+                raise
             datas.append(data)
             models.append(MLP(s.model, data.x_train.shape[1], data.out_features))
         first = datas[0]

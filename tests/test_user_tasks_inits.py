@@ -521,3 +521,71 @@ def test_checking_a_user_task_leaves_the_trials_random_streams_alone(tmp_path, m
     torch.testing.assert_close(make_task(spec.task, 3).x_train, first, rtol=0, atol=0)
     torch.manual_seed(4)
     assert not torch.equal(make_task(spec.task, 4).x_train, first)
+
+
+ANYARG = """
+    import torch
+    def anyarg(n=10, v=None, w=None):
+        x = torch.linspace(-1, 1, n)[:, None]
+        return x, x ** 2, "regression"
+    """
+REST = '[model]\nhidden = [4]\nactivation = "relu"\n[train]\noptimizer = "sgd"\nlr = 0.1\nepochs = 1\n'
+
+
+@pytest.mark.parametrize("task, extra, expected", [
+    ('kind = { fn = "{m}:anyarg", n = 7 }\nn = 9', "", "n given both in the inline table"),
+    ('kind = { fn = "{m}:anyarg", kind = "x" }', "", "kind cannot be an argument"),
+    ('kind = "{m}:anyarg"\nv = 1979-05-27', "", "strings, numbers, booleans"),
+    ('kind = { fn = "{m}:anyarg", v = 1979-05-27 }', "", "strings, numbers, booleans"),
+    ('kind = "{m}:anyarg"\nv = [1, "a"]', "", "a list mixes kinds"),
+    ('kind = "{m}:anyarg"', '[sweep]\n"task.v" = [[1, 2], ["a"]]', "a list of numbers"),
+    ('kind = "{m}:anyarg"', '[sweep]\n"task.v" = [true, 1]', "a boolean"),
+    ('kind = ["{m}:anyarg"]', "", "is not a known task"),
+])
+def test_task_arguments_that_cannot_be_a_column_are_refused_at_load(tmp_path, monkeypatch, task,
+                                                                    extra, expected):
+    name = user_module(tmp_path, monkeypatch, ANYARG, "anyarg_task")
+    with pytest.raises(bench.UserError, match=expected):
+        make_suite(f"[task]\n{task.replace('{m}', name)}\n{REST}{extra}\n")
+
+
+def test_a_swept_argument_wins_over_the_inline_tables(tmp_path, monkeypatch):
+    name = user_module(tmp_path, monkeypatch, ANYARG, "anyarg_task")
+    suite = make_suite(f'[task]\nkind = {{ fn = "{name}:anyarg", n = 7 }}\n{REST}'
+                       '[sweep]\n"task.n" = [10, 20]\n')
+    assert [p.task.kwargs["n"] for p in suite.points] == [10, 20]
+    # the same arguments spelled two ways are one trial
+    plain = one_spec(model='hidden = [4]\nactivation = "relu"\ninit = "xavier_uniform"')
+    empty = one_spec(model='hidden = [4]\nactivation = "relu"\ninit = "xavier_uniform"\n'
+                     'init_args = "{}"')
+    assert plain.trial_id == empty.trial_id
+
+
+def test_a_seed_whose_draw_fails_fails_alone_in_a_pack(tmp_path, monkeypatch):
+    name = user_module(tmp_path, monkeypatch, """
+        import torch
+        def odd_fails(n=20, seed=0):
+            if seed % 2:
+                raise RuntimeError("no data for odd seeds")
+            x = torch.randn(n, 2)
+            return x, (x[:, 0] > 0).long(), "classification"
+        """, "odd_task")
+    specs = expand(make_suite(f'seeds = [0, 1, 2]\n[task]\nkind = "{name}:odd_fails"\n{REST}'))
+    assert [len(u) for u in plan(specs, "on")] == [3]
+    assert [r.status for r in run_pack(specs)] == ["ok", "failed", "ok"]
+
+
+def test_compare_shows_an_absent_key_at_its_old_value_only_where_the_task_had_it():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    from bench.compare import _values_by_variant
+
+    def run(kinds):
+        return SimpleNamespace(trials=pd.DataFrame({"task.kind": kinds, "variant": ""}))
+
+    assert _values_by_variant(run(["spiral"]), "task.test_fraction") == {"": "0"}
+    assert _values_by_variant(run(["spiral", "mod:moons"]), "task.test_fraction") == {
+        "": "(absent)"}
+    assert _values_by_variant(run(["mod:moons"]), "model.init_args") == {"": ""}
