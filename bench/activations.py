@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from functools import cache
 
 import torch
 from torch import nn
 
-from .plugins import arguments, identity, import_object, user_path
+from .plugins import arguments, import_object, resolver, user_path
 
 
 @dataclass(frozen=True)
@@ -77,13 +76,8 @@ class Applied(nn.Module):
         return self.fn(x, **self.kwargs)
 
 
+@resolver
 def resolve(name: str, args: str = "") -> Activation:
-    """The Activation a suite names (see ``_resolve``)."""
-    return _resolve(name, args, identity(name))
-
-
-@cache
-def _resolve(name: str, args: str, _identity: int) -> Activation:
     """The Activation a suite names: a built-in, a name an installed package registers
     (entry points, group ``actbench.activations``), or an import path ``module:attr`` to an
     ``nn.Module`` class or a function of one tensor. ``args`` is the JSON of its keyword
@@ -118,5 +112,3 @@ def _resolve(name: str, args: str, _identity: int) -> Activation:
     doc = (getattr(obj, "__doc__", None) or path).strip().splitlines()[0]
     return Activation(name, build, doc, user=True)
 
-
-resolve.cache_clear = _resolve.cache_clear  # type: ignore[attr-defined]

@@ -6,12 +6,11 @@ or returns a tensor of its shape; biases stay as PyTorch built them unless it se
 from __future__ import annotations
 
 from collections.abc import Callable
-from functools import cache
 
 import torch
 from torch import nn
 
-from .plugins import arguments, identity, import_object, python_and_numpy_seeded, user_path
+from .plugins import arguments, import_object, python_and_numpy_seeded, resolver, user_path
 
 # Glorot & Bengio (2010) and the orthogonal init use gain 1; He et al. (2015) use the ReLU gain
 # sqrt(2) with fan_in, which is what "kaiming" means here whatever the activation.
@@ -57,13 +56,8 @@ def _builtin(weight_init: Callable[[nn.Parameter], object]) -> InitFn:
     return init
 
 
+@resolver
 def resolve(name: str, args: str = "") -> InitFn:
-    """The init a suite names (see ``_resolve``)."""
-    return _resolve(name, args, identity(name))
-
-
-@cache
-def _resolve(name: str, args: str, _identity: int) -> InitFn:
     """The init a suite names, as a function of one layer: a built-in, a name registered under
     ``actbench.inits``, or an import path to ``f(weight, layer, **kwargs)``. ``args`` is the JSON
     of its keyword arguments. Checked here on a Linear(3, 4): it must run, leave (or return)
@@ -102,5 +96,3 @@ def _resolve(name: str, args: str, _identity: int) -> InitFn:
         raise ValueError(f"{path!r} leaves non-finite values in the weight of a Linear(3, 4)")
     return init
 
-
-resolve.cache_clear = _resolve.cache_clear  # type: ignore[attr-defined]

@@ -10,8 +10,12 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from functools import cache, wraps
+from typing import TypeVar
+
+T = TypeVar("T")
 
 GROUPS = {"activation": "actbench.activations", "init": "actbench.inits", "task": "actbench.tasks"}
 
@@ -54,12 +58,10 @@ def user_path(what: str, name: str, builtins: Iterable[str]) -> str:
         return plugins[name][0]
     if ":" in name:
         return name
-    from .errors import did_you_mean
+    from .errors import unknown_name
 
-    choices = sorted({*builtins, *plugins})
-    raise ValueError(f"{name!r} is not a known {what}{did_you_mean(name, choices)}; "
-                     f"valid choices: {', '.join(choices)}; or an import path "
-                     "'package.module:name'")
+    raise ValueError(unknown_name(what, name, {*builtins, *plugins})
+                     + "; or an import path 'package.module:name'")
 
 
 def arguments(args: str) -> dict:
@@ -152,14 +154,25 @@ def in_main(path: str) -> bool:
     return path.startswith(MAIN)
 
 
-def identity(path: str) -> int:
-    """What a resolver's cache is keyed on besides the path: the object's id for a function in
-    ``__main__`` (a notebook cell run again defines a new one), else 0."""
-    if not in_main(path):
-        return 0
-    import sys
+def resolver(fn: Callable[[str, str], T]) -> Callable[[str, str], T]:
+    """Cache ``fn(name, args)``, a resolver of what a suite names. For a function in
+    ``__main__`` the cache is also keyed on the object: a notebook cell run again defines a new
+    one, which the next run must use. ``cache_clear`` empties it."""
+    @cache
+    def cached(name: str, args: str, _identity: int) -> T:
+        return fn(name, args)
 
-    return id(getattr(sys.modules.get("__main__"), path[len(MAIN):], None))
+    @wraps(fn)
+    def resolve(name: str, args: str = "") -> T:
+        identity = 0
+        if in_main(name):
+            import sys
+
+            identity = id(getattr(sys.modules.get("__main__"), name[len(MAIN):], None))
+        return cached(name, args, identity)
+
+    resolve.cache_clear = cached.cache_clear  # type: ignore[attr-defined]
+    return resolve
 
 
 def reference(obj: object) -> str:

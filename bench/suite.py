@@ -140,6 +140,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
         raise UserError("\n".join(messages[:_MAX_MESSAGES]), source=source)
 
     points: dict[tuple, GridPoint] = {}
+    configs: list[dict[str, Any]] = []
     seen_errors: dict[str, Problem] = {}
     for combo in itertools.product(*raw.sweep.values()):
         swept = dict(zip(raw.sweep, combo))
@@ -148,27 +149,26 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
             if point is not None:
                 # A variant may pin a swept key; points that become equal are run once.
                 # Keyed on the config's JSON, which tells true from 1 (pydantic equality does not)
-                key = (point.variant, json.dumps(_config(point, raw.name), sort_keys=True,
-                                                 default=repr))
-                points.setdefault(key, point)
+                config = TrialSpec(raw.name, point.variant, 0, point.task, point.model,
+                                   point.train).config
+                key = (point.variant, json.dumps(config, sort_keys=True, default=repr))
+                if key not in points:
+                    points[key] = point
+                    configs.append(config)
     if seen_errors:
         raise _raise_problems(list(seen_errors.values()), source)
-    _check_column_types(list(points.values()), raw.name, source)
+    _check_column_types(configs, source)
     return Suite(raw.name, raw.description, tuple(raw.seeds), tuple(points.values()),
                  tuple(raw.expect), text, source)
 
 
-def _config(point: GridPoint, suite: str) -> dict[str, Any]:
-    return TrialSpec(suite, point.variant, 0, point.task, point.model, point.train).config
-
-
-def _check_column_types(points: list[GridPoint], name: str, source: str) -> None:
+def _check_column_types(configs: list[dict[str, Any]], source: str) -> None:
     """A config column holds one kind of value over the grid (a Parquet column has one type).
     Built-in keys always do; a user task's arguments (``task.<key>``), or one the same name as
     a built-in task's key, might not."""
     seen: dict[str, dict[str, Any]] = {}
-    for p in points:
-        for column, value in _config(p, name).items():
+    for config in configs:
+        for column, value in config.items():
             family = kind_of(value)
             if family is not None:
                 seen.setdefault(column, {}).setdefault(family, value)

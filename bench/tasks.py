@@ -11,13 +11,12 @@ import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, ClassVar, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .plugins import identity, import_object, plain_value_problem, python_and_numpy_seeded, user_path
+from .plugins import import_object, plain_value_problem, python_and_numpy_seeded, resolver, user_path
 
 
 @dataclass(frozen=True)
@@ -222,13 +221,8 @@ class UserTask:
         return task_data(out, self.path)
 
 
+@resolver
 def resolve_task(kind: str, args: str) -> UserTask:
-    """The user task ``kind`` names, checked (see ``_resolve_task``)."""
-    return _resolve_task(kind, args, identity(kind))
-
-
-@cache
-def _resolve_task(kind: str, args: str, _identity: int) -> UserTask:
     """Import a user task and draw it once (seed 0, the global RNG left as it was) to check
     what it returns. Raises ValueError naming the path, or the key, and what was wrong."""
     path = user_path("task", kind, TASKS)
@@ -353,8 +347,6 @@ def task_data(out: Any, path: str) -> TaskData:
                              f"{out_features}")
     return TaskData(x_train, y_train, x_test, y_test, kind, out_features)
 
-
-resolve_task.cache_clear = _resolve_task.cache_clear  # type: ignore[attr-defined]
 
 TaskConfig = SpiralConfig | CubicConfig | DigitsConfig | UserTaskConfig
 
