@@ -82,7 +82,7 @@ class ModelConfig(_Strict):
 
 
 class Target(_Strict):
-    metric: Literal["loss", "accuracy", "test_loss", "test_accuracy"]
+    metric: Literal["loss", "accuracy", "val_loss", "val_accuracy", "test_loss", "test_accuracy"]
     value: float
 
 

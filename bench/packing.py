@@ -31,7 +31,7 @@ from torch import nn
 
 from .model import MLP
 from .spec import TrialSpec
-from .tasks import make_task
+from .tasks import draw_task
 
 PackMode = Literal["auto", "on", "off"]
 
@@ -94,8 +94,7 @@ def task_shape(spec: TrialSpec) -> tuple[int, int, int]:
     """Training samples, input features and outputs of ``spec``'s task (built once, without
     touching the global RNG)."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(spec.seed)
-        data = make_task(spec.task, spec.seed)
+        data = draw_task(spec.task, spec.seed)
     return int(data.x_train.shape[0]), int(data.x_train.shape[1]), int(data.out_features)
 
 

@@ -32,7 +32,7 @@ from .model import MLP
 from .optimizers import build_optimizer
 from .spec import TrialSpec
 from .suite import expand, parse_suite
-from .tasks import make_task
+from .tasks import draw_task
 from .train import run_trial
 
 _SUITE = """
@@ -57,8 +57,7 @@ lr_scaling = "linear"
 def bare_epoch(spec: TrialSpec) -> Callable[[], None]:
     """One epoch of the plain loop on ``spec`` (full batch, k micro-batches), as a callable."""
     cfg = spec.train
-    torch.manual_seed(spec.seed)
-    data = make_task(spec.task, spec.seed)
+    data = draw_task(spec.task, spec.seed)
     model = MLP(spec.model, data.x_train.shape[1], data.out_features)
     opt = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr_effective,
                           weight_decay=cfg.weight_decay, momentum=cfg.momentum)

@@ -22,7 +22,7 @@ import torch
 from .config import ModelConfig
 from .errors import UserError
 from .model import MLP
-from .tasks import TASKS, TaskData, UserTaskConfig, make_task
+from .tasks import TASKS, TaskData, UserTaskConfig, draw_task
 
 CONFIG_SECTIONS = ("task.", "model.", "train.")
 RAN = ("ok", "diverged")  # trials that trained, and so have numbers
@@ -174,8 +174,7 @@ class RunData:
                                  f"{kind!r} again with")
             cfg = UserTaskConfig(kind=kind, **json.loads(args or "{}"))
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(row["seed"]))  # as the trial did: data first, from the seed
-            return make_task(cfg, int(row["seed"]))
+            return draw_task(cfg, int(row["seed"]))  # as the trial drew it
 
     def model(self, row: pd.Series) -> MLP | None:
         """The trial's final model on the CPU, or None when its weights were not stored."""

@@ -40,7 +40,10 @@ def _target_columns(train: TrainConfig) -> dict[str, Any]:
 ADDED_KEYS: dict[tuple[str, str], Any] = {("spiral", "task.test_fraction"): 0.0,
                                           ("cubic", "task.test_fraction"): 0.0,
                                           ("*", "model.activation_args"): "",
-                                          ("*", "model.init_args"): ""}
+                                          ("*", "model.init_args"): "",
+                                          **{(kind, key): default for kind in ("spiral", "cubic", "digits")
+                                             for key, default in (("task.val_fraction", 0.0),
+                                                                  ("task.seed", None))}}
 
 
 @dataclass(frozen=True)

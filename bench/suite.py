@@ -287,9 +287,11 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
             errors.setdefault(message, Problem(message, "train.target.metric", target.metric,
                                                ("loss", "test_loss")))
             return None
-        if target.metric.startswith("test_") and not task.has_test_split:
-            message = (f"{where}: metric {target.metric!r} needs a held-out split, and "
-                       f"task {task.kind!r} has none here: use 'loss' or 'accuracy'")
+        split = target.metric.partition("_")[0]
+        if split in ("test", "val") and not getattr(task, f"has_{split}_split"):
+            message = (f"{where}: metric {target.metric!r} needs a held-out {split} split, and "
+                       f"task {task.kind!r} has none here (set [task] {split}_fraction): use "
+                       "'loss' or 'accuracy'")
             errors.setdefault(message, Problem(message, "train.target.metric", target.metric,
                                                ("loss", "accuracy")))
             return None

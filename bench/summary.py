@@ -52,11 +52,13 @@ class Metric:
 
 
 METRICS = (
-    Metric("final_loss", "final loss", "min"),
-    Metric("final_accuracy", "final accuracy", "max", "fraction"),
+    Metric("final_loss", "train loss", "min"),
+    Metric("final_accuracy", "train accuracy", "max", "fraction"),
+    Metric("final_val_loss", "validation loss", "min"),
+    Metric("final_val_accuracy", "validation accuracy", "max", "fraction"),
     Metric("final_test_loss", "test loss", "min"),
     Metric("final_test_accuracy", "test accuracy", "max", "fraction"),
-    Metric("best_loss", "best loss", "min"),
+    Metric("best_loss", "best train loss", "min"),
     Metric("epochs_to_target", "epochs to target", "min", "epochs"),
     Metric("dead_fraction", "dead units", "min", "fraction"),
     Metric("saturated_fraction", "saturated units", "min", "fraction"),

@@ -21,7 +21,8 @@ from .plugins import import_object, plain_value_problem, python_and_numpy_seeded
 
 @dataclass(frozen=True)
 class TaskData:
-    """Tensors on the CPU; ``x_test`` is None for tasks without a held-out split."""
+    """Tensors on the CPU; ``x_test`` (``x_val``) is None for tasks without a test
+    (validation) split."""
 
     x_train: torch.Tensor
     y_train: torch.Tensor
@@ -29,6 +30,8 @@ class TaskData:
     y_test: torch.Tensor | None
     kind: Literal["classification", "regression"]
     out_features: int
+    x_val: torch.Tensor | None = None
+    y_val: torch.Tensor | None = None
 
 
 class _TaskConfig(BaseModel):
@@ -44,18 +47,32 @@ class _TaskConfig(BaseModel):
     def has_test_split(self) -> bool:
         return round(self.test_fraction * self.samples) > 0
 
+    @property
+    def has_val_split(self) -> bool:
+        return round(self.val_fraction * self.samples) > 0
+
     @model_validator(mode="after")
     def _leaves_training_data(self):
-        n_test = round(self.test_fraction * self.samples)
-        if n_test >= self.samples:
-            raise ValueError(f"test_fraction = {self.test_fraction!r} holds out all {self.samples} "
-                             "samples: leave some to train on")
+        n_held = round(self.test_fraction * self.samples) + round(self.val_fraction * self.samples)
+        if n_held >= self.samples:
+            raise ValueError(f"test_fraction = {self.test_fraction!r} and val_fraction = "
+                             f"{self.val_fraction!r} hold out all {self.samples} samples: leave "
+                             "some to train on")
         return self
 
 
 def _test_fraction(default: float):
     return Field(default, ge=0, lt=1,
-                 description="held-out share, drawn with the trial's seed (0: no test split)")
+                 description="held-out test share, drawn with the data's seed (0: no test split)")
+
+
+def _val_fraction():
+    return Field(0.0, ge=0, lt=1, description="held-out validation share, for tuning (0: none)")
+
+
+def _data_seed():
+    return Field(None, description="draw the data (and its splits) from this seed instead of "
+                 "the trial's, so every seed trains on one draw (none: the trial's seed)")
 
 
 class SpiralConfig(_TaskConfig):
@@ -66,6 +83,8 @@ class SpiralConfig(_TaskConfig):
     points_per_class: int = Field(1000, ge=2, description="points per arm (N)")
     noise: float = Field(0.2, ge=0, description="std of the Gaussian noise on the angle")
     test_fraction: float = _test_fraction(0.0)
+    val_fraction: float = _val_fraction()
+    seed: int | None = _data_seed()
 
     @property
     def samples(self) -> int:
@@ -80,6 +99,8 @@ class CubicConfig(_TaskConfig):
     points: int = Field(100, ge=2, description="evenly spaced x on [-1, 1]")
     noise: float = Field(0.3, ge=0, description="scale of the uniform [0, 1) noise added to y")
     test_fraction: float = _test_fraction(0.0)
+    val_fraction: float = _val_fraction()
+    seed: int | None = _data_seed()
 
     @property
     def samples(self) -> int:
@@ -94,6 +115,8 @@ class DigitsConfig(_TaskConfig):
 
     kind: Literal["digits"] = "digits"
     test_fraction: float = _test_fraction(0.2)
+    val_fraction: float = _val_fraction()
+    seed: int | None = _data_seed()
 
     @property
     def samples(self) -> int:
@@ -111,25 +134,44 @@ def spiral(cfg: SpiralConfig) -> TaskData:
         a = angle.double()
         xs.append(t[:, None] * torch.stack([torch.sin(a), torch.cos(a)], 1).float())
         ys.append(torch.full((n,), c, dtype=torch.long))
-    return _split(torch.cat(xs), torch.cat(ys), cfg.test_fraction, "classification", c_total)
+    return _split(torch.cat(xs), torch.cat(ys), cfg, "classification", c_total)
 
 
 def cubic(cfg: CubicConfig) -> TaskData:
     x = torch.linspace(-1, 1, cfg.points)
     y = x.pow(3) + cfg.noise * torch.rand(cfg.points)
-    return _split(x[:, None], y[:, None], cfg.test_fraction, "regression", 1)
+    return _split(x[:, None], y[:, None], cfg, "regression", 1)
 
 
-def _split(x: torch.Tensor, y: torch.Tensor, fraction: float, kind, out_features: int) -> TaskData:
-    """Hold out ``round(fraction * n)`` samples, drawn from the trial's seeded RNG after the
-    data. Without a split nothing is drawn, so the model's init is what it always was; the
-    training samples keep their order."""
-    n_test = round(fraction * len(x))
-    if n_test == 0:
+def _split_indices(n: int, test_fraction: float, val_fraction: float):
+    """(train, val, test) sample indices: one permutation from the seeded RNG, the first
+    ``round(test_fraction * n)`` for test, the next ``round(val_fraction * n)`` for
+    validation, the rest to train on. The test split is the one it always was whatever the
+    validation share. None when nothing is held out (and then nothing is drawn)."""
+    n_test, n_val = round(test_fraction * n), round(val_fraction * n)
+    if n_test == 0 and n_val == 0:
+        return None
+    order = torch.randperm(n)
+    return order[n_test + n_val:], order[n_test:n_test + n_val], order[:n_test]
+
+
+def _split(x: torch.Tensor, y: torch.Tensor, cfg, kind, out_features: int) -> TaskData:
+    """Hold out the test and validation samples, drawn from the seeded RNG after the data.
+    Without a split nothing is drawn, so the model's init is what it always was; each split
+    keeps the samples' order."""
+    split = _split_indices(len(x), cfg.test_fraction, cfg.val_fraction)
+    if split is None:
         return TaskData(x, y, None, None, kind, out_features)
-    order = torch.randperm(len(x))
-    test, train = order[:n_test].sort().values, order[n_test:].sort().values
-    return TaskData(x[train], y[train], x[test], y[test], kind, out_features)
+    train, val, test = (i.sort().values for i in split)
+    return _task_data(x, y, train, val, test, kind, out_features)
+
+
+def _task_data(x, y, train, val, test, kind, out_features: int) -> TaskData:
+    def part(index):
+        return (x[index], y[index]) if len(index) else (None, None)
+
+    (x_val, y_val), (x_test, y_test) = part(val), part(test)
+    return TaskData(x[train], y[train], x_test, y_test, kind, out_features, x_val, y_val)
 
 
 def digits(cfg: DigitsConfig) -> TaskData:
@@ -138,15 +180,14 @@ def digits(cfg: DigitsConfig) -> TaskData:
     bunch = load_digits()
     x = torch.tensor(bunch.data, dtype=torch.float32)
     y = torch.tensor(bunch.target, dtype=torch.long)
+    # The permutation is drawn even without a split (the digits' order is by class).
     order = torch.randperm(len(x))
-    n_test = round(cfg.test_fraction * len(x))
-    test, train = order[:n_test], order[n_test:]
+    n_test, n_val = round(cfg.test_fraction * len(x)), round(cfg.val_fraction * len(x))
+    test, val, train = order[:n_test], order[n_test:n_test + n_val], order[n_test + n_val:]
     mean, std = x[train].mean(0), x[train].std(0)
     std[std == 0] = 1.0  # pixels that are always blank stay 0 rather than NaN
     x = (x - mean) / std
-    if n_test == 0:
-        return TaskData(x[train], y[train], None, None, "classification", 10)
-    return TaskData(x[train], y[train], x[test], y[test], "classification", 10)
+    return _task_data(x, y, train, val, test, "classification", 10)
 
 
 TASKS = {
@@ -189,6 +230,10 @@ class UserTaskConfig(BaseModel):
     def has_test_split(self) -> bool:
         return self.resolved.has_test_split
 
+    @property
+    def has_val_split(self) -> bool:
+        return self.resolved.has_val_split
+
 
 class ArgumentError(ValueError):
     """A ``[task]`` key that the user's task function does not take."""
@@ -206,6 +251,7 @@ class UserTask:
     takes_seed: bool
     problem: str  # as the check at load found it
     has_test_split: bool
+    has_val_split: bool = False
 
     def draw(self, seed: int | None) -> TaskData:
         """Call the function: with the trial's ``seed`` if it takes one. Python's and numpy's
@@ -245,7 +291,7 @@ def resolve_task(kind: str, args: str) -> UserTask:
             if key not in valid:
                 raise ArgumentError(key, f"{path!r} takes no argument {key!r}; valid keys: "
                                          f"{', '.join(valid) or '(none)'}")
-    task = UserTask(path, fn, kwargs, takes_seed, "classification", False)
+    task = UserTask(path, fn, kwargs, takes_seed, "classification", False, False)
     # A check, not any trial's draw: every RNG it could touch is left as it was (CUDA's too,
     # where this process has started CUDA; torch.manual_seed would reseed it).
     cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
@@ -254,33 +300,39 @@ def resolve_task(kind: str, args: str) -> UserTask:
         for device in cuda:
             torch.cuda.default_generators[device].manual_seed(0)
         data = task.draw(0)
-    return UserTask(path, fn, kwargs, takes_seed, data.kind, data.x_test is not None)
+    return UserTask(path, fn, kwargs, takes_seed, data.kind, data.x_test is not None,
+                    data.x_val is not None)
 
 
 def task_data(out: Any, path: str) -> TaskData:
     """A user task's return value as TaskData: ``(x_train, y_train, x_test, y_test, kind)``,
-    ``(x_train, y_train, kind)``, or a dict with those keys (tensors or arrays). Inputs become
+    ``(x_train, y_train, kind)``, ``(x_train, y_train, x_val, y_val, x_test, y_test, kind)``,
+    or a dict with those keys (tensors or arrays). Inputs become
     float32 of shape (n, features); classification targets integer labels 0..C-1 of shape (n,);
     regression targets float32 of shape (n, outputs) ((n,) is taken as one output)."""
     if isinstance(out, TaskData):
         return out
-    keys = ("x_train", "y_train", "x_test", "y_test", "kind")
+    keys = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "kind")
     if isinstance(out, dict):
         unknown = set(out) - set(keys)
         if unknown or not {"x_train", "y_train", "kind"} <= set(out):
             raise ValueError(f"{path!r} returned a dict with keys {sorted(out)}; expected "
-                             "x_train, y_train, kind and optionally x_test, y_test")
+                             "x_train, y_train, kind and optionally x_val, y_val, x_test, y_test")
         parts = {k: out.get(k) for k in keys}
-    elif isinstance(out, (tuple, list)) and len(out) in (3, 5):
-        parts = dict(zip(keys, out)) if len(out) == 5 else dict(zip(("x_train", "y_train", "kind"), out))
+    elif isinstance(out, (tuple, list)) and len(out) in (3, 5, 7):
+        names = {3: ("x_train", "y_train", "kind"), 5: ("x_train", "y_train", "x_test", "y_test",
+                                                       "kind"), 7: keys}[len(out)]
+        parts = dict(zip(names, out))
     else:
         raise ValueError(f"{path!r} returned {type(out).__name__}; expected (x_train, y_train, "
-                         "x_test, y_test, kind) or (x_train, y_train, kind)")
+                         "x_test, y_test, kind), (x_train, y_train, kind) or (x_train, y_train, "
+                         "x_val, y_val, x_test, y_test, kind)")
     kind = parts["kind"]
     if not isinstance(kind, str) or kind not in _KINDS:
         raise ValueError(f"{path!r} returned kind {kind!r}; valid choices: {', '.join(_KINDS)}")
-    if (parts.get("x_test") is None) != (parts.get("y_test") is None):
-        raise ValueError(f"{path!r} returned only one of x_test and y_test")
+    for split in ("test", "val"):
+        if (parts.get(f"x_{split}") is None) != (parts.get(f"y_{split}") is None):
+            raise ValueError(f"{path!r} returned only one of x_{split} and y_{split}")
 
     def tensor(name: str) -> torch.Tensor | None:
         value = parts.get(name)
@@ -292,8 +344,8 @@ def task_data(out: Any, path: str) -> TaskData:
             raise ValueError(f"{path!r}: {name} is a {type(value).__name__}, not a tensor or "
                              "an array") from None
 
-    xs = {n: tensor(n) for n in ("x_train", "x_test")}
-    ys = {n: tensor(n) for n in ("y_train", "y_test")}
+    xs = {n: tensor(n) for n in ("x_train", "x_val", "x_test")}
+    ys = {n: tensor(n) for n in ("y_train", "y_val", "y_test")}
     for name, x in xs.items():
         if x is None:
             continue
@@ -305,14 +357,14 @@ def task_data(out: Any, path: str) -> TaskData:
         xs[name] = x = x.to(torch.float32).cpu()
         if not torch.isfinite(x).all():
             raise ValueError(f"{path!r}: {name} holds NaN or infinite values")
-    x_train, x_test = xs["x_train"], xs["x_test"]
+    x_train = xs["x_train"]
     for name, x in xs.items():
         if x is not None and len(x) == 0:
             raise ValueError(f"{path!r}: {name} has no samples"
-                             + ("; return None for no held-out split" if name == "x_test" else ""))
-    if x_test is not None and x_test.shape[1] != x_train.shape[1]:
-        raise ValueError(f"{path!r}: x_test has {x_test.shape[1]} features, x_train "
-                         f"{x_train.shape[1]}")
+                             + ("; return None for no held-out split" if name != "x_train" else ""))
+        if x is not None and x.shape[1] != x_train.shape[1]:
+            raise ValueError(f"{path!r}: {name} has {x.shape[1]} features, x_train "
+                             f"{x_train.shape[1]}")
     for name, y in ys.items():
         if y is None:
             continue
@@ -334,18 +386,20 @@ def task_data(out: Any, path: str) -> TaskData:
                 raise ValueError(f"{path!r}: {name} is {y.dtype} of shape {tuple(y.shape)}; a "
                                  "regression task's targets are floats, (samples, outputs)")
             ys[name] = y.to(torch.float32).cpu()
-    y_train, y_test = ys["y_train"], ys["y_test"]
+    y_train = ys["y_train"]
     if kind == "classification":
-        out_features = int(max(y.max() for y in (y_train, y_test) if y is not None and len(y))) + 1
+        out_features = int(max(y.max() for y in ys.values() if y is not None and len(y))) + 1
         if out_features < 2:
             raise ValueError(f"{path!r}: every label is 0; a classification task needs at "
                              "least two classes")
     else:
         out_features = y_train.shape[1]
-        if y_test is not None and y_test.shape[1] != out_features:
-            raise ValueError(f"{path!r}: y_test has {y_test.shape[1]} outputs, y_train "
-                             f"{out_features}")
-    return TaskData(x_train, y_train, x_test, y_test, kind, out_features)
+        for name, y in ys.items():
+            if y is not None and y.shape[1] != out_features:
+                raise ValueError(f"{path!r}: {name} has {y.shape[1]} outputs, y_train "
+                                 f"{out_features}")
+    return TaskData(x_train, y_train, xs["x_test"], ys["y_test"], kind, out_features,
+                    xs["x_val"], ys["y_val"])
 
 
 TaskConfig = SpiralConfig | CubicConfig | DigitsConfig | UserTaskConfig
@@ -368,3 +422,23 @@ def make_task(cfg: TaskConfig, seed: int | None = None) -> TaskData:
     if isinstance(cfg, UserTaskConfig):
         return cfg.resolved.draw(seed)
     return TASKS[cfg.kind][1](cfg)
+
+
+def data_seed(cfg: TaskConfig) -> int | None:
+    """The ``[task] seed`` the data is drawn from, or None: the trial's own seed."""
+    return None if isinstance(cfg, UserTaskConfig) else cfg.seed
+
+
+def draw_task(cfg: TaskConfig, seed: int) -> TaskData:
+    """A trial's data, the way every trial draws it: seed torch's global RNG with the trial's
+    ``seed``, then draw the data from it (the course notebook's order: data, then the model's
+    init, from one stream). With a ``[task] seed`` the data comes from that seed instead, in a
+    fork of the RNG, so the model's init is the trial seed's alone and every seed of an
+    ensemble trains on one draw."""
+    torch.manual_seed(seed)  # seeds CUDA too
+    fixed = data_seed(cfg)
+    if fixed is None:
+        return make_task(cfg, seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(fixed)
+        return make_task(cfg, fixed)

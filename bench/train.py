@@ -29,7 +29,7 @@ from .packing import PackedMLP, stack
 from .probes import LayerProbe
 from .provenance import cuda_unavailable_reason, device_name, worker_id
 from .spec import TrialSpec
-from .tasks import TaskData, make_task, task_arguments
+from .tasks import TaskData, draw_task, task_arguments
 
 
 @dataclass
@@ -82,7 +82,7 @@ def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
 def _shapes(data: TaskData) -> tuple:
     """What the members of a pack must share: tensor shapes, the kind and the output width (a
     user task may draw another number of classes for another seed)."""
-    tensors = (data.x_train, data.y_train, data.x_test, data.y_test)
+    tensors = (data.x_train, data.y_train, data.x_test, data.y_test, data.x_val, data.y_val)
     return (data.kind, data.out_features, *(None if t is None else t.shape for t in tensors))
 
 
@@ -175,9 +175,8 @@ class _Trainer:
         self.device = torch.device(cfg.device)
         datas, models = [], []
         for s in specs:
-            torch.manual_seed(s.seed)  # seeds CUDA too; drives data, then init (notebook order)
-            try:
-                data: TaskData = make_task(s.task, s.seed)
+            try:  # seeds torch (CUDA too) with the trial's seed: data, then init (notebook order)
+                data: TaskData = draw_task(s.task, s.seed)
             except ValueError:
                 if len(specs) > 1:  # a user task that fails for one seed: each runs alone,
                     raise _Unpackable from None  # so only that seed's trial fails
@@ -202,6 +201,7 @@ class _Trainer:
 
         self.x, self.y = joined(lambda d: d.x_train), joined(lambda d: d.y_train)
         self.x_test, self.y_test = joined(lambda d: d.x_test), joined(lambda d: d.y_test)
+        self.x_val, self.y_val = joined(lambda d: d.x_val), joined(lambda d: d.y_val)
         self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(),
                                          lr=cfg.lr_effective, weight_decay=cfg.weight_decay,
                                          momentum=cfg.momentum)
@@ -268,13 +268,15 @@ class _Trainer:
         return torch.linalg.vector_norm(per_tensor, dim=0).tolist()
 
     @torch.no_grad()
-    def _test_metrics(self) -> tuple[list[float], list[float]]:
+    def _held_out_metrics(self, x: torch.Tensor | None,
+                          y: torch.Tensor | None) -> tuple[list[float], list[float]]:
+        """Loss and accuracy per member on a held-out split (test or validation)."""
         nan = [math.nan] * len(self.members)
-        if self.x_test is None:
+        if x is None:
             return nan, nan
-        out = self.model(self.x_test)
-        loss = self._losses(out, self.y_test).reshape(-1).tolist()
-        acc = ((out.argmax(-1) == self.y_test).float().mean(-1).reshape(-1).tolist()
+        out = self.model(x)
+        loss = self._losses(out, y).reshape(-1).tolist()
+        acc = ((out.argmax(-1) == y).float().mean(-1).reshape(-1).tolist()
                if self.classify else nan)
         return loss, acc
 
@@ -286,7 +288,8 @@ class _Trainer:
             self._record_unmetered(epoch, losses, accuracies, probe)
 
     def _record_unmetered(self, epoch, losses, accuracies, probe) -> None:
-        test_losses, test_accs = self._test_metrics()
+        test_losses, test_accs = self._held_out_metrics(self.x_test, self.y_test)
+        val_losses, val_accs = self._held_out_metrics(self.x_val, self.y_val)
         norms = self._grad_norms() if probe else [math.nan] * len(self.members)
         layer_rows = probe.member_rows(epoch) if probe else None
         for p, m in enumerate(self.members):
@@ -294,14 +297,17 @@ class _Trainer:
                 continue
             row = {"epoch": epoch, "loss": losses[p], "accuracy": accuracies[p],
                    "grad_norm": norms[p]}
-            if self.x_test is not None:  # test columns exist only for tasks with a held-out split
+            if self.x_val is not None:  # validation and test columns exist only for tasks
+                row.update(val_loss=val_losses[p], val_accuracy=val_accs[p])  # with that split
+            if self.x_test is not None:
                 row.update(test_loss=test_losses[p], test_accuracy=test_accs[p])
             m.curves.append(row)
             if layer_rows is not None:
                 m.layers.extend(layer_rows[p])
             self._check_target(m, epoch, {"loss": losses[p], "accuracy": accuracies[p],
                                           "test_loss": test_losses[p],
-                                          "test_accuracy": test_accs[p]})
+                                          "test_accuracy": test_accs[p],
+                                          "val_loss": val_losses[p], "val_accuracy": val_accs[p]})
 
     def _check_target(self, member: _Member, epoch: int, values: dict) -> None:
         target = self.spec.train.target
@@ -340,7 +346,7 @@ class _Trainer:
     def run(self) -> list[TrialResult]:
         cfg = self.spec.train
         resident = tensor_bytes([*self.model.parameters(), self.x, self.y,
-                                 self.x_test, self.y_test])
+                                 self.x_test, self.y_test, self.x_val, self.y_val])
         if cfg.epochs > 0 and cfg.batch_size == "full":
             self._reference = self._full_set_gradient()
         start = time.perf_counter()
@@ -555,6 +561,9 @@ class _Trainer:
             n_params=(self.model.member_params() if self.packed
                       else sum(p.numel() for p in self.model.parameters())),
             device_name=device_name(self.device))
+        if self.x_val is not None:
+            row.update(final_val_loss=last.get("val_loss", math.nan),
+                       final_val_accuracy=last.get("val_accuracy", math.nan))
         if self.x_test is not None:
             row.update(final_test_loss=last.get("test_loss", math.nan),
                        final_test_accuracy=last.get("test_accuracy", math.nan))

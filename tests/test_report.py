@@ -187,7 +187,7 @@ def test_best_cell_is_marked_in_each_column(reports, runs):
     best = int(np.argmin(means))
     table = [line for line in md.splitlines() if line.startswith("| relu |") or line.startswith("| tanh |")]
     loss_col = next(line for line in md.splitlines()
-                    if line.startswith("| activation |")).split("|").index(" final loss ")
+                    if line.startswith("| activation |")).split("|").index(" train loss ")
     bold = [i for i, line in enumerate(table[:8]) if line.split("|")[loss_col].strip().startswith("**")]
     assert bold == [best]
 
@@ -225,7 +225,7 @@ def test_findings_answer_the_questions(reports):
                      "**Dead units.**", "**What the init changes.**",
                      "**What accumulation costs and saves.**"):
         assert question in glance
-    assert "top group by final accuracy" in glance
+    assert "top group by train accuracy" in glance
     assert "fewest epochs to accuracy 0.5" in glance
     assert "init = xavier_uniform vs default, over 4 matched settings" in glance
     assert "k = 2 vs 1" in glance and "peak memory ×" in glance

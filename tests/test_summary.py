@@ -87,7 +87,7 @@ def test_an_activation_that_always_diverged_is_named_not_dropped():
     frame.loc[frame["model.activation"] == "sigmoid", ["final_accuracy", "status"]] = [np.nan, "diverged"]
     main = BY_COLUMN["final_accuracy"]
     comps = pairwise(frame, KEYS, "model.activation", main)
-    assert all(c.verdict(main) == "no finite final accuracy for sigmoid (diverged)" for c in comps)
+    assert all(c.verdict(main) == "no finite train accuracy for sigmoid (diverged)" for c in comps)
     lines = rankings(frame, KEYS, main, comps)
     assert all(line.endswith("diverged in every seed: sigmoid") for line in lines[1:])
 

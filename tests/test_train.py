@@ -145,7 +145,7 @@ def test_a_crashing_trial_is_a_failed_row(monkeypatch):
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
-    monkeypatch.setattr(train, "make_task", boom)
+    monkeypatch.setattr(train, "draw_task", boom)
     r = run_trial(one_spec())
     assert r.status == "failed" and r.trial["error"] == "RuntimeError: boom"
 
