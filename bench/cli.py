@@ -21,6 +21,7 @@ from .plugins import GROUPS, registered
 from .provenance import cuda_unavailable_reason
 from .rundata import show
 from .runner import Interrupted, RunOptions, Stopped, run_suite
+from .spec import TrialSpec
 from .suite import Suite, expand, load_suite
 from .tasks import TASKS
 
@@ -38,6 +39,17 @@ def _positive(text: str) -> int:
     return value
 
 
+def _seed_list(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of whole "
+                                         "numbers, e.g. 10,11,12") from None
+    if not seeds:
+        raise argparse.ArgumentTypeError("give at least one seed, e.g. 10,11,12")
+    return seeds
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -53,6 +65,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a run folder: trials already stored are not run again")
     run.add_argument("--dry-run", action="store_true", help="print the grid and run nothing")
+    run.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
+                     help="replace the suite's seeds (with [tune]: the evaluation seeds), e.g. "
+                          "to check its claims on seeds its author did not look at")
+    run.add_argument("--tune-seeds", type=_seed_list, metavar="S,S,...",
+                     help="replace a [tune] suite's tuning seeds")
     run.add_argument("--quick", action="store_true",
                      help="run only the grid points the suite's [[expect]] claims look at (what "
                           "CI checks; CUDA points are skipped rows without a GPU), then check "
@@ -149,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace, console: Console) -> int:
     suite = load_suite(args.suite)
+    if args.seeds is not None or args.tune_seeds is not None:
+        suite = suite.with_seeds(args.seeds, args.tune_seeds)
     pack = {None: "auto", True: "on", False: "off"}[args.pack]
     if args.quick:
         suite = _quick(suite, args.suite, console)
@@ -308,8 +327,17 @@ def _report(run_dir: Path, out: Path | None, formats: str, console: Console) -> 
 
 
 def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None:
-    table = Table(title=f"{suite.name}: {len(suite.points)} grid points x "
-                        f"{len(suite.seeds)} seeds = {len(expand(suite))} trials")
+    specs = expand(suite)
+    if suite.tune is not None:
+        from .tuning import planned_total
+        title = (f"{suite.name}: {len(suite.points)} grid points; {planned_total(suite)} trials "
+                 f"in two stages: {len(specs)} known now (tuning seeds "
+                 f"{','.join(map(str, suite.tune.seeds))}, and what has nothing to tune), then "
+                 f"each setting's pick of {', '.join(suite.tune.keys)} on the evaluation seeds")
+    else:
+        title = (f"{suite.name}: {len(suite.points)} grid points x {len(suite.seeds)} seeds = "
+                 f"{len(specs)} trials")
+    table = Table(title=escape(title))
     keys = suite.varied_keys
     has_variants = any(p.variant for p in suite.points)
     table.add_column("#", justify="right")
@@ -317,24 +345,38 @@ def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None
         table.add_column("variant")
     for key in keys:
         table.add_column(key)
-    table.add_column("seeds")
+    table.add_column("stage" if suite.tune is not None else "seeds")
     table.add_column("note")
     reasons: set[str] = set()
-    specs = expand(suite)
     runnable = [s for s in specs if not cuda_unavailable_reason(s.train.device)]
     packed = {s.trial_id for unit in plan(runnable, pack) if len(unit) > 1 for s in unit}
+    first = {}
+    for s in specs:  # each point's first trial, matched on its variant and config
+        first.setdefault((s.variant, repr(sorted(s.config.items()))), s)
     for i, point in enumerate(suite.points):
         overrides = dict(point.overrides)
         reason = cuda_unavailable_reason(point.train.device)
-        first = specs[i * len(suite.seeds)]
-        note = "skipped" if reason else ("packed" if first.trial_id in packed else "")
+        spec = first.get((point.variant, repr(sorted(TrialSpec(
+            suite.name, point.variant, 0, point.task, point.model, point.train).config.items()))))
+        note = "skipped" if reason else ("packed" if spec and spec.trial_id in packed else "")
+        if suite.tune is None:
+            stage = ",".join(map(str, suite.seeds))
+        elif spec is None:
+            stage = "eval, if picked"
+        else:
+            stage = ("tune" if spec.stage == "tune" else "eval (nothing to tune)")
         cells = [str(i + 1)] + ([point.variant] if has_variants else [])
         cells += [_cell(overrides.get(k, "")) for k in keys]
-        cells += [",".join(map(str, suite.seeds)), note]
+        cells += [stage, note]
         if reason:
             reasons.add(reason)
-        table.add_row(*cells)
+        table.add_row(*[escape(c) for c in cells])
     console.print(table)
+    if suite.tune is not None:
+        console.print(f"evaluation seeds: {','.join(map(str, suite.seeds))}; the picks are made "
+                      f"on {suite.tune.metric} over the tuning seeds", highlight=False)
+    for warning in suite.warnings:
+        console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     for reason in sorted(reasons):
         console.print(f"skipped: {reason}", highlight=False)
 

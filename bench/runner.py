@@ -10,7 +10,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -31,6 +33,8 @@ from .spec import TrialSpec
 from .store import RunStore
 from .suite import Suite, expand
 from .train import TrialResult, run_trial
+from .tuning import pick, planned_total, second_stage, tune_device
+from .tuning import warnings as tuning_warnings
 
 
 class Interrupted(Exception):
@@ -91,31 +95,22 @@ def _main_functions(spec: TrialSpec) -> list[str]:
 
 def _run_suite(suite: Suite, options: RunOptions, console: Console | None, client) -> RunStore:
     console = console or Console(stderr=True)
-    specs = expand(suite)
+    for warning in suite.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, highlight=False)
+    specs = expand(suite)  # with [tune]: the tuning stage, and what has nothing to tune
     order = [s.trial_id for s in specs]
     store = _open_store(suite, options)
     store.consolidate(order)  # the tables exist from the start (and a resume rebuilds them)
     done = store.done()
     todo = [s for s in specs if s.trial_id not in done]
-    # Trials whose device is missing are rows too, recorded at once and never dropped. On a
-    # Dask cluster a CUDA trial's device is the workers' concern (cluster.py), not this machine's.
-    remote_cuda = client is not None and options.scheduler is not None
-
-    def missing(spec: TrialSpec) -> str | None:
-        return None if remote_cuda else cuda_unavailable_reason(spec.train.device)
-
-    skipped = [s for s in todo if missing(s)]
-    runnable = [s for s in specs if not missing(s)]
-    # Planned on the whole grid, so that a resumed run packs what its first session packed.
-    units = plan(runnable, options.pack, todo={s.trial_id for s in todo})
-    packs = [u for u in units if len(u) > 1]
+    total = planned_total(suite) if suite.tune is not None else len(specs)
     if client is not None:
         from .cluster import describe
         where = describe(client)
         workers, executor = where["workers"], "dask"
     else:
         workers = options.resolved_workers()
-        local = sorted({p for s in todo for p in _main_functions(s)})
+        local = sorted({p for s in specs for p in _main_functions(s)})
         if local and workers > 1:
             console.print(f"{', '.join(local)}: defined in __main__ (a notebook or a script), "
                           "so the trials run in this process, one at a time", soft_wrap=True,
@@ -123,14 +118,14 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
             workers = 1
         where, executor = {}, "processes" if workers > 1 else "serial"
     session = {"started_at": now_utc(), "executor": executor, "workers": workers, **where,
-               "threads": options.threads, "pack": options.pack,
-               "packs": len(packs), "trials_packed": sum(len(u) for u in packs),
-               "trials_planned": len(todo), "trials_already_stored": len(specs) - len(todo)}
+               "threads": options.threads, "pack": options.pack, "packs": 0,
+               "trials_packed": 0, "trials_planned": 0,
+               "trials_already_stored": len(specs) - len(todo)}
     store.manifest.setdefault("sessions", []).append(session)
     store.update_manifest(state="running", executor=executor, workers=workers,
-                          threads=options.threads, trials_total=len(specs),
-                          scheduler=where.get("scheduler"))
-    packed = (f", {session['trials_packed']} of them in {len(packs)} packs" if packs else "")
+                          threads=options.threads, trials_total=total,
+                          scheduler=where.get("scheduler"), seeds=list(suite.seeds),
+                          **({"tune_seeds": list(suite.tune.seeds)} if suite.tune else {}))
     on = f" on Dask {where['scheduler']}" if where else ""
     if client is not None:
         from .cluster import slow_malloc_workers
@@ -141,49 +136,30 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
                           "MALLOC_TRIM_THRESHOLD_ set (the nanny's default), which makes "
                           "training up to 2.4x slower: start workers with --no-nanny, or see "
                           "the README's 'Scaling out'", soft_wrap=True, highlight=False)
-    console.print(f"[bold]{suite.name}[/]: {len(specs)} trials, {len(todo)} to run{packed}, "
-                  f"{workers} worker(s){on} x {options.threads} thread(s) -> {store.dir}",
+    staged = " in two stages (tune, then evaluate the picks)" if suite.tune is not None else ""
+    console.print(f"[bold]{escape(suite.name)}[/]: {total} trials{staged}, {len(todo)} to run "
+                  f"now, {workers} worker(s){on} x {options.threads} thread(s) -> {store.dir}",
                   soft_wrap=True, highlight=False)
 
     state = "interrupted"
     progress = _progress(console)
-    task = progress.add_task(suite.name, total=len(todo), last="")
-
-    finished = [0]  # a closure counter for the one-line-per-trial log
-    pacer = _Pacer()
-
-    pack_ends = {u[-1].trial_id for u in units if len(u) > 1}
-
-    def on_result(spec: TrialSpec, result: TrialResult) -> None:
-        store.add(result)
-        # The tables follow the parts closely, at a bounded cost; a pack's members arrive
-        # together, so its last one brings the tables up to date whatever the pacer says.
-        if pacer.due() or spec.trial_id in pack_ends:
-            with pacer.timed():
-                store.consolidate(order)
-        finished[0] += 1
-        progress.update(task, advance=1, last=_headline(spec, result))
-        if progress.disable:  # a log file or CI: one line per trial instead of a bar
-            console.print(f"[{finished[0]}/{len(todo)}] {_headline(spec, result)}",
-                          highlight=False, markup=False)
-
+    stage = _Stage(store, options, client, workers, progress, order, session, console)
     try:
         with progress:
-            for spec in skipped:
-                on_result(spec, run_trial(spec, options.threads))
-            cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
-            cuda = [u for u in units if u[0].train.device.startswith("cuda")]
-            if client is not None:
-                from .cluster import run_dask
-                run_dask(units, client, options.threads, on_result,
-                         local_cuda=options.cluster is not None)
-            elif workers > 1 and len(cpu) > 1:
-                run_processes(cpu, workers, options.threads, on_result)
-            else:
-                run_serial(cpu, options.threads, on_result)
-            if client is None:
-                # One GPU unit at a time: timings from a shared GPU mean nothing.
-                run_serial(cuda, options.threads, on_result)
+            stage.run(specs, "tune" if suite.tune is not None else suite.name)
+            if suite.tune is not None:
+                picks = pick(suite, pd.read_parquet(store.dir / "trials.parquet"))
+                for line in tuning_warnings(picks):
+                    console.print(f"[yellow]tuning:[/] {escape(line)}", soft_wrap=True,
+                                  highlight=False)
+                store.update_manifest(tuning={"keys": suite.tune.keys,
+                                              "metric": suite.tune.metric,
+                                              "seeds": list(suite.tune.seeds),
+                                              "device": tune_device(suite),
+                                              "picks": [p.as_json() for p in picks]})
+                evaluation = second_stage(suite, picks)
+                order += [s.trial_id for s in evaluation]
+                stage.run(evaluation, "eval")
         state = "finished"
     except KeyboardInterrupt:
         raise Interrupted(store.dir) from None
@@ -199,6 +175,69 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
         store.update_manifest(state=state, finished_at=session["finished_at"],
                               trials_by_status=counts)
     return store
+
+
+class _Stage:
+    """Runs one list of trials (a stage) through the executor, storing each as it finishes."""
+
+    def __init__(self, store: RunStore, options: RunOptions, client, workers: int,
+                 progress: Progress, order: list[str], session: dict, console: Console):
+        self.store, self.options, self.client, self.workers = store, options, client, workers
+        self.progress, self.order, self.session, self.console = progress, order, session, console
+        self.pacer = _Pacer()
+        # On a Dask cluster a CUDA trial's device is the workers' concern (cluster.py), not
+        # this machine's.
+        self.remote_cuda = client is not None and options.scheduler is not None
+
+    def _missing(self, spec: TrialSpec) -> str | None:
+        return None if self.remote_cuda else cuda_unavailable_reason(spec.train.device)
+
+    def run(self, specs: list[TrialSpec], label: str) -> None:
+        store, options, session = self.store, self.options, self.session
+        done = store.done()
+        todo = [s for s in specs if s.trial_id not in done]
+        session["trials_planned"] += len(todo)
+        # Trials whose device is missing are rows too, recorded at once and never dropped.
+        skipped = [s for s in todo if self._missing(s)]
+        runnable = [s for s in specs if not self._missing(s)]
+        # Planned on the whole stage, so that a resumed run packs what its first session packed.
+        units = plan(runnable, options.pack, todo={s.trial_id for s in todo})
+        packs = [u for u in units if len(u) > 1]
+        session["packs"] += len(packs)
+        session["trials_packed"] += sum(len(u) for u in packs)
+        task = self.progress.add_task(label, total=len(todo), last="")
+        finished = [0]  # a closure counter for the one-line-per-trial log
+        pack_ends = {u[-1].trial_id for u in units if len(u) > 1}
+
+        def on_result(spec: TrialSpec, result: TrialResult) -> None:
+            store.add(result)
+            # The tables follow the parts closely, at a bounded cost; a pack's members arrive
+            # together, so its last one brings the tables up to date whatever the pacer says.
+            if self.pacer.due() or spec.trial_id in pack_ends:
+                with self.pacer.timed():
+                    store.consolidate(self.order)
+            finished[0] += 1
+            self.progress.update(task, advance=1, last=_headline(spec, result))
+            if self.progress.disable:  # a log file or CI: one line per trial instead of a bar
+                self.console.print(f"[{label} {finished[0]}/{len(todo)}] {_headline(spec, result)}",
+                                   highlight=False, markup=False)
+
+        for spec in skipped:
+            on_result(spec, run_trial(spec, options.threads))
+        cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
+        cuda = [u for u in units if u[0].train.device.startswith("cuda")]
+        if self.client is not None:
+            from .cluster import run_dask
+            run_dask(units, self.client, options.threads, on_result,
+                     local_cuda=options.cluster is not None)
+        elif self.workers > 1 and len(cpu) > 1:
+            run_processes(cpu, self.workers, options.threads, on_result)
+        else:
+            run_serial(cpu, options.threads, on_result)
+        if self.client is None:
+            # One GPU unit at a time: timings from a shared GPU mean nothing.
+            run_serial(cuda, options.threads, on_result)
+        store.consolidate(self.order)
 
 
 class _Pacer:

@@ -56,6 +56,7 @@ class TrialSpec:
     task: TaskConfig
     model: ModelConfig
     train: TrainConfig
+    stage: str = ""  # "tune" or "eval" in a suite with a [tune] protocol; "" without one
 
     @cached_property
     def config(self) -> dict[str, Any]:
@@ -73,13 +74,16 @@ class TrialSpec:
         kind = self.task.kind
         config = {k: v for k, v in self.config.items()
                   if not any((w, k) in ADDED_KEYS and v == ADDED_KEYS[w, k] for w in (kind, "*"))}
-        blob = json.dumps({"variant": self.variant, "seed": self.seed, "config": config},
-                          sort_keys=True, separators=(",", ":"))
+        identity = {"variant": self.variant, "seed": self.seed, "config": config}
+        if self.stage:  # left out without a protocol, so that ids stored before it hold
+            identity["stage"] = self.stage
+        blob = json.dumps(identity, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def label(self) -> str:
         """A short human name: the variant and the activation, init and lr."""
-        parts = [self.variant] if self.variant else []
+        parts = [self.stage] if self.stage else []
+        parts += [self.variant] if self.variant else []
         parts += [self.model.activation, self.model.init, f"lr={self.train.lr:g}"]
         if self.train.accumulation_steps > 1:
             parts.append(f"k={self.train.accumulation_steps}")

@@ -43,7 +43,7 @@ DONE = ("ok", "diverged")
 _TYPES = {
     **dict.fromkeys(["seed", "epoch", "layer", "diverged_epoch", "epochs_to_target",
                      "peak_memory_bytes", "n_params", "threads"], pa.int64()),
-    **dict.fromkeys(["trial_id", "suite", "variant", "status", "error", "worker",
+    **dict.fromkeys(["trial_id", "suite", "variant", "stage", "status", "error", "worker",
                      "device_name", "started_at", "train.target.metric"], pa.string()),
     "train.target.value": pa.float64(),
     "model.hidden": pa.list_(pa.int64()),

@@ -53,6 +53,49 @@ class Expect(BaseModel):
         return self
 
 
+class Tune(BaseModel):
+    """The ``[tune]`` table: a tuned comparison. Each setting of the other keys gets the value
+    of ``keys`` with the best mean ``metric`` (on the validation split) over the tuning
+    ``seeds``; that pick is then trained on the suite's ``seeds``, the evaluation seeds, and
+    reported on the test split (tuning.py)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    keys: list[str] = Field(min_length=1, description="[sweep] keys tuned per setting, e.g. "
+                            "[\"train.lr\"]")
+    metric: str = Field(description="the selection metric: final_val_accuracy or final_val_loss")
+    seeds: list[int] = Field(min_length=1, description="tuning seeds, none of them an "
+                             "evaluation seed")
+    device: str | None = Field(None, description="where the tuning stage trains (default: the "
+                               "grid's first device); its picks apply to every device")
+
+    @field_validator("metric")
+    @classmethod
+    def _metric(cls, value: str) -> str:
+        if value not in TUNE_METRICS:
+            raise ValueError(f"{value!r} is not a validation metric; valid choices: "
+                             f"{', '.join(TUNE_METRICS)}")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value!r} repeats a seed")
+        return value
+
+    @field_validator("keys")
+    @classmethod
+    def _keys(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"{value!r} repeats a key")
+        if "train.device" in value:
+            raise ValueError("train.device cannot be tuned: the picks apply to every device")
+        return value
+
+
+TUNE_METRICS = ("final_val_accuracy", "final_val_loss")
+
+
 class _RawSuite(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
     name: str
@@ -64,6 +107,7 @@ class _RawSuite(BaseModel):
     sweep: dict[str, list[Any]] = Field(default_factory=dict)
     variant: list[dict[str, Any]] = Field(default_factory=list)
     expect: list[Expect] = Field(default_factory=list)
+    tune: Tune | None = None
 
     @field_validator("name")
     @classmethod
@@ -100,6 +144,32 @@ class Suite:
     expect: tuple[Expect, ...]
     text: str
     source: str
+    tune: Tune | None = None
+    warnings: tuple[str, ...] = ()  # said when the suite loads; nothing is wrong enough to stop
+
+    @property
+    def all_seeds(self) -> tuple[int, ...]:
+        """Every seed a trial of the suite may have: the tuning seeds, then the evaluation seeds."""
+        return tuple(self.tune.seeds if self.tune else ()) + self.seeds
+
+    def with_seeds(self, seeds=None, tune_seeds=None) -> Suite:
+        """The same suite on other seeds (``bench run --seeds``, ``--tune-seeds``): its claims
+        re-checked on seeds its author did not look at."""
+        import dataclasses
+
+        out = self
+        if seeds is not None:
+            out = dataclasses.replace(out, seeds=_seed_list(seeds, "--seeds", self.source))
+        if tune_seeds is not None:
+            if self.tune is None:
+                raise UserError("--tune-seeds: this suite has no [tune] table, so no tuning "
+                                "stage", source=self.source, key="--tune-seeds")
+            tune = self.tune.model_copy(update={"seeds": list(_seed_list(
+                tune_seeds, "--tune-seeds", self.source))})
+            out = dataclasses.replace(out, tune=tune)
+        if out.tune is not None:
+            _check_tune_seeds(out.tune, out.seeds, out.source, "--seeds / --tune-seeds")
+        return out
 
     @property
     def varied_keys(self) -> list[str]:
@@ -158,8 +228,77 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     if seen_errors:
         raise _raise_problems(list(seen_errors.values()), source)
     _check_column_types(configs, source)
-    return Suite(raw.name, raw.description, tuple(raw.seeds), tuple(points.values()),
-                 tuple(raw.expect), text, source)
+    grid = tuple(points.values())
+    if raw.tune is not None:
+        _check_tune(raw, grid, source)
+    suite = Suite(raw.name, raw.description, tuple(raw.seeds), grid, tuple(raw.expect), text,
+                  source, raw.tune, tuple(_warnings(grid)))
+    from .claims import check_claims  # the claims against the grid, before anything trains
+
+    check_claims(suite)
+    return suite
+
+
+def _seed_list(seeds, option: str, source: str) -> tuple[int, ...]:
+    values = tuple(seeds)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        raise UserError(f"{option} {values!r}: give one or more whole numbers, e.g. 10,11,12",
+                        source=source, key=option)
+    if len(set(values)) != len(values):
+        raise UserError(f"{option} {list(values)!r} repeats a seed", source=source, key=option)
+    return values
+
+
+def _check_tune_seeds(tune: Tune, seeds, source: str, where: str = "[tune] seeds") -> None:
+    shared = sorted(set(tune.seeds) & set(seeds))
+    if shared:
+        raise UserError(f"{where}: {shared} are both tuning and evaluation seeds; the picks are "
+                        "evaluated on seeds the tuning never saw, so keep the two sets apart",
+                        source=source, key="tune.seeds", value=shared)
+
+
+def _check_tune(raw: _RawSuite, grid: tuple[GridPoint, ...], source: str) -> None:
+    """``[tune]`` against the grid: swept keys, splits to select and report on, the device."""
+    tune, problems = raw.tune, []
+    for key in tune.keys:
+        if key not in raw.sweep:
+            problems.append(f"[tune] keys: {key!r} is not a [sweep] key{did_you_mean(key, raw.sweep)}"
+                            f"; valid choices: {', '.join(raw.sweep) or '(no [sweep])'}")
+    for split, fraction in (("val", "val_fraction"), ("test", "test_fraction")):
+        lacking = [p for p in grid if not getattr(p.task, f"has_{split}_split")]
+        if lacking:
+            what = ("the tuning stage selects on a validation split" if split == "val" else
+                    "the evaluation stage reports on a held-out test split")
+            problems.append(f"[tune]: {what}, and task {lacking[0].task.kind!r} has none here: "
+                            f"set [task] {fraction} (e.g. 0.2)")
+    if tune.metric.endswith("accuracy"):
+        regression = [p for p in grid if p.task.problem != "classification"]
+        if regression:
+            problems.append(f"[tune] metric: {tune.metric!r} needs a classification task; "
+                            f"{regression[0].task.kind!r} is regression: use 'final_val_loss'")
+    devices = list(dict.fromkeys(p.train.device for p in grid))
+    if tune.device is not None and tune.device not in devices:
+        problems.append(f"[tune] device: {tune.device!r} is not a device of the grid; valid "
+                        f"choices: {', '.join(devices)}")
+    if problems:
+        raise UserError("\n".join(problems[:_MAX_MESSAGES]), source=source)
+    _check_tune_seeds(tune, raw.seeds, source)
+
+
+def _warnings(grid: tuple[GridPoint, ...]) -> list[str]:
+    """Sweeps that run but measure something else than they seem to."""
+    out = []
+    confounded = [p for p in grid if p.train.batch_size == "full"
+                  and p.train.accumulation_steps > 1 and p.train.lr_scaling != "none"]
+    if confounded:
+        t = confounded[0].train
+        out.append(f"train.accumulation_steps = {t.accumulation_steps} with train.batch_size = "
+                   f"\"full\" and train.lr_scaling = {t.lr_scaling!r} ({len(confounded)} grid "
+                   "point(s)): the full batch split in k micro-batches is the same optimizer "
+                   f"step, so the step's batch does not grow; only the lr is scaled (to "
+                   f"{t.lr_effective:g} from {t.lr:g}). Compare k with an integer batch_size, "
+                   "or keep lr_scaling = \"none\" with the full batch")
+    return out
 
 
 def _check_column_types(configs: list[dict[str, Any]], source: str) -> None:
@@ -202,7 +341,13 @@ def parse_claims(text: str, source: str = "<suite>") -> tuple[Expect, ...]:
 
 
 def expand(suite: Suite) -> list[TrialSpec]:
-    """Grid points times seeds, in file order. Pure: touches no device and no file."""
+    """Grid points times seeds, in file order. Pure: touches no device and no file. With a
+    ``[tune]`` table, the trials known before anything trains: the tuning stage, and the
+    evaluation of settings with nothing to tune (``tuning.first_stage``)."""
+    if suite.tune is not None:
+        from .tuning import first_stage
+
+        return first_stage(suite)
     return [TrialSpec(suite.name, p.variant, seed, p.task, p.model, p.train)
             for p in suite.points for seed in suite.seeds]
 

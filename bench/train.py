@@ -57,7 +57,7 @@ def trial_row(spec: TrialSpec, threads: int, pack_size: int = 1) -> dict:
     """The trials-table row of ``spec`` before it runs: config filled, metrics empty.
     ``pack_size``: trials trained together as one packed model (1: alone)."""
     return {"trial_id": spec.trial_id, "suite": spec.suite, "variant": spec.variant,
-            "seed": spec.seed, **spec.config, "status": "ok", "error": None,
+            "stage": spec.stage, "seed": spec.seed, **spec.config, "status": "ok", "error": None,
             "diverged_epoch": None, **{m: math.nan for m in _METRICS},
             "epochs_to_target": None, "peak_memory_bytes": None, "n_params": None,
             "lr_effective": spec.train.lr_effective, "device_name": None,
