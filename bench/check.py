@@ -22,7 +22,7 @@ import pandas as pd
 
 from .errors import UserError, did_you_mean
 from .rundata import RunData, equals, hashable, settings, show
-from .stats import mean_ci
+from .stats import mean_ci, welch
 from .suite import Expect, parse_claims
 
 LOWER_IS_BETTER = ("loss", "time", "memory", "epochs_to_target", "dead", "saturated", "error")
@@ -39,6 +39,15 @@ class PointCheck:
     n: int               # seeds with a finite value
     ok: bool
     diverged: int = 0     # seeds that diverged (they fail the point whatever the mean)
+    low: float = math.nan   # the 95% t-interval of the mean (Welch's of the difference, with vs)
+    high: float = math.nan
+
+    def resolved(self, claim: Expect) -> bool:
+        """Whether the whole interval is on one side of the bound: the verdict would not
+        change with the seeds' noise. False with one seed (no interval)."""
+        if not (math.isfinite(self.low) and math.isfinite(self.high)):
+            return False
+        return _holds(claim, self.low) == _holds(claim, self.high) == _holds(claim, self.value)
 
 
 @dataclass
@@ -60,6 +69,23 @@ class ClaimResult:
         if not self.points:
             return None
         return min(self.points, key=lambda p: -math.inf if p.diverged else _margin(self.claim, p.value))
+
+    @property
+    def warning(self) -> str:
+        """Where the seeds are too few for the claim: an interval that crosses the bound."""
+        loose = [p for p in self.points if not p.diverged and not p.resolved(self.claim)]
+        if not loose:
+            return ""
+        p = min(loose, key=lambda p: abs(_margin(self.claim, p.value)))
+        what = "difference" if self.claim.vs else "mean"
+        where = ", ".join(f"{k} = {show(v)}" for k, v in p.point.items())
+        if not (math.isfinite(p.low) and math.isfinite(p.high)):
+            return (f"too few seeds for this claim: {p.n} seed(s), so no interval for the {what}"
+                    + (f" at {where}" if where else ""))
+        return (f"too few seeds for this claim: the 95% interval of the {what}, "
+                f"[{p.low:.4g}, {p.high:.4g}], crosses the bound ({self.bound()})"
+                + (f" at {where}" if where else "") +
+                (f"; {len(loose)} of {len(self.points)} points" if len(self.points) > 1 else ""))
 
     def bound(self) -> str:
         c = self.claim
@@ -130,22 +156,35 @@ def _select(frame: pd.DataFrame, conditions: dict) -> pd.DataFrame:
     return frame[mask]
 
 
+def _trials(run: RunData, claim: Expect) -> pd.DataFrame:
+    """The trials a claim speaks of: with a [tune] protocol, the evaluation stage's (the picks
+    on fresh seeds), unless the claim names a stage itself."""
+    trials = run.trials
+    if "stage" in trials and "stage" not in claim.where and (trials["stage"] == "eval").any():
+        return trials[trials["stage"] == "eval"]
+    return trials
+
+
 def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
     _validate(run, i, claim)
     result = ClaimResult(i, claim)
-    matched = _select(run.trials, claim.where)
+    trials = _trials(run, claim)
+    matched = _select(trials, claim.where)
     if matched.empty:
         where = ", ".join(f"{k} = {show(v)}" for k, v in claim.where.items())
         raise UserError(f"[[expect]] #{i}: no trial has {where} all at once (each value exists, "
                         "the combination does not)", key="where", value=claim.where)
     vs_side = None
     if claim.vs:
-        vs_side = _select(run.trials, {**claim.where, **claim.vs})
+        vs_side = _select(trials, {**claim.where, **claim.vs})
         if set(vs_side["trial_id"]) == set(matched["trial_id"]):
             raise UserError(f"[[expect]] #{i}: vs changes nothing: it selects the same trials as "
                             "where", key="vs", value=claim.vs)
     ran = matched[matched["status"].isin(("ok", "diverged"))]
-    keys = [k for k in run.varied_keys if k not in claim.where]
+    tuned = (run.manifest.get("tuning") or {}).get("keys") or []
+    # at the evaluation stage the tuned keys are each setting's pick, not an axis to match on
+    keys = [k for k in run.varied_keys if k not in claim.where
+            and not (k in tuned and trials is not run.trials)]
     if ran.empty:
         reasons = sorted(set(matched["error"].dropna()))
         result.note = "no matched trial ran" + (f": {reasons[0]}" if reasons else "")
@@ -157,24 +196,38 @@ def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
         if claim.vs and all(k in point and point[k] == _norm(v) for k, v in claim.vs.items()):
             continue  # this point is the comparison itself
         est = mean_ci(group[claim.metric])  # the finite seeds' mean, and how many
-        value, n = est.mean, est.n
+        value, n, low, high = est.mean, est.n, est.low, est.high
         diverged = int((group["status"] == "diverged").sum())
         if claim.vs:
             other = _compared(run, vs_side, point, claim)
             if other.empty:
                 continue  # the compared point did not run (skipped): nothing to compare here
             base = mean_ci(other[claim.metric])
+            low, high = _difference_interval(group, other, claim.metric)
             value, n = value - base.mean, min(n, base.n)
             diverged += int((other["status"] == "diverged").sum())
         if n == 0 and not diverged:
             continue  # the metric has no value here by nature (a tanh net's dead fraction)
         # a diverged seed fails any bound, even when the other seeds' mean would pass
         result.points.append(PointCheck(point, value, n, _holds(claim, value) and not diverged,
-                                        diverged))
+                                        diverged, low, high))
     if not result.points:
         result.note = ("the compared trials did not run" if claim.vs else
                        f"{claim.metric} has no value in the matched trials")
     return result
+
+
+def _difference_interval(group: pd.DataFrame, other: pd.DataFrame, metric: str) -> tuple:
+    """The 95% interval of mean(group) − mean(other): paired by seed where both sides ran the
+    same seeds (a seed draws the same data on both sides, so its difference is the cleaner
+    sample), else Welch's."""
+    a = group.set_index("seed")[metric]
+    b = other.set_index("seed")[metric]
+    if a.index.is_unique and b.index.is_unique and set(a.index) == set(b.index):
+        est = mean_ci(a - b.reindex(a.index))
+        return est.low, est.high
+    d = welch(group[metric], other[metric])
+    return d.low, d.high
 
 
 def _compared(run: RunData, vs_side: pd.DataFrame, point: dict, claim: Expect) -> pd.DataFrame:

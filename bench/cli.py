@@ -310,6 +310,10 @@ def _check(run_dir: Path, console: Console) -> int:
         table.add_row(str(r.index), escape(r.text()), r.claim.metric, escape(describe_point(r)),
                       r.bound(), f"[{style[r.verdict]}]{r.verdict}[/]")
     console.print(table)
+    for r in results:
+        if r.warning and r.verdict != "not checked":
+            console.print(f"warning: claim #{r.index}: {r.warning}", highlight=False,
+                          markup=False, soft_wrap=True)
     failed = [r for r in results if r.verdict == "fail"]
     unchecked = [r for r in results if r.verdict == "not checked"]
     console.print(f"{len(results) - len(failed) - len(unchecked)} passed, {len(failed)} failed, "

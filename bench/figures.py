@@ -318,6 +318,9 @@ def fig_dead_saturated(run: RunData, section: Section) -> Figure | None:
         for ax in axes.flat:
             for h, lab in zip(*ax.get_legend_handles_labels()):
                 handles.setdefault(lab, h)
+        if not handles:  # no shown trial has the curves (their activations sit elsewhere)
+            plt.close(fig)
+            return None
         fig.legend(list(handles.values()), list(handles.keys()), loc="upper center",
                    ncol=min(len(handles), 6), frameon=False)
     return Figure("fig3_dead_saturated", "Dead and saturated units over training",
@@ -837,7 +840,72 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
                   f"over seeds{', at ' + setting if setting else ''}.", fig)
 
 
+# -- 0. the tuning stage: how sensitive each activation is to the tuned value ---------------------
+
+def fig_lr_sensitivity(run: RunData, section: Section) -> Figure | None:
+    """The validation metric against the tuned value (the first tuned key), one line per
+    activation with 95% t-interval bars over the tuning seeds, one panel per other key (the
+    init), each setting's pick ringed. Drawn from the tuning stage of a [tune] run."""
+    tuning = run.manifest.get("tuning") or {}
+    keys, metric = tuning.get("keys") or [], tuning.get("metric")
+    if not keys or "stage" not in run.ran:
+        return None
+    key = keys[0]
+    tune = run.ran[(run.ran["stage"] == "tune") & (run.ran["task.kind"] == section.task)]
+    if tune.empty or metric not in tune or ACTIVATION not in tune:
+        return None
+    others = [k for k in run.varied_keys if k not in (key, ACTIVATION, "train.device", "variant")
+              and k not in keys and keyed(tune[k]).nunique() > 1][:1]
+    panels = run.levels(others[0], tune) if others else [None]
+    picks = {}
+    for p in tuning.get("picks", []):
+        if p.get("tuned") and p.get("values"):
+            ctx = p.get("context") or {}
+            picks[(ctx.get(ACTIVATION), ctx.get(others[0]) if others else None)] = p["values"][key]
+    fraction = metric.endswith("accuracy")
+    scale = 100.0 if fraction else 1.0
+    with sns.axes_style("whitegrid"):
+        fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.3), squeeze=False,
+                                 sharey=True)
+        for ax, level in zip(axes[0], panels):
+            sub = tune if level is None else tune[equals(tune[others[0]], level)]
+            for act in run.levels(ACTIVATION, sub):
+                g = sub[sub[ACTIVATION] == act]
+                band = _t_band(g[[key, metric]].replace([np.inf, -np.inf], np.nan).dropna(),
+                               key, metric)
+                if band.empty:
+                    continue
+                err = np.vstack([band["mean"] - band["low"], band["high"] - band["mean"]]) * scale
+                ax.errorbar(band[key], band["mean"] * scale, yerr=np.nan_to_num(err), marker="o",
+                            ms=3.5, lw=1.4, capsize=2.5, color=color(act), label=act)
+                chosen = picks.get((act, level))
+                at = band[band[key] == chosen]
+                if len(at):
+                    ax.plot(at[key], at["mean"] * scale, marker="o", ms=11, mfc="none",
+                            mec=color(act), mew=1.8, ls="none")
+            values = pd.to_numeric(sub[key], errors="coerce").dropna()
+            if len(values) and values.min() > 0 and values.max() / values.min() >= 10:
+                ax.set_xscale("log")
+            ax.set_xlabel(f"{short(key)} (tuned)")
+            if level is not None:
+                ax.set_title(f"{short(others[0])} = {show(level)}")
+        label = metric.replace("final_val_", "validation ")
+        axes[0, 0].set_ylabel(f"{label} (%)" if fraction else label)
+        if not fraction:
+            for ax in axes[0]:
+                ax.set_yscale("log")
+        fig.tight_layout(rect=(0, 0, 1, 0.88))
+        _legend(fig, axes)
+    seeds = ", ".join(str(s) for s in tuning.get("seeds", []))
+    return Figure("fig0_lr_sensitivity", f"Sensitivity to {short(key)}: the tuning stage",
+                  f"Mean {label} over the tuning seeds ({seeds}) at each {short(key)} of the sweep, "
+                  "with 95% t-interval bars, one line per activation; the ringed point is each "
+                  "setting's pick, which the evaluation stage then trains on fresh seeds. A pick "
+                  "at either end of the axis may have its best value outside the grid.", fig)
+
+
 FIGURES: tuple[Callable[[RunData, Section], Figure | None], ...] = (
+    fig_lr_sensitivity,
     lambda run, s: fig_curves(run, s, "loss"),
     lambda run, s: fig_curves(run, s, "accuracy") if s.problem == "classification" else None,
     fig_heatmap,

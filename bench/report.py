@@ -22,7 +22,7 @@ from .formatting import DASH, estimate, interval, p_value, signed
 from .rundata import RunData, hashable, show
 from .stats import CONFIDENCE
 from .store import atomic_write_bytes
-from .summary import Comparison, Section, sections, setting_text, short
+from .summary import BY_COLUMN, Comparison, Section, sections, setting_text, short
 
 FORMATS = ("html", "md")
 METHODS = (
@@ -83,6 +83,7 @@ class SectionView:
     main_metric: str
     notes: list[str] = field(default_factory=list)   # said under the headline table
     n_called: int = 0
+    rankings: list = field(default_factory=list)     # of RankingView: a tuned run's answer
 
 
 # -- header ---------------------------------------------------------------------------------------
@@ -218,16 +219,106 @@ def _comparisons(section: Section) -> Table | None:
     others = [k for k in section.keys if k != "model.activation"]
     d_unit = main.diff_unit or unit
     columns = [short(k) for k in others] + ["a", "b", f"a − b ({d_unit})" if d_unit else "a − b",
-                                            "95% CI", "seeds", "p (Welch)", "p (Holm)", "verdict"]
+                                            "95% CI", "seeds", "detectable", "p (Welch)",
+                                            "p (Holm)", "verdict"]
     rows = []
     for c in section.comparisons:
+        mdd = c.diff.detectable()
         rows.append([Cell(show(c.context[k]), _sortable(c.context[k])) for k in others] + [
             Cell(show(c.a)), Cell(show(c.b)), Cell(signed(c.diff.diff * scale, 3), c.diff.diff),
             Cell(interval(c.diff.low, c.diff.high, scale)),
-            Cell(f"{c.diff.n_a} vs {c.diff.n_b}"), Cell(p_value(c.diff.p), _num(c.diff.p)),
+            Cell(f"{c.diff.n_a} vs {c.diff.n_b}"),
+            Cell(f"{mdd * scale:.3g}" if math.isfinite(mdd) else DASH, _num(mdd)),
+            Cell(p_value(c.diff.p), _num(c.diff.p)),
             Cell(p_value(c.p_holm), _num(c.p_holm)), Cell(c.verdict(main), best=_called(c))])
-    numeric = [False] * len(others) + [False, False, True, True, True, True, True, False]
+    numeric = [False] * len(others) + [False, False, True, True, True, True, True, True, False]
     return Table(columns, rows, numeric)
+
+
+@dataclass
+class RankingView:
+    title: str
+    table: Table
+    notes: list[str]
+
+
+def _rankings(run: RunData, section: Section) -> list[RankingView]:
+    """The first table of a tuned run: each setting at its pick, by the test metric."""
+    from .ranking import rankings
+
+    out = []
+    for r in rankings(run, section):
+        unit, scale = r.metric.unit(section.frame[r.metric.column])
+        head = [short(k) for k in r.keys] + [f"{short(k)} (tuned)" for k in r.tuned]
+        label = f"{r.metric.label} ({unit})" if unit else r.metric.label
+        columns = ["rank"] + head + [label, "seeds"]
+        if r.second:
+            s_unit, s_scale = r.second.unit(section.frame[r.second.column])
+            columns.append(f"{r.second.label} ({s_unit})" if s_unit else r.second.label)
+        columns += [f"{r.tune_metric} at the pick (tuning seeds)", "behind the best",
+                    "detectable", "p (Holm)", "verdict"]
+        d_unit = r.metric.diff_unit or unit
+        rows = []
+        for i, row in enumerate(r.rows, 1):
+            cells = [Cell(str(i), i)]
+            cells += [Cell(show(row.setting.get(k)), _sortable(row.setting.get(k))) for k in r.keys]
+            cells += [Cell(show(row.picked.get(k)) + (" (edge)" if row.at_edge else ""),
+                           _sortable(row.picked.get(k))) for k in r.tuned]
+            cells += [Cell(estimate(row.main, scale), _num(row.main.mean), best=i == 1),
+                      Cell(str(row.main.n), row.main.n)]
+            if r.second:
+                cells.append(Cell(estimate(row.second, s_scale), _num(row.second.mean)))
+            t_unit, t_scale = (BY_COLUMN[r.tune_metric].unit(section.frame[r.metric.column])
+                               if r.tune_metric in BY_COLUMN else ("", 1.0))
+            cells.append(Cell(estimate(row.tuning, t_scale) if row.tuning else DASH))
+            d = row.vs_best
+            if d is None:
+                cells += [Cell(DASH), Cell(DASH), Cell(DASH)]
+            else:
+                behind = d.diff if r.metric.better == "max" else -d.diff
+                mdd = d.detectable()
+                cells += [Cell(f"{behind * scale:.3g}{' ' + d_unit if d_unit else ''}", behind),
+                          Cell(f"{mdd * scale:.3g}" if math.isfinite(mdd) else DASH, _num(mdd)),
+                          Cell(p_value(row.p_holm), _num(row.p_holm))]
+            cells.append(Cell(row.verdict(r.metric), best=i == 1))
+            rows.append(cells)
+        numeric = [True] + [False] * len(head) + [True, True] + ([True] if r.second else []) + [
+            True, True, True, True, False]
+        title = (f"Each setting at its tuned {', '.join(short(k) for k in r.tuned)}, ranked by "
+                 f"{r.metric.label} over {r.seeds} evaluation seeds ({r.device})")
+        out.append(RankingView(title, Table(columns, rows, numeric), r.notes))
+    return out
+
+
+def _picks(run: RunData) -> Table | None:
+    """Every setting's pick: its candidates' validation means, and the warnings."""
+    tuning = run.manifest.get("tuning") or {}
+    picks = [p for p in tuning.get("picks", []) if p.get("tuned")]
+    if not picks:
+        return None
+    keys = tuning.get("keys", [])
+    values = []
+    for p in picks:
+        for c in p.get("candidates", []):
+            values.append(tuple(show(c["values"].get(k)) for k in keys))
+    values = list(dict.fromkeys(values))
+    columns = ["setting"] + [", ".join(v) for v in values] + ["pick", "note"]
+    rows = []
+    for p in picks:
+        means = {tuple(show(c["values"].get(k)) for k in keys): c for c in p.get("candidates", [])}
+        chosen = tuple(show((p.get("values") or {}).get(k)) for k in keys)
+        cells = [Cell(p.get("setting", ""))]
+        for v in values:
+            c = means.get(v)
+            text = DASH if not c or c.get("mean") is None else f"{c['mean']:.4g}"
+            if c and c.get("diverged_or_failed"):
+                text += f" ({c['diverged_or_failed']} bad)"
+            cells.append(Cell(text, c.get("mean") if c else None, best=v == chosen))
+        notes = [n for n in ([("at the edge of the grid" if p.get("at_edge") else ""),
+                              ("a tie" if p.get("tie") else ""), p.get("note", "")]) if n]
+        cells += [Cell(", ".join(chosen) if p.get("values") else "none"), Cell("; ".join(notes))]
+        rows.append(cells)
+    return Table(columns, rows, [False] + [True] * len(values) + [False, False])
 
 
 def _num(x: float):
@@ -279,13 +370,17 @@ def _claims(run: RunData) -> tuple[Table | None, str]:
     if not results:
         return None, ""
     rows = [[Cell(str(r.index), r.index), Cell(r.text()), Cell(r.claim.metric),
-             Cell(describe_point(r)), Cell(r.bound()), Cell(r.verdict, best=r.verdict == "pass")]
+             Cell(describe_point(r)), Cell(r.bound()), Cell(r.verdict, best=r.verdict == "pass"),
+             Cell(r.warning or ("the 95% interval clears the bound" if r.points else DASH))]
             for r in results]
     failed = sum(r.verdict == "fail" for r in results)
     note = (f"{len(results) - failed} of {len(results)} claims hold" if not failed
             else f"{failed} of {len(results)} claims FAIL")
-    return Table(["#", "claim", "metric", "value (worst point)", "bound", "verdict"], rows,
-                 [True, False, False, False, False, False]), note
+    loose = sum(bool(r.warning) for r in results if r.verdict != "not checked")
+    if loose:
+        note += f"; {loose} rest on too few seeds (the interval crosses the bound)"
+    return Table(["#", "claim", "metric", "value (worst point)", "bound", "verdict", "seeds enough?"],
+                 rows, [True, False, False, False, False, False, False]), note
 
 
 def build(run: RunData) -> dict:
@@ -305,7 +400,8 @@ def build(run: RunData) -> dict:
         views.append(SectionView(section.task, section.findings, _headline(section),
                                  _comparisons(section), section.ranking, rendered,
                                  section.main.label, notes,
-                                 sum(_called(c) for c in section.comparisons)))
+                                 sum(_called(c) for c in section.comparisons),
+                                 _rankings(run, section)))
     return {
         "title": f"{run.suite_name}: run {run.run_id}",
         "suite": run.suite_name,
@@ -318,6 +414,8 @@ def build(run: RunData) -> dict:
         "claims": claims,
         "claims_note": claims_note,
         "sections": views,
+        "picks": _picks(run),
+        "tuning": run.manifest.get("tuning") or {},
         "methods": METHODS,
         "n_trials": len(run.trials),
         "n_ran": len(run.ran),

@@ -143,14 +143,33 @@ class Section:
     findings: list = field(default_factory=list)  # of Finding
 
 
+def tuned_keys(run: RunData) -> list[str]:
+    """The keys a ``[tune]`` run picked per setting ([] for a run without the protocol)."""
+    return list((run.manifest.get("tuning") or {}).get("keys") or [])
+
+
+def evaluated(run: RunData) -> pd.DataFrame:
+    """The trials a report's numbers come from: with ``[tune]``, the evaluation stage's (the
+    tuning stage is shown only in the tuning table and the lr-sensitivity figure)."""
+    ran = run.ran
+    if "stage" in ran and (ran["stage"] == "eval").any():
+        return ran[ran["stage"] == "eval"]
+    return ran
+
+
 def sections(run: RunData) -> list[Section]:
     out = []
-    for task in run.levels("task.kind", run.ran):
-        frame = run.ran[run.ran["task.kind"] == task]
-        keys = [k for k in run.varied_keys if k != "task.kind"
+    tuned = tuned_keys(run)
+    ran = evaluated(run)
+    for task in run.levels("task.kind", ran):
+        frame = ran[ran["task.kind"] == task]
+        keys = [k for k in run.varied_keys if k != "task.kind" and k not in tuned
                 and keyed(frame[k]).nunique(dropna=False) > 1]
         problem = _problem(frame)
         main = main_metric(frame, problem)
+        tune_metric = (run.manifest.get("tuning") or {}).get("metric", "")
+        if tune_metric.startswith("final_val_") and tune_metric.replace("_val_", "_test_") in frame:
+            main = BY_COLUMN[tune_metric.replace("_val_", "_test_")]  # the test twin of the pick's
         metrics = [m for m in METRICS if m.column in frame and frame[m.column].notna().any()]
         section = Section(str(task), problem, frame, keys, main, metrics, headline(frame, keys, metrics))
         if ACTIVATION in keys:
@@ -226,6 +245,8 @@ def rankings(frame: pd.DataFrame, keys: list[str], metric: Metric,
 
     for values, group in _groups(frame, others):
         means = {act: mean_ci(g[metric.column]).mean for (act,), g in _groups(group, [ACTIVATION])}
+        if len(means) < 2:
+            continue  # one activation (a variant that pins it): nothing to rank
         order = sorted((a for a in means if math.isfinite(means[a])), key=means.get,
                        reverse=metric.better == "max")
         gone = [a for a in means if not math.isfinite(means[a])]
@@ -287,10 +308,99 @@ def findings(run: RunData, section: Section) -> list[Finding]:
                 if line.startswith(("Across", "Too few"))]
         out += _best_and_fastest(section)
         out += _dies_or_saturates(run, section)
+    accumulation = [Finding(_FACTOR_LABELS["train.accumulation_steps"], text)
+                    for text in accumulation_effect(section)]
     for key in section.keys:
-        if key != ACTIVATION:
+        if key == "variant" and accumulation:
+            continue  # the variants are accumulation settings, compared just below
+        if key not in (ACTIVATION, "train.accumulation_steps"):
             out += [Finding(_FACTOR_LABELS.get(key, f"What {short(key)} changes"), text)
                     for text in factor_effect(section, key)]
+    return out + accumulation
+
+
+# The keys that make up an accumulation setting; every other config key must match for two
+# settings to be compared.
+_STEP_KEYS = ("train.batch_size", "train.accumulation_steps", "train.lr_scaling", "train.lr")
+
+
+def _step(group: pd.DataFrame, n_train: float) -> dict:
+    row = group.iloc[0]
+    k, b = int(row["train.accumulation_steps"]), str(row["train.batch_size"])
+    batch = n_train if b == "full" else int(b)
+    return {"k": k, "b": b, "effective": k * batch if b != "full" else n_train,
+            "lr": float(row["lr_effective"]), "base": float(row["train.lr"]),
+            "rule": str(row["train.lr_scaling"])}
+
+
+def _describe_step(st: dict) -> str:
+    micro = "the full batch" if st["b"] == "full" else f"{st['b']}"
+    shape = (f"k = {st['k']} micro-batches of {micro}" if st["k"] > 1
+             else f"one batch of {micro} per step")
+    lr = f"lr {st['lr']:g}"
+    if st["k"] > 1 and st["rule"] != "none":
+        lr += f" = {st['base']:g} x {'k' if st['rule'] == 'linear' else 'sqrt(k)'}"
+    eff = "the full batch" if st["b"] == "full" else str(int(st["effective"]))
+    return f"{shape} (effective batch {eff}, {lr})"
+
+
+def accumulation_effect(section: Section) -> list[str]:
+    """Each accumulated setting (k > 1) against one micro-batch per step (the same micro-batch)
+    and against the true batch of k·B at k = 1, all other config equal: the main metric's
+    difference (Welch), time per epoch and peak memory, naming both sides' effective batch and
+    effective lr. With the full batch, k micro-batches are the same step: only the lr can
+    differ, and the sentence says so."""
+    frame = section.frame
+    if "train.accumulation_steps" not in frame or not (frame["train.accumulation_steps"] > 1).any():
+        return []
+    main = section.main
+    unit, scale = main.unit(frame[main.column])
+    d_unit = f" {main.diff_unit}" if main.diff_unit else unit
+    config = [c for c in frame.columns if c.startswith(("task.", "model.", "train."))
+              and c not in _STEP_KEYS]
+    groups = list(_groups(frame, config + list(_STEP_KEYS)))
+    out = []
+    for values, group in groups:
+        rest = dict(zip(config, values))
+        n_train = group["samples_per_s"].mul(group["time_per_epoch_s"]).median()
+        st = _step(group, round(n_train) if math.isfinite(n_train) else math.nan)
+        if st["k"] < 2:
+            continue
+        for other_values, other in groups:
+            if dict(zip(config, other_values)) != rest or other is group:
+                continue
+            ot = _step(other, st["effective"] if st["b"] == "full" else math.nan)
+            if ot["k"] != 1:
+                continue
+            same_micro = ot["b"] == st["b"]
+            true_batch = st["b"] != "full" and ot["b"] != "full" and int(ot["b"]) == st["effective"]
+            if not (same_micro or true_batch):
+                continue
+            d = welch(group[main.column], other[main.column])
+            if not math.isfinite(d.diff):
+                continue
+            called = ("significant, p = " + f"{d.p:.2g}" if d.significant() else
+                      "not significant" + (f", p = {d.p:.2g}" if math.isfinite(d.p) else ""))
+            mdd = d.detectable()
+            detect = (f"; these seeds detect differences of {sig(mdd * scale, 2)}{d_unit} or more"
+                      if math.isfinite(mdd) else "")
+            why = ""
+            if st["b"] == "full":
+                why = (" With the full batch the k micro-batches make the same step as one "
+                       "batch: the step's batch does not grow, and any difference is the lr's.")
+            elif same_micro:
+                why = " The same micro-batch: the step sees k times the samples, and takes k times fewer steps per epoch."
+            else:
+                why = " The same samples per step, in micro-batches: at the same effective lr the steps are the same."
+            cost = []
+            for column, label, kind in (("time_per_epoch_s", "time per epoch", "seconds"),
+                                        ("peak_memory_bytes", "peak memory", "bytes")):
+                a_val, b_val = group[column].dropna(), other[column].dropna()
+                if len(a_val) and len(b_val) and b_val.mean() > 0:
+                    cost.append(f"{label} ×{sig(a_val.mean() / b_val.mean(), 2)}")
+            out.append(f"{_describe_step(st)} vs {_describe_step(ot)}: {main.label} "
+                       f"{signed(d.diff * scale)}{d_unit} ({called}, {d.n_a} vs {d.n_b} seeds"
+                       f"{detect}); {', '.join(cost)}.{why}")
     return out
 
 

@@ -32,9 +32,34 @@ def test_shipped_suite_claims_hold(path, tmp_path):
     short = claimed_points(suite)
     specs = expand(short)
     trained = [s for s in specs if s.train.epochs > 0 and not cuda_unavailable_reason(s.train.device)]
-    # CI's budget: 30 trained trials per suite; nets only drawn at init (epochs = 0) are cheap
-    assert specs and len(trained) <= 30 and len(specs) <= 1000, "too many trials for CI"
+    # CI's budget: 30 trained trials per suite; nets only drawn at init (epochs = 0) are cheap.
+    # A tuned suite trains its tuning grid first: 400 short trials (the flagship's are 100
+    # full-batch epochs, about a second each).
+    budget = 400 if suite.tune is not None else 30
+    assert specs and len(trained) <= budget and len(specs) <= 1000, "too many trials for CI"
     store = run_suite(short, RunOptions(out=tmp_path, workers=2))
     results = check(RunData.open(store.dir), suite.expect)
     assert [r.verdict for r in results] == ["pass"] * len(results), [
         (r.index, r.verdict, r.worst) for r in results]
+
+
+def test_the_fresh_seed_check_shifts_every_seed(monkeypatch):
+    """scripts/fresh_seeds.py (run by .ci/run after the tests) re-checks each suite's claims
+    on its seeds + 1000, a tuned suite's tuning seeds too; a failing suite fails it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fresh_seeds", SUITES[0].parent.parent
+                                                  / "scripts" / "fresh_seeds.py")
+    fresh = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fresh)
+    calls = []
+    monkeypatch.setattr(fresh, "bench", lambda argv: calls.append(argv) or (1 if "dying_relu"
+                                                                            in argv[1] else 0))
+    flagship = [p for p in SUITES if p.stem in ("activations", "dying_relu")]
+    assert fresh.main([str(p) for p in flagship]) == 1
+    by_suite = {Path(a[1]).stem: a for a in calls}
+    tuned = load_suite(flagship[0])
+    argv = by_suite["activations"]
+    assert argv[argv.index("--seeds") + 1] == ",".join(str(s + 1000) for s in tuned.seeds)
+    assert argv[argv.index("--tune-seeds") + 1] == ",".join(str(s + 1000) for s in tuned.tune.seeds)
+    assert "--quick" in argv
