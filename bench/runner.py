@@ -146,7 +146,7 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
     stage = _Stage(store, options, client, workers, progress, order, session, console)
     try:
         with progress:
-            stage.run(specs, "tune" if suite.tune is not None else suite.name)
+            stage.run(specs, "tune" if suite.tune is not None else "")
             if suite.tune is not None:
                 picks = pick(suite, pd.read_parquet(store.dir / "trials.parquet"))
                 for line in tuning_warnings(picks):
@@ -205,7 +205,8 @@ class _Stage:
         packs = [u for u in units if len(u) > 1]
         session["packs"] += len(packs)
         session["trials_packed"] += sum(len(u) for u in packs)
-        task = self.progress.add_task(label, total=len(todo), last="")
+        task = self.progress.add_task(label or self.store.manifest["suite"]["name"],
+                                      total=len(todo), last="")
         finished = [0]  # a closure counter for the one-line-per-trial log
         pack_ends = {u[-1].trial_id for u in units if len(u) > 1}
 
@@ -219,7 +220,8 @@ class _Stage:
             finished[0] += 1
             self.progress.update(task, advance=1, last=_headline(spec, result))
             if self.progress.disable:  # a log file or CI: one line per trial instead of a bar
-                self.console.print(f"[{label} {finished[0]}/{len(todo)}] {_headline(spec, result)}",
+                stage = f"{label} " if label else ""
+                self.console.print(f"[{stage}{finished[0]}/{len(todo)}] {_headline(spec, result)}",
                                    highlight=False, markup=False)
 
         for spec in skipped:

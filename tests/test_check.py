@@ -195,14 +195,16 @@ def test_where_combination_and_empty_vs_are_user_errors(run_dir, tmp_path):
                            'by_at_least = 0\n'))
     variants = RunData.open(run_suite(make_suite(VARIANTS, name="v"),
                                       RunOptions(out=tmp_path, workers=1)).dir)
-    claim = parse_suite('name = "v"\n' + VARIANTS + """
+    text = 'name = "v"\n' + VARIANTS + """
 [[expect]]
 where = { variant = "linear", "model.activation" = "relu" }
 metric = "final_accuracy"
 min = 0
-""", source="v.toml").expect
-    with pytest.raises(UserError, match="the combination does not"):
-        check(variants, claim)
+"""
+    with pytest.raises(UserError, match="the combination does not"):  # when the suite loads
+        parse_suite(text, source="v.toml")
+    with pytest.raises(UserError, match="the combination does not"):  # and on a stored run
+        check(variants, parse_claims(text, source="v.toml"))
 
 
 def test_a_diverged_seed_fails_a_bound_and_a_metric_without_values_is_not_checked(run_dir, tmp_path):

@@ -228,7 +228,7 @@ def test_findings_answer_the_questions(reports):
     assert "top group by train accuracy" in glance
     assert "fewest epochs to accuracy 0.5" in glance
     assert "init = xavier_uniform vs default, over 4 matched settings" in glance
-    assert "k = 2 vs 1" in glance and "peak memory ×" in glance
+    assert "k = 2 micro-batches of the full batch" in glance and "peak memory ×" in glance
 
 
 def test_a_run_where_nothing_trained_still_reports(tmp_path):
