@@ -16,10 +16,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.cli import main as bench
-from bench.suite import load_suite
-
 ROOT = Path(__file__).resolve().parent.parent
+# Suites import user code as `python -m bench` would, from the repository root (examples/...).
+sys.path.insert(0, str(ROOT))
+
+from bench.cli import main as bench  # noqa: E402
+from bench.errors import UserError  # noqa: E402
+from bench.suite import load_suite  # noqa: E402
 # seed_replication pins the course notebook's one seed (12345) to the printed digit: it is a
 # replication, not a claim about seeds; custom_activation's claim is an exact identity.
 SKIP = {"seed_replication"}
@@ -40,7 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = args.suites or sorted((ROOT / "suites").glob("*.toml"))
     failed = []
     for path in paths:
-        suite = load_suite(path)
+        try:
+            suite = load_suite(path)
+        except UserError as exc:
+            print(f"== {path.name}: does not load: {exc}")
+            failed.append(path.stem)
+            continue
         if not suite.expect or suite.name in SKIP:
             continue
         argv = ["run", str(path), "--quick", "--no-report", "--workers", str(args.workers),
