@@ -28,10 +28,7 @@ from bench.suite import load_suite  # noqa: E402
 SKIP = {"seed_replication"}
 # Suites whose claims are known not to hold on fresh seeds yet: run and reported, but they do
 # not fail CI until they are reworked (each named with what fails).
-KNOWN_TO_FAIL = {
-    "dying_relu": "four claims sized on seeds 0-4 (the dead-fraction gap and the whole-dead-layer "
-                  "share at lr 0.5, LeakyReLU's loss lead and accuracy there)",
-}
+KNOWN_TO_FAIL: dict[str, str] = {}
 
 
 def main(argv: list[str] | None = None) -> int:
