@@ -53,6 +53,12 @@ class Expect(BaseModel):
         return self
 
 
+def _distinct_seeds(value: list[int]) -> list[int]:
+    if len(set(value)) != len(value):
+        raise ValueError(f"{value!r} repeats a seed")
+    return value
+
+
 class Tune(BaseModel):
     """The ``[tune]`` table: a tuned comparison. Each setting of the other keys gets the value
     of ``keys`` with the best mean ``metric`` (on the validation split) over the tuning
@@ -76,12 +82,7 @@ class Tune(BaseModel):
                              f"{', '.join(TUNE_METRICS)}")
         return value
 
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"{value!r} repeats a seed")
-        return value
+    _seeds = field_validator("seeds")(classmethod(lambda cls, value: _distinct_seeds(value)))
 
     @field_validator("keys")
     @classmethod
@@ -116,12 +117,7 @@ class _RawSuite(BaseModel):
             raise ValueError(f"{value!r} must be a folder name: letters, digits, '_', '.', '-'")
         return value
 
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, value: list[int]) -> list[int]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"{value!r} repeats a seed")
-        return value
+    _seeds = field_validator("seeds")(classmethod(lambda cls, value: _distinct_seeds(value)))
 
 
 @dataclass(frozen=True)
