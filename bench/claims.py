@@ -16,7 +16,9 @@ RESULT_METRICS = ("final_loss", "final_accuracy", "best_loss", "dead_fraction",
                   "init_grad_std_ratio", "grad_equivalence_error", "extrapolation_slope_ratio",
                   "grad_norm", "time_total_s", "time_per_epoch_s", "time_warmup_s",
                   "samples_per_s", "epochs_to_target", "peak_memory_bytes", "n_params",
-                  "lr_effective", "threads", "pack_size", "diverged_epoch", "seed")
+                  "lr_effective", "threads", "pack_size", "diverged_epoch", "seed",
+                  # per grid point, when the store writes the trials table (ensemble.with_spread)
+                  "ensemble_spread_inside", "ensemble_spread_outside", "ensemble_spread_ratio")
 _ACCURACY = ("final_accuracy", "final_val_accuracy", "final_test_accuracy")
 
 

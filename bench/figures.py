@@ -809,6 +809,9 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
     if not fits:
         return None
     noise = float(run.fixed.get("task.noise", keep["task.noise"].iloc[0]))
+    # With [task] seed every trial trains on this one draw; without it each seed draws its own.
+    shared = "task.seed" in keep and keep["task.seed"].notna().all()
+    data_label = "training data (every seed's)" if shared else "training data (one seed's draw)"
     grid = xs.squeeze(1).numpy()
     with sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(1, len(fits), figsize=(3.3 * len(fits), 3.2), squeeze=False,
@@ -816,7 +819,7 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
         for ax, (act, preds) in zip(axes.flat, fits):
             ax.axvspan(lo, hi, color="0.92", zorder=0)
             ax.plot(grid, grid ** 3 + noise / 2, color="0.4", ls=":", lw=1.2, label="E[y] = x³ + noise/2")
-            ax.scatter(x_train, y_train, s=6, color="0.3", zorder=3, label="training data (one seed)")
+            ax.scatter(x_train, y_train, s=6, color="0.3", zorder=3, label=data_label)
             mean, std = preds.mean(0), preds.std(0, ddof=1) if len(preds) > 1 else np.zeros(len(grid))
             ax.plot(grid, mean, color=color(act), lw=2, label="fit: mean over seeds")
             ax.fill_between(grid, mean - std, mean + std, color=color(act), alpha=0.25, lw=0,

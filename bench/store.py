@@ -28,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from . import ensemble
 from .errors import UserError
 from .provenance import now_utc
 from .train import TrialResult
@@ -47,6 +48,7 @@ _TYPES = {
                      "device_name", "started_at", "train.target.metric"], pa.string()),
     "train.target.value": pa.float64(),
     "model.hidden": pa.list_(pa.int64()),
+    **dict.fromkeys(["fit_probe_inside", "fit_probe_outside"], pa.list_(pa.float64())),
 }
 # The schema of a table with no rows (every trial skipped, or no hidden layers).
 _EMPTY = {
@@ -213,7 +215,8 @@ class RunStore:
                 self._merged[table] = merged.combine_chunks() if merged.column(0).num_chunks > 64 else merged
 
     def consolidate(self, order: list[str] | None = None) -> None:
-        """Rewrite the three tables from the stored trials, in ``order`` (the grid's)."""
+        """Rewrite the three tables from the stored trials, in ``order`` (the grid's); the
+        trials table with its grid points' ensemble spread (``ensemble.COLUMNS``)."""
         for table in TABLES:
             merged = self._merged[table]
             if merged is None:
@@ -221,6 +224,8 @@ class RunStore:
                 merged = (pa.concat_tables(parts, promote_options="permissive") if parts
                           else _empty(table))
                 self._merged[table] = merged
+            if table == "trials":  # an ensemble's spread is a property of its grid point
+                merged = ensemble.with_spread(merged)
             write_table(_in_order(_columns_first(merged, table), order or []),
                         self.dir / f"{table}.parquet")
 

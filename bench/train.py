@@ -152,6 +152,8 @@ class _Member:
     state_dict: dict | None = None  # a pack member's weights, taken when it diverged
     grad_equivalence_error: float = math.nan
     extrapolation_slope_ratio: float = math.nan
+    fit_probe_inside: list[float] | None = None   # the final fit at _Trainer.probe_points
+    fit_probe_outside: list[float] | None = None  # ... and on the outer windows' points
 
     @property
     def active(self) -> bool:
@@ -419,7 +421,12 @@ class _Trainer:
         ratio is the mean absolute secant slope over [hi + w, hi + 1.5 w] and its mirror
         [lo - 1.5 w, lo - w] (w = hi - lo, the training range; [3, 4] and [-4, -3] for cubic)
         over that over the outer quarters of the training range. About 1: the fit goes on
-        linearly; about 0: it goes flat."""
+        linearly; about 0: it goes flat.
+
+        It also records the fit itself at fixed probe points, for the ensemble's spread over
+        seeds (ensemble.with_spread, when the store writes the trials table): ``fit_probe_inside`` at PROBE_INSIDE evenly spaced
+        x on [lo, hi], ``fit_probe_outside`` at PROBE_OUTSIDE evenly spaced x on
+        [lo - 1.5 w, lo - w] and then as many on [hi + w, hi + 1.5 w], each ascending."""
         if self.classify or self.x.shape[-1] != 1:
             return
         xs = self.x.select(-1, 0).reshape(len(self.members), -1).double()  # members x samples
@@ -428,14 +435,42 @@ class _Trainer:
         # Four intervals per member: far right, far left, right edge, left edge.
         starts = torch.cat([hi + w, lo - 1.5 * w, hi - w / 4, lo], dim=1)
         widths = torch.cat([w / 2, w / 2, w / 4, w / 4], dim=1)
-        ends = torch.stack([starts, starts + widths], dim=2).reshape(len(self.members), 8, 1)
-        f = self.model(ends.to(self.x.dtype) if self.packed else ends[0].to(self.x.dtype))
-        f = f.double().reshape(len(self.members), 4, 2)
-        slope = (f[:, :, 1] - f[:, :, 0]).abs() / widths
+        ends = torch.stack([starts, starts + widths], dim=2).reshape(len(self.members), -1)
+        probes = self.probe_points(lo, hi)  # members x (inside + outside)
+        f = self._fit(torch.cat([ends, probes], dim=1))
+        f_ends, f_probes = f[:, :8].reshape(len(self.members), 4, 2), f[:, 8:]
+        slope = (f_ends[:, :, 1] - f_ends[:, :, 0]).abs() / widths
         ratios = slope[:, :2].mean(1) / slope[:, 2:].mean(1)
-        for m, ratio in zip(self.members, ratios.tolist()):
-            if m.active and math.isfinite(ratio):
+        for m, ratio, fit in zip(self.members, ratios.tolist(), f_probes.tolist()):
+            if not m.active:
+                continue
+            if math.isfinite(ratio):
                 m.extrapolation_slope_ratio = ratio
+            if all(math.isfinite(v) for v in fit):
+                n = self.PROBE_INSIDE
+                m.fit_probe_inside, m.fit_probe_outside = fit[:n], fit[n:]
+
+    def _fit(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's prediction at ``x`` (members x points, one input): members x points, in
+        double."""
+        x = x.to(self.x.dtype).unsqueeze(-1)
+        f = self.model(x) if self.packed else self.model(x[0])
+        return f.double().reshape(len(self.members), -1)
+
+    PROBE_INSIDE = 21   # probe points on the training range [lo, hi]
+    PROBE_OUTSIDE = 11  # ... on each outer window, [lo - 1.5 w, lo - w] and [hi + w, hi + 1.5 w]
+
+    @classmethod
+    def probe_points(cls, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """The x at which a one-input regression's final fit is recorded (``fit_probe_inside``,
+        then ``fit_probe_outside``), for training ranges [lo, hi] (n x 1 tensors): n x
+        (PROBE_INSIDE + 2 PROBE_OUTSIDE), in lo's dtype and device. For cubic: [-1, 1] in
+        steps of 0.1, then [-4, -3] and [3, 4] in steps of 0.1."""
+        w = hi - lo
+        inside = torch.linspace(0, 1, cls.PROBE_INSIDE, dtype=lo.dtype, device=lo.device)
+        outside = torch.linspace(0, 0.5, cls.PROBE_OUTSIDE, dtype=lo.dtype, device=lo.device)
+        return torch.cat([lo + inside * w, lo - 1.5 * w + outside * w, hi + w + outside * w],
+                         dim=1)
 
     def _state_dict(self, p: int) -> dict:
         if self.packed:
@@ -553,6 +588,7 @@ class _Trainer:
             init_grad_std_ratio=_ratio(init_layers, "backprop_grad_std", 0, -1),
             grad_equivalence_error=m.grad_equivalence_error,
             extrapolation_slope_ratio=m.extrapolation_slope_ratio,
+            fit_probe_inside=m.fit_probe_inside, fit_probe_outside=m.fit_probe_outside,
             grad_norm=last["grad_norm"], time_total_s=wall / share, time_per_epoch_s=per_epoch,
             time_warmup_s=epoch_times[0] / share if epoch_times else math.nan,
             samples_per_s=self.n_train / per_epoch if steady else math.nan,

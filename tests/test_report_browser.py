@@ -194,7 +194,7 @@ def test_sortable_headline_table_sorts_by_value(browser, report):
     column = page.evaluate("""(() => {
         const table = document.querySelectorAll('table.sortable')[0];
         const headers = Array.from(table.querySelectorAll('th')).map(h => h.textContent);
-        return headers.indexOf('final loss');
+        return headers.indexOf('train loss');
     })()""")
     assert column >= 0
     values = page.evaluate(f"""(() => {{
