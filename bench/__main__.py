@@ -1,5 +1,10 @@
 import sys
 
-from .cli import main
+try:
+    from .cli import main
 
-sys.exit(main())
+    code = main()
+except KeyboardInterrupt:  # Ctrl-C before a run folder exists (while starting up, loading)
+    sys.stderr.write("\ninterrupted\n")
+    code = 130
+sys.exit(code)

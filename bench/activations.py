@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from .plugins import arguments, import_object, resolver, user_path
+from .plugins import arguments, check_user_path, import_object, resolver, user_path
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,19 @@ class Applied(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fn(x, **self.kwargs)
+
+
+def check(name: str, args: str = "") -> None:
+    """What ``resolve`` checks without importing or calling user code (a suite that is only
+    read: ``--dry-run``): a built-in takes no arguments, any other name is registered or an
+    import path. Raises ValueError as ``resolve`` does."""
+    kwargs = arguments(args)
+    if name in ACTIVATIONS:
+        if kwargs:
+            raise ValueError(f"built-in activation {name!r} takes no arguments, got "
+                             f"{sorted(kwargs)}")
+        return
+    check_user_path("activation", name, ACTIVATIONS)
 
 
 @resolver

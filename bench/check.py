@@ -114,6 +114,19 @@ def claims_of(run: RunData) -> tuple[Expect, ...]:
     return parse_claims(text, source=suite.get("source") or str(run.dir))
 
 
+def claims_origin(run: RunData) -> str:
+    """Where the claims ``check`` uses come from, in one line: the suite text stored with the
+    run (the one its trials were run with), never the suite file as it is now."""
+    suite = run.manifest.get("suite") or {}
+    sha = (suite.get("sha256") or "")[:12]
+    line = (f"claims of the suite this run was run with ({suite.get('source') or '?'}, sha256 "
+            f"{sha or '?'}, as stored in its manifest; the file may have changed since)")
+    extended = len(run.manifest.get("suite_history") or [])
+    if extended:
+        line += f"; the run was extended {extended} time{'s' if extended > 1 else ''} (--extend): the latest suite's"
+    return line
+
+
 def check(run: RunData, claims: tuple[Expect, ...] | None = None) -> list[ClaimResult]:
     """Every claim's verdict; raises UserError for a claim the run cannot answer."""
     claims = claims_of(run) if claims is None else claims

@@ -1,4 +1,9 @@
-"""``python -m bench``: the command line. User mistakes print one message and exit 2."""
+"""``python -m bench``: the command line. User mistakes print one message and exit 2.
+
+What a user wrote (a suite's values, paths, names) is printed as it is: with rich's markup and
+emoji codes off (``:smile:`` stays ``:smile:``, ``[bold]`` stays ``[bold]``), escaped where it
+goes into a table or a line that has markup of its own.
+"""
 
 from __future__ import annotations
 
@@ -11,19 +16,20 @@ from pathlib import Path
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from .activations import ACTIVATIONS
 from .errors import UserError
 from .inits import INITS
 from .optimizers import OPTIMIZERS
-from .packing import PackMode, plan
+from .packing import PackMode, packable, plan
 from .plugins import GROUPS, registered
 from .provenance import cuda_unavailable_reason
 from .rundata import show
 from .runner import Interrupted, RunOptions, Stopped, run_suite
 from .spec import TrialSpec
 from .suite import Suite, expand, load_suite
-from .tasks import TASKS
+from .tasks import TASKS, UncheckedUserTaskConfig
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -64,6 +70,9 @@ def _parser() -> argparse.ArgumentParser:
                      help="results root; the run goes to OUT/<suite>/<run-id>/ (default: results)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue a run folder: trials already stored are not run again")
+    run.add_argument("--extend", action="store_true",
+                     help="with --resume: let a changed suite go on when it only adds grid "
+                          "points (values, variants, seeds); changed settings are refused")
     run.add_argument("--dry-run", action="store_true", help="print the grid and run nothing")
     run.add_argument("--seeds", type=_seed_list, metavar="S,S,...",
                      help="replace the suite's seeds (with [tune]: the evaluation seeds), e.g. "
@@ -130,10 +139,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _console(stderr: bool = False, **kwargs) -> Console:
+    """A console that never turns ``:name:`` into an emoji: the CLI prints user values, which
+    ``escape`` keeps from being markup but not from being emoji codes."""
+    return Console(stderr=stderr, emoji=False, **kwargs)
+
+
+def _error(label: str, message: str) -> None:
+    """``label`` in bold red, then ``message`` exactly as it is (no markup, no emoji)."""
+    _console(stderr=True).print(Text.assemble((label, "bold red"), " ", message),
+                                highlight=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     # In a log file or CI rich would wrap at 80 columns; tables are easier to read wider.
-    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console = _console() if sys.stdout.isatty() else _console(width=160)
     try:
         if args.command == "list":
             _list(console)
@@ -159,13 +180,14 @@ def main(argv: list[str] | None = None) -> int:
             return perf_main(args.epochs, args.repeats, args.threads)
         return _run(args, console)
     except UserError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False,
-                                   soft_wrap=True)
+        _error("error:", str(exc))
         return EXIT_USER_ERROR
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    suite = load_suite(args.suite)
+    # A suite is code: the full check imports each user activation, init and task and calls it
+    # once. Only a run needs that; --dry-run imports and calls none of it, and lists it.
+    suite = load_suite(args.suite, user_code=not args.dry_run)
     if args.seeds is not None or args.tune_seeds is not None:
         suite = suite.with_seeds(args.seeds, args.tune_seeds)
     pack = {None: "auto", True: "on", False: "off"}[args.pack]
@@ -174,34 +196,38 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     if args.dry_run:
         _print_grid(suite, console, pack)
         return 0
+    if args.extend and args.resume is None:
+        raise UserError("--extend goes with --resume RUN_DIR: it lets a changed suite go on in "
+                        "that run folder", key="--extend")
     if (args.scheduler or args.cluster) and args.workers:
         raise UserError("--workers is for local processes; with --scheduler or --cluster the "
                         "cluster's workers run the trials (--cluster local:N sets how many)")
     options = RunOptions(out=args.out, workers=args.workers, threads=args.threads,
-                         resume=args.resume, pack=pack, scheduler=args.scheduler,
+                         resume=args.resume, extend=args.extend, pack=pack,
+                         scheduler=args.scheduler,
                          cluster=args.cluster)
     # `kill` (SIGTERM) stops a run the way Ctrl-C does: stored trials kept, tables rebuilt.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
-        store = run_suite(suite, options)
+        store = run_suite(suite, options, _console(stderr=True))
     except KeyboardInterrupt:  # before the run folder existed, or while it was being closed
-        Console(stderr=True).print("\ninterrupted", highlight=False)
+        _console(stderr=True).print("\ninterrupted", highlight=False)
         return EXIT_INTERRUPTED
     except Stopped as stop:
-        Console(stderr=True).print(
+        _console(stderr=True).print(
             f"\nstopped: {stop.reason}\n{stop.stored} finished trials are stored in "
             f"{stop.run_dir}\n"
             f"continue with: python -m bench run {args.suite} --resume {stop.run_dir} ...",
             soft_wrap=True, highlight=False, markup=False)
         return 1
     except Interrupted as stop:
-        Console(stderr=True).print(
+        _console(stderr=True).print(
             f"\ninterrupted: every finished trial is stored in {stop.run_dir}\n"
             f"continue with: python -m bench run {args.suite} --resume {stop.run_dir}",
             soft_wrap=True, highlight=False, markup=False)
         return EXIT_INTERRUPTED
     _print_summary(store, suite, console)
-    console.print(f"run folder: {store.dir}", soft_wrap=True, highlight=False)
+    console.print(f"run folder: {store.dir}", soft_wrap=True, highlight=False, markup=False)
     status = 0 if args.no_report else _report_after_run(store.dir, args, suite, console)
     if args.quick:  # the short variant answers one question: do the claims hold?
         status = max(status, _check(store.dir, console))
@@ -215,11 +241,10 @@ def _report_after_run(run_dir: Path, args: argparse.Namespace, suite: Suite,
     try:
         return _report(run_dir, args.reports / suite.name / run_dir.name, "html,md", console)
     except UserError as exc:
-        Console(stderr=True).print(f"[bold red]report not written:[/] {escape(str(exc))}",
-                                   highlight=False, soft_wrap=True)
+        _error("report not written:", str(exc))
     except Exception as exc:  # a bug in drawing must not hide that the run itself is stored
-        Console(stderr=True).print(
-            f"report not written: {type(exc).__name__}: {exc}\nthe run is stored; retry with: "
+        _console(stderr=True).print(
+            f"report not written: {_reason(exc)}\nthe run is stored; retry with: "
             f"python -m bench report {run_dir}", highlight=False, markup=False, soft_wrap=True)
     return 1
 
@@ -240,6 +265,12 @@ def _quick(suite: Suite, path: Path, console: Console) -> Suite:
     return short
 
 
+def _reason(exc: BaseException) -> str:
+    """An exception in one line that is never blank: its type and first line, or its repr."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else repr(exc)
+
+
 def _compare(args: argparse.Namespace, console: Console) -> int:
     from .compare import Threshold, cell, compare, markdown
     from .rundata import RunData
@@ -249,17 +280,17 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     thresholds = [Threshold.parse(t) for t in args.fail_on]
     a, b = RunData.open(args.run_a), RunData.open(args.run_b)
     result = compare(a, b, thresholds)
-    table = Table(title=f"{a.suite_name} {a.run_id} → {b.run_id}: change of the mean over seeds "
-                        "(B − A; * Welch p < 0.05)")
+    table = Table(title=escape(f"{a.suite_name} {a.run_id} → {b.run_id}: change of the mean over "
+                               "seeds (B − A; * Welch p < 0.05)"))
     for key in result.keys:
-        table.add_column(short(key))
+        table.add_column(escape(short(key)))
     for metric in result.metrics:
-        table.add_column(f"Δ {metric}", justify="right")
+        table.add_column(escape(f"Δ {metric}"), justify="right")
     rows = {}
     for c in result.changes:
         rows.setdefault(tuple(c.point.values()), []).append(c)
     for values, changes in rows.items():
-        table.add_row(*[show(v) for v in values],
+        table.add_row(*[escape(show(v)) for v in values],
                       *[f"[bold red]{cell(c)}[/]" if c.failed else escape(cell(c)) for c in changes])
     console.print(table)
     if a.suite_name != b.suite_name:
@@ -282,7 +313,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     except OSError as exc:
         raise UserError(f"cannot write the comparison: {exc.strerror}", source=str(out),
                         key="--out") from None
-    console.print(f"markdown: {out}", highlight=False, soft_wrap=True)
+    console.print(f"markdown: {out}", highlight=False, soft_wrap=True, markup=False)
     if result.failures:
         for c in result.failures:
             where = ", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items())
@@ -293,22 +324,26 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _check(run_dir: Path, console: Console) -> int:
-    from .check import check, describe_point
+    from .check import check, claims_origin, describe_point
     from .rundata import RunData
 
     run = RunData.open(run_dir)
+    for note in run.notes:
+        console.print(f"note: {note}", soft_wrap=True, highlight=False, markup=False)
     results = check(run)
+    console.print(claims_origin(run), soft_wrap=True, highlight=False, markup=False)
     if not results:
         console.print(f"{run.suite_name}: the suite text stored with this run has no [[expect]] "
                       "claims", highlight=False, markup=False)
         return 0
-    table = Table(title=f"{run.suite_name}: claims on run {run.run_id}")
+    table = Table(title=escape(f"{run.suite_name}: claims on run {run.run_id}"))
     for column in ("#", "claim", "metric", "value", "bound", "verdict"):
         table.add_column(column, justify="right" if column == "#" else "left")
     style = {"pass": "green", "fail": "bold red", "not checked": "yellow"}
     for r in results:
-        table.add_row(str(r.index), escape(r.text()), r.claim.metric, escape(describe_point(r)),
-                      r.bound(), f"[{style[r.verdict]}]{r.verdict}[/]")
+        table.add_row(str(r.index), escape(r.text()), escape(r.claim.metric),
+                      escape(describe_point(r)), escape(r.bound()),
+                      f"[{style[r.verdict]}]{r.verdict}[/]")
     console.print(table)
     for r in results:
         if r.warning and r.verdict != "not checked":
@@ -325,8 +360,11 @@ def _report(run_dir: Path, out: Path | None, formats: str, console: Console) -> 
     from .report import parse_formats, render
 
     written = render(run_dir, out, parse_formats(formats))
+    from .rundata import RunData  # the folder's state, said here too (the report has it)
+    for note in RunData.open(run_dir).notes:
+        console.print(f"note: {note}", soft_wrap=True, highlight=False, markup=False)
     for path in written:
-        console.print(f"report: {path}", soft_wrap=True, highlight=False)
+        console.print(f"report: {path}", soft_wrap=True, highlight=False, markup=False)
     return 0
 
 
@@ -348,12 +386,19 @@ def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None
     if has_variants:
         table.add_column("variant")
     for key in keys:
-        table.add_column(key)
+        table.add_column(escape(key))
     table.add_column("stage" if suite.tune is not None else "seeds")
     table.add_column("note")
     reasons: set[str] = set()
     runnable = [s for s in specs if not cuda_unavailable_reason(s.train.device)]
-    packed = {s.trial_id for unit in plan(runnable, pack) if len(unit) > 1 for s in unit}
+    # auto's choice sizes each point's data by drawing it: for a user task that runs user code,
+    # which a suite read without it (--dry-run) must not do. The run decides.
+    undecided = (pack == "auto" and max(len(suite.seeds), len(suite.tune.seeds) if suite.tune
+                                        else 0) > 1
+                 and any(isinstance(s.task, UncheckedUserTaskConfig) and packable(s)
+                         for s in runnable))
+    packed = set() if undecided else {
+        s.trial_id for unit in plan(runnable, pack) if len(unit) > 1 for s in unit}
     first = {}
     for s in specs:  # each point's first trial, matched on its variant and config
         first.setdefault((s.variant, repr(sorted(s.config.items()))), s)
@@ -382,7 +427,26 @@ def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None
     for warning in suite.warnings:
         console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     for reason in sorted(reasons):
-        console.print(f"skipped: {reason}", highlight=False)
+        console.print(f"skipped: {reason}", highlight=False, markup=False)
+    if undecided:
+        console.print("packing: decided when the run starts (--pack auto draws each point's "
+                      "data to size it, and a user task's draw runs user code)",
+                      highlight=False, markup=False, soft_wrap=True)
+    _print_imports(suite, console)
+
+
+def _print_imports(suite: Suite, console: Console) -> None:
+    """The user code the suite names: a suite is code, as a Makefile is, and ``bench run``
+    imports these modules (running their top-level code) and calls these functions."""
+    imports = suite.imports
+    if not imports:
+        return
+    ran = ("" if suite.user_code_checked else
+           "; this --dry-run imported and ran none of it")
+    lines = [f"user code this suite imports and runs ({len(imports)}: `bench run` imports each "
+             f"module and calls each function{ran}):"]
+    lines += [f"  {code.describe()}" for code in imports]
+    console.print("\n".join(lines), highlight=False, markup=False, soft_wrap=True)
 
 
 def _cell(value: object) -> str:
@@ -406,14 +470,14 @@ def _print_summary(store, suite: Suite, console: Console) -> None:
         keys.insert(0, "variant")
     table = Table(title=f"{suite.name}: mean over seeds (final = after the last epoch)")
     for key in keys:
-        table.add_column(key.split(".")[-1].replace("accumulation_steps", "k"))
+        table.add_column(escape(key.split(".")[-1].replace("accumulation_steps", "k")))
     for col in ("ok/n", "final_loss", "final_accuracy", "dead_fraction", "ms/epoch"):
         table.add_column(col, justify="right")
     grouped = ran.assign(_key=ran[keys].map(repr).agg("|".join, axis=1) if keys else "")
     for _, group in grouped.groupby("_key", sort=False):
         ok = group[group.status == "ok"]
         first = group.iloc[0]
-        cells = [show(first[k]) for k in keys]
+        cells = [escape(show(first[k])) for k in keys]
         cells.append(f"{len(ok)}/{len(group)}")
         for col, fmt in (("final_loss", "{:.4g}"), ("final_accuracy", "{:.3f}"),
                          ("dead_fraction", "{:.2f}"), ("time_per_epoch_s", "{:.3g}")):
@@ -424,7 +488,7 @@ def _print_summary(store, suite: Suite, console: Console) -> None:
 
 
 def _list(console: Console) -> None:
-    plugins = {what: {name: f"{path} (from {package})"
+    plugins = {what: {escape(name): escape(f"{path} (from {package})")
                       for name, (path, package) in registered(group).items()}
                for what, group in GROUPS.items()}
     tasks = Table(title=escape("tasks ([task] kind = ..., or 'package.module:name' with the "

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from .errors import UserError, did_you_mean
-from .formatting import DASH, p_value, sig, signed
+from .formatting import DASH, md_code, md_escape, p_value, sig, signed
+from .names import check_run_names
 from .rundata import RunData, equals, settings, show
 from .stats import ALPHA, mean_ci, welch
 from .summary import METRICS, short
@@ -140,6 +141,10 @@ def _describe(values: dict) -> str:
 
 def compare(a: RunData, b: RunData, thresholds: list[Threshold] = (),
             metrics: list[str] | None = None) -> RunComparison:
+    # Both runs' suite names and run ids become the comparison's path (reports/<suite>/
+    # compare_<A>_vs_<B>.md): a doctored manifest is refused here, before any path is built.
+    check_run_names(a)
+    check_run_names(b)
     metrics = metrics or [m for m in DEFAULT_METRICS if m in a.trials and m in b.trials]
     numeric = sorted(c for c in set(a.trials.columns) & set(b.trials.columns)
                      if pd.api.types.is_numeric_dtype(a.trials[c])
@@ -193,32 +198,36 @@ def cell(change: Change) -> str:
 
 
 def markdown(result: RunComparison) -> str:
+    """The comparison as Markdown; every name and value from the runs is escaped (md_escape)."""
     a, b = result.a, result.b
-    lines = [f"# {a.suite_name}: {a.run_id} → {b.suite_name}: {b.run_id}", "",
-             f"A = `{a.dir}`, B = `{b.dir}`. Each cell is the change of the mean over seeds, B − A; "
+    e = md_escape
+    lines = [f"# {e(a.suite_name)}: {e(a.run_id)} → {e(b.suite_name)}: {e(b.run_id)}", "",
+             f"A = {md_code(a.dir)}, B = {md_code(b.dir)}. Each cell is the change of the mean "
+             "over seeds, B − A; "
              f"`*` marks Welch's two-sided p < {ALPHA:g} over seeds; `FAIL` marks a `--fail-on` "
              "threshold crossed.", ""]
     if result.setting_changes:
         lines += ["Settings that differ between the runs:", ""]
-        lines += [f"- `{k}`: {va} → {vb}" for k, va, vb in result.setting_changes] + [""]
+        lines += [f"- {md_code(k)}: {e(va)} → {e(vb)}" for k, va, vb in result.setting_changes]
+        lines += [""]
     for label, points in (("only in A", result.only_a), ("only in B", result.only_b)):
         if points:
             lines.append(f"Grid points {label} (not compared): {len(points)}")
             lines.append("")
-    header = [short(k) for k in result.keys] + [f"Δ {m}" for m in result.metrics]
+    header = [e(short(k)) for k in result.keys] + [f"Δ {e(m)}" for m in result.metrics]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
     for point, row in _rows(result):
-        cells = [show(point[k]) for k in result.keys] + [cell(c) for c in row]
-        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+        cells = [e(show(point[k])) for k in result.keys] + [cell(c) for c in row]  # our numbers
+        lines.append("| " + " | ".join(cells) + " |")
     lines += ["", "Per metric, largest moves:", ""]
     for metric in result.metrics:
         ranked = sorted((c for c in result.changes if c.metric == metric
                          and math.isfinite(c.diff) and c.diff != 0), key=lambda c: -abs(c.diff))
         if ranked:
             c = ranked[0]
-            where = ", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items())
-            lines.append(f"- `{metric}`: {sig(c.a)} → {sig(c.b)} at {where or 'the only point'} "
-                         f"(p {p_value(c.p)}, {c.n_a} vs {c.n_b} seeds)")
+            where = e(", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items()))
+            lines.append(f"- {md_code(metric)}: {sig(c.a)} → {sig(c.b)} at "
+                         f"{where or 'the only point'} (p {p_value(c.p)}, {c.n_a} vs {c.n_b} seeds)")
     if result.failures:
         lines += ["", f"**{len(result.failures)} regression(s) past --fail-on.**"]
     return "\n".join(lines) + "\n"

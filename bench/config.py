@@ -7,11 +7,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from .activations import check as check_activation
 from .activations import resolve
 from .errors import unknown_name
+from .inits import check as check_init
 from .inits import resolve as resolve_init
 from .optimizers import OPTIMIZERS
 from .plugins import canonical, split_table
+
+
+def runs_user_code(info) -> bool:
+    """Whether validation may import and call user code: yes unless the caller validates with
+    ``context={"user_code": False}`` (a suite that is only read, ``--dry-run``)."""
+    context = getattr(info, "context", None)
+    return not isinstance(context, dict) or context.get("user_code", True) is not False
 
 
 class _Strict(BaseModel):
@@ -64,11 +73,15 @@ class ModelConfig(_Strict):
     @field_validator("activation_args")
     @classmethod
     def _activation(cls, value: str, info) -> str:
-        # Checked here, once both are known: the import, the type, and the output's shape.
+        # Checked here, once both are known: the import, the type, and the output's shape
+        # (or, validated with context={"user_code": False}, only the name: runs_user_code).
         value = canonical(value)
         name = info.data.get("activation")
-        if name is not None:
-            resolve(name, value)  # its ValueError names the activation and what is wrong
+        if name is not None:  # its ValueError names the activation and what is wrong
+            if runs_user_code(info):
+                resolve(name, value)
+            else:  # the name and the import path's spelling only: nothing imported or called
+                check_activation(name, value)
         return value
 
     @field_validator("init_args")
@@ -76,8 +89,11 @@ class ModelConfig(_Strict):
     def _init(cls, value: str, info) -> str:
         value = canonical(value)
         name = info.data.get("init")
-        if name is not None:
-            resolve_init(name, value)  # its ValueError names the init and what is wrong
+        if name is not None:  # its ValueError names the init and what is wrong
+            if runs_user_code(info):
+                resolve_init(name, value)
+            else:
+                check_init(name, value)
         return value
 
 

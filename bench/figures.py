@@ -29,8 +29,9 @@ import torch  # noqa: E402
 from scipy import stats as _st  # noqa: E402
 
 from .activations import ACTIVATIONS  # noqa: E402
+from .errors import UserError  # noqa: E402
 from .formatting import sig, unit_for  # noqa: E402
-from .rundata import RunData, equals, keyed, settings, show  # noqa: E402
+from .rundata import RunData, equals, is_config, keyed, settings, show  # noqa: E402
 from .stats import mean_ci  # noqa: E402
 from .summary import ACTIVATION, Section, short  # noqa: E402
 
@@ -42,12 +43,59 @@ _FACET_PRIORITY = ("model.init", "train.lr")
 _RESOURCE_KEYS = ("train.accumulation_steps", "train.device", "train.batch_size")
 
 
+class FigureError(RuntimeError):
+    """A figure that could not be drawn: names the figure and carries the cause's repr (some
+    matplotlib errors have an empty or a multi-line message)."""
+
+
+# -- text from the run, as matplotlib's plain text -------------------------------------------------
+#
+# Matplotlib reads a label with two unescaped "$" as mathtext: a variant named "a $x^$ b" fails to
+# parse, and the whole report with it. Every string from the run (variant and activation names,
+# setting values) is escaped once, in the frame the figures draw from, before it reaches a title,
+# label, legend entry or tick label (seaborn makes those from the data too). "\$" is drawn as "$".
+# Our own labels use no "$", and the log axes' tick labels keep their mathtext.
+
+_PLAIN = "bench.plain_text"  # marks a frame whose strings are escaped already (frame.attrs)
+
+
+def plain(value):
+    """``value`` as matplotlib draws it literally: every "$" escaped (strings only)."""
+    return value.replace("$", "\\$") if isinstance(value, str) and "$" in value else value
+
+
+def unplain(text: str) -> str:
+    """The inverse of :func:`plain`, for text that goes to the report (titles and captions)."""
+    return text.replace("\\$", "$")
+
+
+def _text_columns(frame: pd.DataFrame) -> list[str]:
+    return [c for c in frame.columns if (is_config(c) or c in ("variant", ACTIVATION))
+            and (frame[c].dtype == object or pd.api.types.is_string_dtype(frame[c]))]
+
+
+def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with every string of its config columns (and the variant) escaped by
+    :func:`plain`; a frame escaped already is returned as it is."""
+    if frame.attrs.get(_PLAIN):
+        return frame
+    columns = [c for c in _text_columns(frame)
+               if frame[c].map(lambda v: isinstance(v, str) and "$" in v).any()]
+    out = frame.assign(**{c: frame[c].map(plain) for c in columns}) if columns else frame.copy()
+    out.attrs[_PLAIN] = True
+    return out
+
+
 @dataclass
 class Figure:
     name: str       # file stem: "fig1_loss"
     title: str
     caption: str
     figure: matplotlib.figure.Figure
+
+    def __post_init__(self):
+        # the title and caption are the report's text, not matplotlib's: no escaped "$"
+        self.title, self.caption = unplain(self.title), unplain(self.caption)
 
     def png(self) -> bytes:
         """The figure as a compact PNG (palette-quantized: plots have few colours)."""
@@ -855,6 +903,7 @@ def fig_lr_sensitivity(run: RunData, section: Section) -> Figure | None:
         return None
     key = keys[0]
     tune = run.ran[(run.ran["stage"] == "tune") & (run.ran["task.kind"] == section.task)]
+    tune = plain_frame(tune)  # drawn from the run's own table, not the section's frame
     if tune.empty or metric not in tune or ACTIVATION not in tune:
         return None
     others = [k for k in run.varied_keys if k not in (key, ACTIVATION, "train.device", "variant")
@@ -864,7 +913,8 @@ def fig_lr_sensitivity(run: RunData, section: Section) -> Figure | None:
     for p in tuning.get("picks", []):
         if p.get("tuned") and p.get("values"):
             ctx = p.get("context") or {}
-            picks[(ctx.get(ACTIVATION), ctx.get(others[0]) if others else None)] = p["values"][key]
+            picks[(plain(ctx.get(ACTIVATION)), plain(ctx.get(others[0])) if others else None)] = \
+                plain(p["values"][key])
     fraction = metric.endswith("accuracy")
     scale = 100.0 if fraction else 1.0
     with sns.axes_style("whitegrid"):
@@ -925,22 +975,42 @@ FIGURES: tuple[Callable[[RunData, Section], Figure | None], ...] = (
 
 
 def by_variant(section: Section) -> Section:
-    """Where each variant fixes its own activation (and more), the variants are the series:
-    each is drawn as "variant (activation)" in its activation's colour, never faceted apart."""
+    """The section as the figures draw it. Its strings are matplotlib's plain text
+    (:func:`plain_frame`); and where each variant fixes its own activation (and more), the
+    variants are the series: each is drawn as "variant (activation)" in its activation's
+    colour, never faceted apart."""
+    if section.frame.attrs.get(_PLAIN):
+        return section  # this function's own output
+    frame = plain_frame(section.frame)
     if "variant" not in section.keys or ACTIVATION in section.keys:
-        return section
-    frame = section.frame.assign(**{ACTIVATION: section.frame["variant"].astype(str) + " ("
-                                    + section.frame[ACTIVATION].astype(str) + ")"})
+        return dataclasses.replace(section, frame=frame)
+    frame = frame.assign(**{ACTIVATION: frame["variant"].astype(str) + " ("
+                            + frame[ACTIVATION].astype(str) + ")"})
+    frame.attrs[_PLAIN] = True
     keys = [ACTIVATION if k == "variant" else k for k in section.keys]
     return dataclasses.replace(section, frame=frame, keys=keys)
 
 
+_NAMES = ("fig0_lr_sensitivity", "fig1_loss", "fig1_accuracy", "fig2_heatmap",
+          "fig3_dead_saturated", "fig9_layers_over_training", "fig10_dead_nets", "fig4_gradients",
+          "fig5_timing", "fig6_accumulation", "fig11_accumulation_curves",
+          "fig7_decision_boundaries", "fig8_cubic_fits")  # FIGURES' stems, for error messages
+
+
 def figures(run: RunData, section: Section) -> list[Figure]:
-    """Every figure the section's data supports, in the report's order."""
+    """Every figure the section's data supports, in the report's order. A figure that fails
+    is a FigureError naming it, with the cause's repr (never an empty reason)."""
     section = by_variant(section)
     out = []
-    for draw in FIGURES:
-        fig = draw(run, section)
+    for i, draw in enumerate(FIGURES):
+        name = _NAMES[i] if i < len(_NAMES) else getattr(draw, "__name__", repr(draw))
+        try:
+            fig = draw(run, section)
+        except UserError:
+            raise
+        except Exception as exc:
+            raise FigureError(f"figure {name} of task {section.task!r} could not be drawn: "
+                              f"{exc!r}") from exc
         if fig is not None:
             out.append(fig)
     return out

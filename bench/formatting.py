@@ -1,8 +1,10 @@
-"""Numbers for people: significant figures, one unit per column, mean ± half-width."""
+"""Numbers for people: significant figures, one unit per column, mean ± half-width; and text
+from a run made safe for Markdown (:func:`md_escape`)."""
 
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -84,3 +86,61 @@ def unit_for(kind: str, values) -> tuple[str, float]:
             return name, 1.0 / size
     name, size = units[-1]
     return name, 1.0 / size
+
+
+# -- Markdown --------------------------------------------------------------------------------------
+
+# Characters that start inline Markdown anywhere in a line: emphasis, code, links and images,
+# table cells, strikethrough, math ("$", on GitHub), and the backslash that escapes them. An "_"
+# between two letters or digits (``xavier_uniform``) can neither open nor close emphasis in
+# CommonMark, so it stays as it is, readable.
+_MD_INLINE = re.compile(r"([\\`*\[\]|~$]|(?<![A-Za-z0-9])_|_(?![A-Za-z0-9]))")
+# What makes a line a block of its own when it starts it: a heading, a setext underline, a list
+# item ("-", "+", "1." or "1)" before a space or the end), a thematic break ("- - -", "+++").
+_MD_LINE_START = re.compile(r"^(?:([#=])|([-+])(?=\s|$|[-+])|(\d{1,9})([.)])(?=\s|$))")
+# Everything the CommonMark spec (and browsers) take for a line break, and other controls.
+_MD_BREAKS = re.compile(r"[\r\n\v\f\x00-\x08\x0e-\x1f\x7f\x85\u2028\u2029]+")
+# A numeric interval such as "[0.012, 0.031]" or "[–, 1.2e-05]", not followed by what would make
+# it a link ("(", "[", ":"): shown as it is, so the tables' numbers stay readable.
+_NUMBER = r"[-+−]?(?:\d[\d.,]*(?:e[-+]?\d+)?%?|∞|–)"
+_MD_INTERVAL = re.compile(rf"\[{_NUMBER}, {_NUMBER}\](?![(\[:])")
+
+
+def _md_inline(text: str) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return _MD_INLINE.sub(r"\\\1", text)
+
+
+def md_escape(text: object) -> str:
+    r"""``text`` (anything a user or a run folder supplied) as one line of literal Markdown text.
+
+    What it is escaped against, wherever a template puts it (a paragraph, a list item, a table
+    cell, emphasis): raw HTML (``<``, ``>``, ``&`` become entities, as the HTML report's
+    autoescape does), line breaks (turned into spaces, so no new heading, list or table row can
+    start), the inline specials (a backslash, `` ` ``, ``* [ ] | ~ $``, and ``_`` outside a
+    word: no link, image, code span, emphasis, math or extra table cell), and at its start the
+    markers of a block: ``#``, ``=``, ``-``/``+`` before a space, ``1.``/``1)`` before a space,
+    leading spaces (an indented code block).
+    Numbers are left as they are (``-0.021``, ``0.95 ± 0.01``, ``[0.01, 0.02]``).
+    """
+    text = _MD_BREAKS.sub(" ", str(text)).strip()
+    out, end = [], 0
+    for match in _MD_INTERVAL.finditer(text):
+        out.append(_md_inline(text[end:match.start()]))
+        out.append(match.group(0))
+        end = match.end()
+    out.append(_md_inline(text[end:]))
+    text = "".join(out)
+    if text.startswith("["):  # an interval at the start: a link reference definition needs ":"
+        return text           # after "]", which the interval's look-ahead refused
+    return _MD_LINE_START.sub(
+        lambda m: "\\" + (m.group(1) or m.group(2)) if m.group(3) is None
+        else m.group(3) + "\\" + m.group(4), text, count=1)
+
+
+def md_code(text: object) -> str:
+    """``text`` as a Markdown code span: literal, whatever backticks or HTML it holds."""
+    text = _MD_BREAKS.sub(" ", str(text))
+    fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"

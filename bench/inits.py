@@ -10,7 +10,8 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from .plugins import arguments, import_object, python_and_numpy_seeded, resolver, user_path
+from .plugins import (arguments, check_user_path, import_object, python_and_numpy_seeded,
+                      resolver, user_path)
 
 # Glorot & Bengio (2010) and the orthogonal init use gain 1; He et al. (2015) use the ReLU gain
 # sqrt(2) with fan_in, which is what "kaiming" means here whatever the activation.
@@ -54,6 +55,17 @@ def _builtin(weight_init: Callable[[nn.Parameter], object]) -> InitFn:
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
     return init
+
+
+def check(name: str, args: str = "") -> None:
+    """What ``resolve`` checks without importing or calling user code (a suite that is only
+    read: ``--dry-run``). Raises ValueError as ``resolve`` does."""
+    kwargs = arguments(args)
+    if name in INITS:
+        if kwargs:
+            raise ValueError(f"built-in init {name!r} takes no arguments, got {sorted(kwargs)}")
+        return
+    check_user_path("init", name, INITS)
 
 
 @resolver

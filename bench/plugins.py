@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import importlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
+from dataclasses import dataclass
 from functools import cache, wraps
 from typing import TypeVar
 
@@ -31,11 +33,21 @@ def registered(group: str) -> dict[str, tuple[str, str]]:
     return out
 
 
+_DOTTED = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*")
+
+
+def split_path(path: str) -> tuple[str, str]:
+    """``"package.module:attr"`` -> ("package.module", "attr"), checked by its spelling alone:
+    nothing is imported. ValueError when it is not an import path."""
+    module_name, _, attr = path.partition(":")
+    if not _DOTTED.fullmatch(module_name) or not _DOTTED.fullmatch(attr):
+        raise ValueError(f"{path!r} is not an import path of the form 'package.module:name'")
+    return module_name, attr
+
+
 def import_object(path: str) -> object:
     """``"package.module:attr"`` -> the object; ValueError says what went wrong."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"{path!r} is not an import path of the form 'package.module:name'")
+    module_name, attr = split_path(path)
     try:
         module = importlib.import_module(module_name)
     except Exception as exc:  # ImportError, or the module's own error while importing
@@ -62,6 +74,54 @@ def user_path(what: str, name: str, builtins: Iterable[str]) -> str:
 
     raise ValueError(unknown_name(what, name, {*builtins, *plugins})
                      + "; or an import path 'package.module:name'")
+
+
+def check_user_path(what: str, name: str, builtins: Iterable[str]) -> str:
+    """What ``user_path`` checks, and the spelling of the import path, without importing or
+    calling anything: the check of a suite that is only read (``--dry-run``). Returns the
+    import path; ValueError as ``user_path`` and ``split_path`` raise it."""
+    path = user_path(what, name, builtins)
+    split_path(path)
+    return path
+
+
+@dataclass(frozen=True)
+class UserCode:
+    """One piece of user code a suite names: the import path, the keys that name it
+    (``model.activation``), and for a name an installed package registers, that name and the
+    package."""
+
+    path: str
+    keys: tuple[str, ...]
+    name: str = ""      # the registered name, "" for an import path written in the suite
+    package: str = ""   # the distribution that registers ``name``
+
+    def describe(self) -> str:
+        keys = ", ".join(self.keys)
+        if self.name:
+            return f"{self.name} = {self.path} ({keys}; registered by package {self.package})"
+        return f"{self.path} ({keys})"
+
+
+def user_code(named: Iterable[tuple[str, str, str]]) -> list[UserCode]:
+    """The user code behind ``(what, key, name)`` triples (what: activation, init or task; the
+    caller leaves built-ins out), in first-seen order, each path once with every key that
+    names it. Reads entry-point metadata; imports nothing."""
+    plugins = {what: registered(group) for what, group in GROUPS.items()}
+    found: dict[tuple[str, str, str], list[str]] = {}
+    for what, key, name in named:
+        if name in plugins[what]:
+            path, package = plugins[what][name]
+            entry = (path, name, package)
+        elif ":" in name:
+            entry = (name, "", "")
+        else:
+            continue  # not user code (a suite that loaded names none such)
+        keys = found.setdefault(entry, [])
+        if key not in keys:
+            keys.append(key)
+    return [UserCode(path, tuple(keys), name, package)
+            for (path, name, package), keys in found.items()]
 
 
 def arguments(args: str) -> dict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import math
+import re
 import tomllib
 from collections import Counter
 from dataclasses import dataclass, field
@@ -18,7 +19,8 @@ import jinja2
 
 from . import __version__
 from .errors import UserError
-from .formatting import DASH, estimate, interval, p_value, signed
+from .formatting import DASH, estimate, interval, md_escape, p_value, signed
+from .names import check_run_names
 from .rundata import RunData, hashable, show
 from .stats import CONFIDENCE
 from .store import atomic_write_bytes
@@ -51,10 +53,11 @@ class Table:
 
     def markdown(self) -> str:
         def cell(c: Cell) -> str:
-            return f"**{md_text(c.text)}**" if c.best and c.text != DASH else md_text(c.text)
+            text = md_escape(c.text)
+            return f"**{text}**" if c.best and c.text != DASH and text else text
 
         align = [("---:" if n else ":---") for n in (self.numeric or [False] * len(self.columns))]
-        lines = ["| " + " | ".join(md_text(c) for c in self.columns) + " |",
+        lines = ["| " + " | ".join(md_escape(c) for c in self.columns) + " |",
                  "|" + "|".join(align) + "|"]
         lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
         return "\n".join(lines)
@@ -150,7 +153,7 @@ def _statuses(run: RunData) -> tuple[Table, list[str]]:
     counts = Counter(run.trials["status"])
     table = Table(["status", "trials"], [[Cell(s), Cell(str(n), n)] for s, n in counts.most_common()],
                   [False, True])
-    notes = []
+    notes = list(run.notes)  # the folder's own state first: set-aside parts, an unfinished run
     skipped = run.trials[run.trials["status"] == "skipped"]
     for reason, group in skipped.groupby("error", dropna=False, sort=False):
         where = {k: sorted({show(v) for v in group[k]}) for k in run.varied_keys}
@@ -331,18 +334,11 @@ def _called(c: Comparison) -> bool:
 
 # -- rendering ------------------------------------------------------------------------------------
 
-def md_text(text: str) -> str:
-    """Text from the run (an error message, a reason) made safe for one Markdown line: no raw
-    HTML, no line breaks, no stray table pipes."""
-    return (str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-            .replace("|", "\\|").replace("\r", " ").replace("\n", " "))
-
-
 def _env() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.PackageLoader("bench", "templates"),
                              autoescape=jinja2.select_autoescape(["html.j2"]),
                              trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env.filters["md"] = md_text
+    env.filters["md"] = md_escape
     return env
 
 
@@ -356,7 +352,43 @@ def parse_formats(text: str) -> tuple[str, ...]:
 
 
 def default_out(run: RunData, root: Path = Path("reports")) -> Path:
+    """reports/<suite>/<run-id>/, once both names are checked to be plain folder names: a
+    doctored manifest (a suite name of ``../../X``) is a UserError, never a path outside root."""
+    check_run_names(run)
     return root / run.suite_name / run.run_id
+
+
+def _figure_stems(tasks: list[str]) -> dict[str, str]:
+    """The file-name prefix of each task's figures where a run has several tasks: the task's
+    name (a user task's import path, read from the trials table) with everything but letters,
+    digits, '_' and '-' replaced, so that no figure file lands outside figures/; made unique."""
+    if len(tasks) < 2:
+        return dict.fromkeys(tasks, "")
+    stems, taken = {}, set()
+    for task in tasks:
+        stem = re.sub(r"[^A-Za-z0-9_-]+", "_", str(task)).strip("_") or "task"
+        unique, n = stem, 1
+        while unique in taken:
+            n += 1
+            unique = f"{stem}_{n}"
+        taken.add(unique)
+        stems[task] = unique + "_"
+    return stems
+
+
+def _draw(fig, task: str) -> RenderedFigure:
+    """A figure as the report holds it: a drawing error (matplotlib can raise one with an empty
+    or multi-line message) names the figure and keeps the exception's repr."""
+    from .figures import FigureError
+
+    try:
+        png = fig.png()
+    except UserError:
+        raise
+    except Exception as exc:
+        raise FigureError(f"figure {fig.name} of task {task!r} could not be drawn: "
+                          f"{exc!r}") from exc
+    return RenderedFigure(fig.name, fig.title, fig.caption, png)
 
 
 def _claims(run: RunData) -> tuple[Table | None, str]:
@@ -391,10 +423,11 @@ def build(run: RunData) -> dict:
     claims, claims_note = _claims(run)
     views = []
     secs = sections(run)
+    stems = _figure_stems([s.task for s in secs])
     for section in secs:
-        prefix = f"{section.task}_" if len(secs) > 1 else ""
-        rendered = [RenderedFigure(prefix + f.name, f.title, f.caption, f.png())
-                    for f in figures(run, section)]
+        rendered = [_draw(f, section.task) for f in figures(run, section)]
+        for f in rendered:
+            f.name = stems[section.task] + f.name
         notes = [f"{m.label}: 0 in every trial, so the column is left out."
                  for m in _constant_zero(section)]
         views.append(SectionView(section.task, section.findings, _headline(section),
@@ -426,6 +459,7 @@ def build(run: RunData) -> dict:
 def render(run_dir: Path, out: Path | None = None, formats=FORMATS) -> list[Path]:
     """Write the report of ``run_dir`` into ``out`` (default reports/<suite>/<run-id>/)."""
     run = RunData.open(Path(run_dir))
+    check_run_names(run)  # before any path is built, --out or not: the folder is doctored
     out = Path(out) if out is not None else default_out(run)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -17,10 +17,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from .config import ModelConfig
 from .errors import UserError
+from .names import is_folder_name
+from .runfolder import QUARANTINE, quarantined, read_manifest
+from .runlock import describe, holder
 from .model import MLP
 from .tasks import TASKS, TaskData, UserTaskConfig, draw_task
 
@@ -83,17 +87,12 @@ class RunData:
 
     @classmethod
     def open(cls, run_dir: Path) -> RunData:
+        """Read a run folder (never changing it): its manifest, checked, and its three
+        tables; a missing or unreadable one is one UserError naming the file."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise UserError("no such run folder", source=str(run_dir))
-        manifest_path = run_dir / "manifest.json"
-        if not manifest_path.is_file():
-            raise UserError("not a run folder (no manifest.json); pass the folder that "
-                            "`bench run` printed, e.g. results/<suite>/<run-id>", source=str(run_dir))
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"manifest.json is not valid JSON: {exc}", source=str(run_dir)) from None
+        manifest = read_manifest(run_dir)
         tables = {}
         for name in ("trials", "curves", "layers"):
             path = run_dir / f"{name}.parquet"
@@ -101,8 +100,41 @@ class RunData:
                 raise UserError(f"{name}.parquet is missing: the run never started, or its folder "
                                 f"was copied in part; `bench run SUITE --resume {run_dir}` rebuilds "
                                 "the tables", source=str(run_dir))
-            tables[name] = pd.read_parquet(path)
+            try:
+                tables[name] = pd.read_parquet(path)
+            except (pa.ArrowException, OSError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(f"{name}.parquet cannot be read ({reason}); the trials are "
+                                f"stored one by one in parts/, and `bench run SUITE --resume "
+                                f"{run_dir}` rebuilds the tables from them",
+                                source=str(run_dir)) from None
         return cls(run_dir, manifest, tables["trials"], tables["curves"], tables["layers"])
+
+    @cached_property
+    def quarantined(self) -> list[str]:
+        """The parts set aside as unreadable when the run was resumed (parts/.quarantine)."""
+        return quarantined(self.dir)
+
+    @property
+    def notes(self) -> list[str]:
+        """What a reader should know about the folder's state before trusting its tables."""
+        out = []
+        if self.quarantined:
+            n = len(self.quarantined)
+            out.append(f"{n} stored trial{'s' if n > 1 else ''} could not be read back and "
+                       f"{'were' if n > 1 else 'was'} set aside in parts/{QUARANTINE}/ "
+                       "(run again on --resume)")
+        writer = holder(self.dir)
+        state = str(self.manifest.get("state", ""))
+        if writer is not None:
+            out.append(f"a run is writing to this folder now ({describe(writer)}): the tables "
+                       "may change")
+        elif state == "running":
+            out.append("this run did not finish (its manifest says 'running' and no process "
+                       "holds it): its tables may lack stored trials; --resume rebuilds them")
+        elif state.startswith("stopped"):
+            out.append(f"this run stopped early: {state}")
+        return out
 
     # -- what the run is ----------------------------------------------------------------------
 
@@ -180,9 +212,9 @@ class RunData:
         """The trial's final model on the CPU, or None when its weights were not stored."""
         tid = row["trial_id"]
         if tid not in self._models:
-            path = self.dir / "parts" / tid / "model.pt"
+            path = self.dir / "parts" / str(tid) / "model.pt"
             model = None
-            if path.is_file():
+            if is_folder_name(tid) and path.is_file():  # an id from the table stays in parts/
                 row = self._stored_row(tid)  # the config as stored, whatever a figure relabelled
                 try:
                     data = self.task_data(row)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
 import time
@@ -30,6 +31,9 @@ from .packing import PackMode, plan
 from .plugins import in_main
 from .provenance import cuda_unavailable_reason, machine, now_utc
 from .spec import TrialSpec
+from .resume import check_resume
+from .runfolder import QUARANTINE
+from .runlock import describe as describe_holder
 from .store import RunStore
 from .suite import Suite, expand
 from .train import TrialResult, run_trial
@@ -59,6 +63,7 @@ class RunOptions:
     workers: int = 0           # 0: one per CPU core
     threads: int = 1           # intra-op threads per trial, pinned: numbers must not depend on workers
     resume: Path | None = None
+    extend: bool = False       # with resume: a changed suite may add grid points (resume.py)
     pack: PackMode = "auto"    # seeds of a grid point as one batched model (packing.py)
     scheduler: str | None = None  # a Dask scheduler's address (cluster.py)
     cluster: str | None = None    # "local" or "local:N": a LocalCluster for this run
@@ -75,6 +80,13 @@ def run_suite(suite: Suite, options: RunOptions, console: Console | None = None)
     """Run every trial of ``suite`` not already stored; returns the store of the run folder.
     With a Dask scheduler or cluster the run connects first: an unreachable scheduler is a
     user error before any folder is made."""
+    if not getattr(suite, "user_code_checked", True):
+        raise UserError("this suite was read without importing its user code (as --dry-run "
+                        "reads it), so it cannot be trained: load it with user_code=True",
+                        source=suite.source)
+    if options.extend and options.resume is None:
+        raise UserError("extend goes with resume: it lets a changed suite go on in a run folder",
+                        source=suite.source, key="extend")
     if not options.dask:
         return _run_suite(suite, options, console, None)
     local = sorted({p for s in expand(suite) for p in _main_functions(s)})
@@ -94,12 +106,20 @@ def _main_functions(spec: TrialSpec) -> list[str]:
 
 
 def _run_suite(suite: Suite, options: RunOptions, console: Console | None, client) -> RunStore:
-    console = console or Console(stderr=True)
+    console = console or Console(stderr=True, emoji=False)
     for warning in suite.warnings:
         console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, highlight=False)
     specs = expand(suite)  # with [tune]: the tuning stage, and what has nothing to tune
+    store = _open_store(suite, options, console)
+    try:
+        return _run_stages(suite, options, console, client, specs, store)
+    finally:
+        store.close()
+
+
+def _run_stages(suite: Suite, options: RunOptions, console: Console, client,
+                specs: list[TrialSpec], store: RunStore) -> RunStore:
     order = [s.trial_id for s in specs]
-    store = _open_store(suite, options)
     store.consolidate(order)  # the tables exist from the start (and a resume rebuilds them)
     done = store.done()
     todo = [s for s in specs if s.trial_id not in done]
@@ -163,18 +183,46 @@ def _run_suite(suite: Suite, options: RunOptions, console: Console | None, clien
         state = "finished"
     except KeyboardInterrupt:
         raise Interrupted(store.dir) from None
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+        state = f"stopped: {exc.strerror}"
+        raise Stopped(store.dir, f"cannot write the run folder: {exc.strerror} ({exc.filename}); "
+                      "free space, then --resume rebuilds the tables from the stored trials",
+                      len(store.done())) from None
     except Exception as exc:
         if type(exc).__name__ != "SchedulerLost":
             raise
         state = "scheduler lost"
         raise Stopped(store.dir, str(exc), len(store.done())) from None
     finally:
+        _close_run(store, order, session, state)
+    return store
+
+
+# Write errors that stop a run (a full disk, a quota, a read-only or failing disk): the trials
+# stored so far are kept, and the run says how to go on.
+_CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
+def _close_run(store: RunStore, order: list[str], session: dict, state: str) -> None:
+    """The run's last word in its folder: the tables from every stored part, then the state.
+    On a full disk either may fail; the state then says the tables may lag the parts (or, if
+    even the manifest cannot be written, readers find a "running" run that no process holds)."""
+    try:
         store.consolidate(order)
-        counts = dict(Counter(store.statuses().values()))
-        session["finished_at"] = now_utc()
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+        state = f"{state}; the tables may lack stored trials ({exc.strerror}): --resume rebuilds them"
+    counts = dict(Counter(store.statuses().values()))
+    session["finished_at"] = now_utc()
+    try:
         store.update_manifest(state=state, finished_at=session["finished_at"],
                               trials_by_status=counts)
-    return store
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
 
 
 class _Stage:
@@ -268,22 +316,39 @@ class _Pacer:
         self._last_cost = self._last_end - start
 
 
-def _open_store(suite: Suite, options: RunOptions) -> RunStore:
+def _open_store(suite: Suite, options: RunOptions, console: Console) -> RunStore:
     if options.resume is None:
         return RunStore.create(options.out, suite.name, {
             "bench_version": __version__,
-            "suite": {"name": suite.name, "source": suite.source, "sha256": suite.sha256,
-                      "text": suite.text},
+            "suite": _suite_entry(suite),
             "machine": machine()})
-    store = RunStore.open(options.resume)
-    stored = store.manifest.get("suite", {})
-    if stored.get("name") != suite.name:
-        raise UserError(f"--resume: this run folder holds suite {stored.get('name')!r}, "
-                        f"not {suite.name!r}", source=str(options.resume))
-    if stored.get("sha256") != suite.sha256:
-        store.manifest.setdefault("suite_history", []).append(
-            {"sha256": suite.sha256, "text": suite.text, "at": now_utc()})
+    store = RunStore.open(options.resume)  # the lock first: no one else is writing now
+    try:
+        replaced = check_resume(store.manifest, suite, str(options.resume), options.extend)
+    except BaseException:
+        store.close()
+        raise
+    if store.lock is not None and store.lock.stale:
+        console.print(f"note: took over the lock left by {describe_holder(store.lock.stale)}, "
+                      "which is no longer running", soft_wrap=True, highlight=False,
+                      markup=False)
+    for part, reason in store.quarantined:
+        console.print(f"[yellow]quarantined:[/] {escape(part)}: {escape(reason)} (moved to "
+                      f"parts/{QUARANTINE}/; the trial runs again)", soft_wrap=True,
+                      highlight=False)
+    if replaced is not None:
+        store.manifest.setdefault("suite_history", []).append(replaced)
+        store.manifest["suite"] = _suite_entry(suite)
+        console.print(f"--extend: {suite.source} adds to the suite this run was run with; "
+                      "the stored suite is kept in the manifest's suite_history",
+                      soft_wrap=True, highlight=False, markup=False)
+        store.write_manifest()
     return store
+
+
+def _suite_entry(suite: Suite) -> dict:
+    return {"name": suite.name, "source": suite.source, "sha256": suite.sha256,
+            "text": suite.text}
 
 
 def _progress(console: Console) -> Progress:

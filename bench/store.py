@@ -10,14 +10,29 @@ moment leaves each trial either wholly stored or absent. The three tables are re
 atomically) after every stored trial, so after ``kill -9`` they lack at most the trials stored
 in the instant before it; the parts are the source of truth, and ``--resume`` rebuilds the
 tables from them first.
+
+What protects a run folder beyond that:
+
+- Every file is written under a temporary name that carries its writer's host and pid
+  (``.<name>.<host>.<pid>.<random>.tmp``), flushed to disk (fsync) and renamed into place, and
+  the folder holding it is fsynced after the rename: a power cut leaves the old file or the
+  new, never a short one. A writer removes its own temporaries when a write fails; the next
+  writer removes those whose process is gone. Readers delete nothing.
+- One writer at a time: the store holds the run folder's lock (runlock.py) from opening to
+  :meth:`RunStore.close`.
+- A part that cannot be read back (a truncated or empty Parquet file, a folder without a
+  trial, a trial of another suite) is moved to ``parts/.quarantine/<trial_id>`` with a
+  ``reason.txt``, named in one line, and its trial runs again; ``report`` and ``check`` say
+  how many were set aside.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +46,8 @@ import torch
 from . import ensemble
 from .errors import UserError
 from .provenance import now_utc
+from .runfolder import QUARANTINE, read_manifest
+from .runlock import HOST, RunLock, pid_alive
 from .train import TrialResult
 
 SCHEMA_VERSION = 1
@@ -45,7 +62,8 @@ _TYPES = {
     **dict.fromkeys(["seed", "epoch", "layer", "diverged_epoch", "epochs_to_target",
                      "peak_memory_bytes", "n_params", "threads"], pa.int64()),
     **dict.fromkeys(["trial_id", "suite", "variant", "stage", "status", "error", "worker",
-                     "device_name", "started_at", "train.target.metric"], pa.string()),
+                     "device_name", "started_at", "train.target.metric", "suite_sha256"],
+                    pa.string()),
     "train.target.value": pa.float64(),
     "model.hidden": pa.list_(pa.int64()),
     **dict.fromkeys(["fit_probe_inside", "fit_probe_outside"], pa.list_(pa.float64())),
@@ -66,16 +84,59 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+def temp_path(path: Path, suffix: str = ".tmp") -> Path:
+    """A temporary name beside ``path`` that no other process will use: it carries this
+    host and pid (so a later writer can tell a dead process's leftovers from a live one's)."""
+    return path.with_name(f".{path.name}.{_HOST_TAG}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+
+
+_HOST_TAG = re.sub(r"[^A-Za-z0-9-]", "-", HOST)[:40] or "host"
+_TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}(\.tmp)?$")
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (where the platform can open a folder)."""
     try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; the file is for others to read
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _publish(tmp: Path, path: Path) -> None:
+    """fsync ``tmp``, rename it to ``path``, fsync the folder; ``tmp`` is gone either way."""
+    try:
+        _fsync_file(tmp)
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    tmp = temp_path(path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+        os.chmod(tmp, 0o666 & ~_UMASK)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _publish(tmp, path)
 
 
 def to_arrow(rows: list[dict]) -> pa.Table:
@@ -95,18 +156,25 @@ def _empty(table: str) -> pa.Table:
 
 
 def write_table(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
+    tmp = temp_path(path)
+    try:
+        pq.write_table(table, tmp)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _publish(tmp, path)
 
 
 class RunStore:
-    """Owns one run folder. Only the coordinating process writes to it."""
+    """Owns one run folder: the one process that writes to it, holding its lock
+    (runlock.py) until :meth:`close`."""
 
-    def __init__(self, run_dir: Path, manifest: dict):
+    def __init__(self, run_dir: Path, manifest: dict, lock: RunLock | None = None):
         self.dir = run_dir
         self.parts = run_dir / "parts"
         self.manifest = manifest
+        self.lock = lock
+        self.quarantined: list[tuple[str, str]] = []  # (part, reason) set aside on opening
         self._parts: dict[str, dict[str, pa.Table]] = {t: {} for t in TABLES}
         self._merged: dict[str, pa.Table | None] = dict.fromkeys(TABLES)
         self._load_parts()
@@ -115,53 +183,109 @@ class RunStore:
 
     @classmethod
     def create(cls, out_root: Path, suite_name: str, manifest: dict) -> RunStore:
+        """A new run folder, made whole before it appears: it is built under a temporary
+        name (its manifest written, its lock held) and renamed into place, so a kill at any
+        moment leaves either no run folder or one that ``--resume`` opens."""
         base = out_root / suite_name
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         try:
             base.mkdir(parents=True, exist_ok=True)
-            for n in range(1000):
-                run_dir = base / (stamp if n == 0 else f"{stamp}-{n}")
-                try:
-                    run_dir.mkdir()
-                    break
-                except FileExistsError:
-                    continue
-            (run_dir / "parts").mkdir()
+            _remove_leftovers(base, folders_only=True)
+            tmp = temp_path(base / stamp, suffix="")
+            (tmp / "parts").mkdir(parents=True)
         except OSError as exc:
             raise UserError(f"cannot create the run folder: {exc.strerror}",
                             source=str(exc.filename or base)) from None
-        store = cls(run_dir, {"schema_version": SCHEMA_VERSION, "run_id": run_dir.name,
-                              "started_at": now_utc(), **manifest})
-        store.write_manifest()
-        return store
+        lock = RunLock.acquire(tmp)
+        try:
+            for n in range(1000):
+                run_dir = base / (stamp if n == 0 else f"{stamp}-{n}")
+                if run_dir.exists():
+                    continue
+                full = {"schema_version": SCHEMA_VERSION, "run_id": run_dir.name,
+                        "started_at": now_utc(), **manifest}
+                atomic_write_bytes(tmp / "manifest.json", _manifest_bytes(full))
+                try:
+                    tmp.rename(run_dir)
+                except OSError:  # taken in the meantime (or a non-empty folder of that name)
+                    continue
+                fsync_dir(base)
+                break
+            else:
+                raise UserError("cannot create the run folder: 1000 runs started this second",
+                                source=str(base))
+        except BaseException:
+            lock.release()
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return cls(run_dir, full, lock)
 
     @classmethod
     def open(cls, run_dir: Path) -> RunStore:
-        path = run_dir / "manifest.json"
-        if not path.is_file():
-            raise UserError("not a run folder (no manifest.json)", source=str(run_dir))
+        """An existing run folder, to write to (``--resume``): its lock is taken first (a
+        folder another process is writing is a UserError naming it), then the parts are read
+        back, any unreadable one set aside."""
+        manifest = read_manifest(run_dir)
+        lock = RunLock.acquire(run_dir)
         try:
-            manifest = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise UserError(f"manifest.json is not valid JSON: {exc}", source=str(run_dir)) from None
-        (run_dir / "parts").mkdir(exist_ok=True)
-        return cls(run_dir, manifest)
+            (run_dir / "parts").mkdir(exist_ok=True)
+            store = cls(run_dir, manifest, lock)
+        except BaseException:
+            lock.release()
+            raise
+        if store.quarantined:
+            store.manifest.setdefault("quarantined", []).extend(
+                {"part": part, "reason": reason, "at": now_utc()}
+                for part, reason in store.quarantined)
+            store.write_manifest()
+        return store
+
+    def close(self) -> None:
+        """Give up the run folder's lock; the store can still be read, not written."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+
+    def suite_hashes(self) -> set[str]:
+        """The suite texts' hashes whose trials belong here: the suite's and, where the grid
+        was extended (``--extend``), the earlier suites'."""
+        hashes = {(self.manifest.get("suite") or {}).get("sha256")}
+        hashes |= {h.get("sha256") for h in self.manifest.get("suite_history") or []
+                   if isinstance(h, dict)}
+        return {h for h in hashes if h}
 
     def _load_parts(self) -> None:
+        if self.lock is not None:  # only the writer tidies, and only what no live process owns
+            _remove_leftovers(self.dir)
+            if self.parts.is_dir():
+                _remove_leftovers(self.parts)
         if not self.parts.is_dir():
             return
-        for leftover in self.dir.glob(".*.tmp"):  # a table write cut short by a crash
-            leftover.unlink(missing_ok=True)
+        hashes = self.suite_hashes()
         for part in sorted(self.parts.iterdir()):
-            if part.name.startswith("."):  # an unfinished part from a crash: the trial runs again
-                shutil.rmtree(part, ignore_errors=True)
+            if part.name.startswith("."):  # the quarantine, and temporaries of live writers
                 continue
-            if not (part / "trial.parquet").is_file():
+            try:
+                tables = _read_part(part, hashes)
+            except _BadPart as bad:
+                if self.lock is None:
+                    continue  # not the writer: leave it where it is
+                self._quarantine(part, str(bad))
                 continue
-            for table, name in _PART_FILES.items():
-                file = part / f"{name}.parquet"
-                if file.is_file():
-                    self._parts[table][part.name] = pq.read_table(file)
+            for table, arrow in tables.items():
+                self._parts[table][part.name] = arrow
+
+    def _quarantine(self, part: Path, reason: str) -> None:
+        folder = self.parts / QUARANTINE
+        folder.mkdir(exist_ok=True)
+        dest, n = folder / part.name, 1
+        while dest.exists() or dest.with_name(f"{dest.name}.reason.txt").exists():
+            dest, n = folder / f"{part.name}.{n}", n + 1
+        part.rename(dest)
+        note = dest / "reason.txt" if dest.is_dir() else dest.with_name(f"{dest.name}.reason.txt")
+        note.write_text(reason + "\n")
+        fsync_dir(self.parts)
+        self.quarantined.append((part.name, reason))
 
     # -- state --------------------------------------------------------------------------------
 
@@ -178,26 +302,34 @@ class RunStore:
         row = dict(result.trial)
         trace = row.pop("traceback", None)
         tid = row["trial_id"]
+        # which suite text the trial was run with, beside its id (a column every row has)
+        row = {"trial_id": tid, "suite_sha256": (self.manifest.get("suite") or {}).get("sha256"),
+               **row}
         tables = {"trials": to_arrow([row])}
         for table, rows in (("curves", result.curves), ("layers", result.layers)):
             if rows:
                 tables[table] = to_arrow(rows)
-        tmp = Path(tempfile.mkdtemp(dir=self.parts, prefix=f".{tid}."))
+        final = self.parts / tid
+        tmp = temp_path(final, suffix="")
         try:
+            tmp.mkdir()
             for table, arrow in tables.items():
                 pq.write_table(arrow, tmp / f"{_PART_FILES[table]}.parquet")
             if result.state_dict is not None:
                 torch.save(result.state_dict, tmp / "model.pt")
             if trace:
                 (tmp / "traceback.txt").write_text(trace)
-            final = self.parts / tid
+            for file in tmp.iterdir():
+                _fsync_file(file)
+            fsync_dir(tmp)
             if final.exists():  # a failed or skipped trial that ran again on --resume
-                stale = self.parts / f".stale.{tid}.{os.getpid()}"
+                stale = temp_path(final, suffix=".stale")
                 final.rename(stale)
                 tmp.rename(final)
                 shutil.rmtree(stale, ignore_errors=True)
             else:
                 tmp.rename(final)
+            fsync_dir(self.parts)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -230,8 +362,7 @@ class RunStore:
                         self.dir / f"{table}.parquet")
 
     def write_manifest(self) -> None:
-        atomic_write_bytes(self.dir / "manifest.json",
-                           (json.dumps(self.manifest, indent=2, default=str) + "\n").encode())
+        atomic_write_bytes(self.dir / "manifest.json", _manifest_bytes(self.manifest))
 
     def update_manifest(self, **fields: Any) -> None:
         self.manifest.update(fields)
@@ -257,3 +388,73 @@ def _in_order(table: pa.Table, order: list[str]) -> pa.Table:
     indices = pc.sort_indices(keyed, [("__rank", "ascending"), ("trial_id", "ascending"),
                                       ("__row", "ascending")])
     return table.take(indices)
+
+
+def _manifest_bytes(manifest: dict) -> bytes:
+    return (json.dumps(manifest, indent=2, default=str) + "\n").encode()
+
+
+class _BadPart(Exception):
+    """A part that cannot be read back; its message is the one-line reason."""
+
+
+_STATUSES = ("ok", "diverged", "failed", "skipped")
+
+
+def _read_part(part: Path, suite_hashes: set[str]) -> dict[str, pa.Table]:
+    """A part's tables, checked: each file readable, one trial row naming this part, every row
+    of its curves and layers this trial's, and (where recorded) a suite of this run."""
+    if not part.is_dir():
+        raise _BadPart("not a folder")
+    if not (part / "trial.parquet").is_file():
+        raise _BadPart("no trial.parquet (an unfinished or foreign folder)")
+    tables = {}
+    for table, name in _PART_FILES.items():
+        file = part / f"{name}.parquet"
+        if not file.exists():
+            continue
+        try:
+            arrow = pq.read_table(file)
+        except (pa.ArrowException, OSError) as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise _BadPart(f"{name}.parquet cannot be read ({reason})") from None
+        if "trial_id" not in arrow.column_names or any(
+                v != part.name for v in arrow.column("trial_id").to_pylist()):
+            raise _BadPart(f"{name}.parquet holds rows of another trial")
+        tables[table] = arrow
+    trial = tables["trials"]
+    if trial.num_rows != 1:
+        raise _BadPart(f"trial.parquet holds {trial.num_rows} rows, not 1")
+    status = trial.column("status")[0].as_py() if "status" in trial.column_names else None
+    if status not in _STATUSES:
+        raise _BadPart(f"trial.parquet has status {status!r}, not one of {', '.join(_STATUSES)}")
+    if "suite_sha256" in trial.column_names and suite_hashes:
+        sha = trial.column("suite_sha256")[0].as_py()
+        if sha and sha not in suite_hashes:
+            raise _BadPart(f"written by another suite (sha256 {sha[:12]}), not this run's")
+    return tables
+
+
+def _remove_leftovers(folder: Path, folders_only: bool = False) -> None:
+    """Delete the temporaries in ``folder`` that no live process owns: those named by a dead
+    pid on this host, by another host (the caller holds the lock, so no writer is there), or
+    in an older naming. A live process's temporaries are left alone."""
+    try:
+        entries = list(folder.iterdir())
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(".") or entry.name == QUARANTINE:
+            continue
+        if folders_only and not entry.is_dir():
+            continue
+        match = _TEMP.match(entry.name)
+        if match and match["host"] == _HOST_TAG and (
+                int(match["pid"]) == os.getpid() or pid_alive(int(match["pid"]))):
+            continue
+        if folders_only and not match:
+            continue  # not ours to judge: some other tool's hidden folder
+        if entry.is_dir():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)

@@ -2,6 +2,11 @@
 
 Every mistake becomes one ``UserError`` that names the file, the key (and where it was set:
 ``[model]``, ``[sweep]`` or a ``[[variant]]``), the bad value and the valid choices.
+
+A suite is code: a ``[task] kind``, an activation or an init may be any importable function
+("package.module:name"), which the full check imports and calls once. ``user_code=False``
+(``--dry-run``) checks everything else and only the names and the spelling of the import
+paths: no user module is imported, no user function called (``Suite.imports`` lists them).
 """
 
 from __future__ import annotations
@@ -20,9 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import ModelConfig, TrainConfig
 from .errors import Problem, UserError, choices_in, did_you_mean, unknown_name
-from .plugins import kind_of, split_table, user_path
+from .plugins import UserCode, kind_of, split_table, user_code, user_path
 from .spec import TrialSpec
-from .tasks import TASKS, ArgumentError, TaskConfig, UserTaskConfig
+from .tasks import TASKS, ArgumentError, TaskConfig, UncheckedUserTaskConfig, UserTaskConfig
 
 SECTIONS = {"task": None, "model": ModelConfig, "train": TrainConfig}
 _MAX_MESSAGES = 8
@@ -142,6 +147,26 @@ class Suite:
     source: str
     tune: Tune | None = None
     warnings: tuple[str, ...] = ()  # said when the suite loads; nothing is wrong enough to stop
+    user_code_checked: bool = True  # False: read with user_code=False, its user code neither
+    # imported nor called (--dry-run): a suite to show, not to train
+
+    @property
+    def imports(self) -> list[UserCode]:
+        """Every piece of user code the suite will import and call, in grid order: activations,
+        inits and task kinds named by import path or by a name an installed package registers.
+        Reads the suite and entry-point metadata only; imports nothing."""
+        from .activations import ACTIVATIONS
+        from .inits import INITS
+
+        named = []
+        for p in self.points:
+            if p.model.activation not in ACTIVATIONS:
+                named.append(("activation", "model.activation", p.model.activation))
+            if p.model.init not in INITS:
+                named.append(("init", "model.init", p.model.init))
+            if p.task.kind not in TASKS:
+                named.append(("task", "task.kind", p.task.kind))
+        return user_code(named)
 
     @property
     def all_seeds(self) -> tuple[int, ...]:
@@ -177,8 +202,10 @@ class Suite:
         return hashlib.sha256(self.text.encode()).hexdigest()
 
 
-def load_suite(path: str | Path) -> Suite:
-    """Read and validate a suite file; raises ``UserError`` on any mistake."""
+def load_suite(path: str | Path, *, user_code: bool = True) -> Suite:
+    """Read and validate a suite file; raises ``UserError`` on any mistake. With
+    ``user_code=False`` no user module is imported and no user function called
+    (``parse_suite``)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -187,10 +214,15 @@ def load_suite(path: str | Path) -> Suite:
     except UnicodeDecodeError as exc:
         raise UserError(f"not a UTF-8 text file ({exc.reason} at byte {exc.start})",
                         source=str(path)) from None
-    return parse_suite(text, source=str(path))
+    return parse_suite(text, source=str(path), user_code=user_code)
 
 
-def parse_suite(text: str, source: str = "<suite>") -> Suite:
+def parse_suite(text: str, source: str = "<suite>", *, user_code: bool = True) -> Suite:
+    """Validate a suite's text. ``user_code=True`` (what a run needs) also imports every user
+    activation, init and task and calls each once on a small input, so that bad user code is
+    one clear error before anything trains. ``user_code=False`` (``--dry-run``, reading)
+    imports and calls none of it: the names and import paths are checked by their spelling,
+    what only a call could tell is left to the full check, and the suite cannot be trained."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -211,7 +243,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     for combo in itertools.product(*raw.sweep.values()):
         swept = dict(zip(raw.sweep, combo))
         for variant in raw.variant or [{"name": ""}]:
-            point = _validate_point(raw, swept, variant, seen_errors)
+            point = _validate_point(raw, swept, variant, seen_errors, user_code)
             if point is not None:
                 # A variant may pin a swept key; points that become equal are run once.
                 # Keyed on the config's JSON, which tells true from 1 (pydantic equality does not)
@@ -228,7 +260,7 @@ def parse_suite(text: str, source: str = "<suite>") -> Suite:
     if raw.tune is not None:
         _check_tune(raw, grid, source)
     suite = Suite(raw.name, raw.description, tuple(raw.seeds), grid, tuple(raw.expect), text,
-                  source, raw.tune, tuple(_warnings(grid)))
+                  source, raw.tune, tuple(_warnings(grid)), user_code)
     from .claims import check_claims  # the claims against the grid, before anything trains
 
     check_claims(suite)
@@ -260,6 +292,7 @@ def _check_tune(raw: _RawSuite, grid: tuple[GridPoint, ...], source: str) -> Non
         if key not in raw.sweep:
             problems.append(f"[tune] keys: {key!r} is not a [sweep] key{did_you_mean(key, raw.sweep)}"
                             f"; valid choices: {', '.join(raw.sweep) or '(no [sweep])'}")
+    grid = tuple(p for p in grid if _checked(p.task))  # an unread user task: the full check's
     for split, fraction in (("val", "val_fraction"), ("test", "test_fraction")):
         lacking = [p for p in grid if not getattr(p.task, f"has_{split}_split")]
         if lacking:
@@ -382,8 +415,13 @@ def _set_dotted(tables: dict[str, dict], key: str, value: Any) -> None:
     node[path[-1]] = value
 
 
+def _checked(task: TaskConfig) -> bool:
+    """False for a user task read without running user code: what it draws is not known."""
+    return not isinstance(task, UncheckedUserTaskConfig)
+
+
 def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, Any],
-                    errors: dict[str, Problem]) -> GridPoint | None:
+                    errors: dict[str, Problem], user_code: bool = True) -> GridPoint | None:
     tables = {s: copy.deepcopy(getattr(raw, s)) for s in SECTIONS}
     origin: dict[str, str] = {}
     name = variant.get("name", "")
@@ -408,18 +446,23 @@ def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, An
             cls = _task_class(table.get("kind"), origin, errors)
             if cls is None:
                 continue
+            if cls is UserTaskConfig and not user_code:
+                cls = UncheckedUserTaskConfig
         try:
-            validated[section] = cls.model_validate(table)
+            validated[section] = cls.model_validate(table, context={"user_code": user_code})
         except ValidationError as exc:
             for problem in _messages(exc, cls, section, origin):
                 errors.setdefault(problem.message, problem)
             continue
         if cls is UserTaskConfig and not _user_task_draws(validated["task"], origin, errors):
             del validated["task"]
+        elif cls is UncheckedUserTaskConfig and not _user_task_draws(
+                validated["task"], origin, errors, call=False):
+            del validated["task"]
     if len(validated) < len(SECTIONS):
         return None
     target = validated["train"].target
-    if target is not None:
+    if target is not None and _checked(validated["task"]):
         task = validated["task"]
         where = origin.get("train.target", origin.get("train.target.metric", "[train] target"))
         if "accuracy" in target.metric and task.problem != "classification":
@@ -489,9 +532,16 @@ def _task_class(kind: Any, origin: dict[str, str],
 
 
 def _user_task_draws(task: UserTaskConfig, origin: dict[str, str],
-                     errors: dict[str, Problem]) -> bool:
-    """Import the user's task and draw it once; a failure names the key and the path."""
+                     errors: dict[str, Problem], call: bool = True) -> bool:
+    """Import the user's task and draw it once; a failure names the key and the path. With
+    ``call=False`` only what needs no import: the arguments and the import path's spelling."""
     try:
+        if not call:
+            from .plugins import check_user_path
+
+            task.check_arguments()
+            check_user_path("task", task.kind, TASKS)
+            return True
         return task.resolved is not None
     except ArgumentError as exc:
         key = f"task.{exc.key}"

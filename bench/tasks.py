@@ -214,6 +214,17 @@ class UserTaskConfig(BaseModel):
     def kwargs(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
 
+    def check_arguments(self) -> None:
+        """The checks of the arguments that need neither the function nor its module: each is
+        a plain value (a column), and none is ``seed``. Raises ArgumentError naming the key."""
+        for key, value in self.kwargs.items():
+            problem = plain_value_problem(value)
+            if problem:
+                raise ArgumentError(key, f"{value!r}: {problem} (an argument of {self.kind!r})")
+        if "seed" in self.kwargs:
+            raise ArgumentError("seed", f"the trial's seed is passed to {self.kind!r}; set the "
+                                "suite's seeds = [...] instead")
+
     @property
     def resolved(self) -> UserTask:
         for key, value in self.kwargs.items():
@@ -233,6 +244,33 @@ class UserTaskConfig(BaseModel):
     @property
     def has_val_split(self) -> bool:
         return self.resolved.has_val_split
+
+
+class UncheckedUserTaskConfig(UserTaskConfig):
+    """A user task as a suite read without running user code names it (``--dry-run``): the
+    same keys, columns and trial ids, but nothing imported or called. What only the function's
+    data could tell is unknown, so the checks that need it take the permissive answer (a
+    classification task with both held-out splits: no claim or metric is refused for it), and
+    the suite's full check at ``bench run`` decides. It cannot be drawn."""
+
+    checked: ClassVar[bool] = False
+
+    @property
+    def resolved(self) -> UserTask:
+        raise ValueError(f"{self.kind!r}: this suite was read without importing or running its "
+                         "user code (--dry-run); load it with user code to draw the task")
+
+    @property
+    def problem(self) -> str:
+        return "classification"
+
+    @property
+    def has_test_split(self) -> bool:
+        return True
+
+    @property
+    def has_val_split(self) -> bool:
+        return True
 
 
 class ArgumentError(ValueError):
