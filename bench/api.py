@@ -173,12 +173,14 @@ def open_run(run_dir: str | Path) -> Run:
 
 
 def run(suite: Suite | str | Path, *, workers: int = 0, threads: int = 1,
-        out: str | Path = "results", resume: str | Path | None = None, pack: bool | None = None,
-        scheduler: str | None = None, cluster: str | None = None,
+        out: str | Path = "results", resume: str | Path | None = None, extend: bool = False,
+        pack: bool | None = None, scheduler: str | None = None, cluster: str | None = None,
         quick: bool = False) -> Run:
     """Run a suite (a Suite, a path or TOML text) as ``bench run`` does, and return the Run.
     ``workers = 0`` is one process per CPU core. ``quick`` runs only the points the claims
-    look at. Progress shows as a bar that renders in a notebook or a terminal."""
+    look at. ``resume`` continues a run folder of the same suite text; ``extend`` (with it)
+    lets a changed suite go on that only adds grid points. Progress shows as a bar that
+    renders in a notebook or a terminal."""
     from .check import claimed_points
     from .runner import Interrupted, RunOptions, run_suite
 
@@ -188,7 +190,7 @@ def run(suite: Suite | str | Path, *, workers: int = 0, threads: int = 1,
         if not expand(suite):
             raise UserError("quick: the suite's claims look at no grid point")
     options = RunOptions(out=Path(out), workers=workers, threads=threads,
-                         resume=Path(resume) if resume is not None else None,
+                         resume=Path(resume) if resume is not None else None, extend=extend,
                          pack={None: "auto", True: "on", False: "off"}[pack],
                          scheduler=scheduler, cluster=cluster)
     try:

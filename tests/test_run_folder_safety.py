@@ -440,3 +440,13 @@ def test_readers_say_a_run_did_not_finish(finished, capsys):
     (finished / "manifest.json").write_text(json.dumps(manifest))
     assert main(["check", str(finished)]) == 0
     assert "did not finish" in capsys.readouterr().out
+
+
+def test_the_api_resumes_and_extends_as_the_cli_does(finished, tmp_path):
+    import bench
+
+    wider = suite(activations='["relu", "tanh", "sigmoid"]')
+    with pytest.raises(UserError, match="--extend"):
+        bench.run(wider, workers=1, resume=finished)
+    extended = bench.run(wider, workers=1, resume=finished, extend=True)
+    assert len(extended.trials) == 6 and len(extended.manifest["suite_history"]) == 1
