@@ -1,11 +1,15 @@
 """The data sets: each task is a config (its ``[task]`` keys) and a function that draws the data.
 
 Data is drawn on the CPU from the global torch RNG, which the trial has just seeded, so that the
-course notebook's order (data first, then the model) reproduces its numbers exactly.
+course notebook's order (data first, then the model) reproduces its numbers exactly. MNIST-1D is
+a fixed benchmark instead: its data is the ``mnist1d`` package's data set for ``[task] seed``
+(default 42, the package's), whatever the trial's seed, which draws only the model's init and the
+batch order.
 """
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -14,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from .plugins import import_object, plain_value_problem, python_and_numpy_seeded, resolver, user_path
 
@@ -123,6 +128,113 @@ class DigitsConfig(_TaskConfig):
         return _DIGITS_SAMPLES
 
 
+# The generator arguments of mnist1d.data.get_dataset_args() (mnist1d 0.0.2), with its defaults;
+# its 'url' is left out: it is for the package's download helper, which actbench never calls.
+_MNIST1D_ARGS = ("num_samples", "train_split", "template_len", "padding", "scale_coeff",
+                 "max_translation", "corr_noise_scale", "iid_noise_scale", "shear_scale",
+                 "shuffle_seq", "final_seq_length", "seed")
+_MNIST1D_CLASSES = 10  # the package's ten digit templates
+
+
+class Mnist1dConfig(_TaskConfig):
+    """MNIST-1D (Greydanus & Kobak), generated locally by the mnist1d package: 10 classes.
+
+    Each key is an argument of ``mnist1d.data.get_dataset_args()`` with the package's default,
+    so the defaults give the paper's data set: 4000 training and 1000 test signals of length
+    ``final_seq_length`` (40), inputs (samples, 40) that a cnn1d reads as one channel of length
+    40. The data is the package's data set for ``seed``, the same for every trial seed (which
+    draws only the model's init and the batch order). The test split is the package's own test
+    set (the last ``1 - train_split`` of its samples); ``val_fraction`` holds out a share of its
+    training set, drawn with ``seed``. The data set is generated once per process for each set
+    of generator keys.
+    """
+
+    kind: Literal["mnist1d"] = "mnist1d"
+    num_samples: int = Field(5000, ge=10, description="signals generated, before the package's "
+                             "train/test split (num_samples // 10 per class)")
+    train_split: float = Field(0.8, gt=0, lt=1, description="the package's training share; the "
+                               "rest is the test split (use it, not test_fraction)")
+    template_len: int = Field(12, ge=1, description="dilation: a padded template is resampled "
+                              "to template_len + padding's high points")
+    padding: tuple[int, int] = Field([36, 60], validate_default=True,
+                                     description="[low, high]: zeros appended to a template, a "
+                                     "random count in low..high")
+    scale_coeff: float = Field(0.4, ge=0, description="random scaling: x * (1 + scale_coeff * "
+                               "(U[0, 1) - 0.5))")
+    max_translation: int = Field(48, ge=1, description="random circular shift, 0 to "
+                                 "max_translation - 1 positions")
+    corr_noise_scale: float = Field(0.25, ge=0, description="std of the correlated (Gaussian-"
+                                    "filtered) noise in the padding")
+    iid_noise_scale: float = Field(2e-2, ge=0, description="std of the i.i.d. Gaussian noise on "
+                                   "every position")
+    shear_scale: float = Field(0.75, ge=0, description="random shear: a linear ramp of slope "
+                               "up to shear_scale / 2")
+    shuffle_seq: bool = Field(False, description="permute the positions with one fixed random "
+                              "permutation (the same for every signal)")
+    final_seq_length: int = Field(40, ge=1, description="signal length: the input features")
+    val_fraction: float = Field(0.0, ge=0, lt=1, description="held-out validation share of the "
+                                "package's training set, for tuning (0: none)")
+    seed: int = Field(42, ge=0, lt=2**32, description="the package's seed: it fixes the data "
+                      "set (and the validation split), the same for every trial seed")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_test_fraction(cls, data: Any) -> Any:
+        # A pointed message (with the key) rather than pydantic's "unknown key".
+        if isinstance(data, dict) and "test_fraction" in data:
+            message = ("mnist1d's test split is the package's own test set: set train_split "
+                       "(the training share, default 0.8) instead of test_fraction")
+            raise ValidationError.from_exception_data(cls.__name__, [InitErrorDetails(
+                type=PydanticCustomError("test_fraction", message), loc=("test_fraction",),
+                input=data["test_fraction"])])
+        return data
+
+    @field_validator("padding", mode="before")
+    @classmethod
+    def _padding(cls, value: object) -> tuple[int, int]:
+        if (isinstance(value, (list, tuple)) and len(value) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+                and 0 <= value[0] <= value[1]):
+            return tuple(value)
+        raise ValueError("padding is [low, high]: two ints with 0 <= low <= high, e.g. [36, 60]")
+
+    @property
+    def samples(self) -> int:
+        return _MNIST1D_CLASSES * (self.num_samples // _MNIST1D_CLASSES)
+
+    @property
+    def n_train(self) -> int:
+        """The package's training samples (its split: ``int(samples * train_split)``)."""
+        return int(self.samples * self.train_split)
+
+    @property
+    def n_val(self) -> int:
+        return round(self.val_fraction * self.n_train)
+
+    @property
+    def has_test_split(self) -> bool:
+        return self.samples - self.n_train > 0
+
+    @property
+    def has_val_split(self) -> bool:
+        return self.n_val > 0
+
+    @model_validator(mode="after")
+    def _leaves_training_data(self):
+        if self.n_train == 0 or self.n_train == self.samples:
+            raise ValueError(f"train_split = {self.train_split!r} of {self.samples} samples "
+                             f"leaves {'no training' if self.n_train == 0 else 'no test'} "
+                             "samples: the package's split needs both")
+        if self.n_val >= self.n_train:
+            raise ValueError(f"val_fraction = {self.val_fraction!r} holds out all "
+                             f"{self.n_train} training samples: leave some to train on")
+        return self
+
+    def generator_args(self) -> tuple[tuple[str, Any], ...]:
+        """The package's arguments, as a hashable key (the cache's)."""
+        return tuple((name, getattr(self, name)) for name in _MNIST1D_ARGS)
+
+
 def spiral(cfg: SpiralConfig) -> TaskData:
     n, c_total = cfg.points_per_class, cfg.classes
     xs, ys = [], []
@@ -190,10 +302,41 @@ def digits(cfg: DigitsConfig) -> TaskData:
     return _task_data(x, y, train, val, test, "classification", 10)
 
 
+@functools.lru_cache(maxsize=8)
+def _mnist1d_data(args: tuple[tuple[str, Any], ...]) -> tuple[torch.Tensor, ...]:
+    """The package's data set for these generator arguments, made once per process: (x, y,
+    x_test, y_test). Callers copy what they hand out, so no trial can change it."""
+    from mnist1d.data import get_dataset_args, make_dataset  # only the generator: no download
+
+    gen = get_dataset_args()
+    for name, value in args:
+        setattr(gen, name, list(value) if name == "padding" else value)
+    # make_dataset seeds Python's and numpy's global RNGs; restore them after
+    with python_and_numpy_seeded(gen.seed):
+        data = make_dataset(gen)
+    return (torch.tensor(data["x"], dtype=torch.float32), torch.tensor(data["y"], dtype=torch.long),
+            torch.tensor(data["x_test"], dtype=torch.float32),
+            torch.tensor(data["y_test"], dtype=torch.long))
+
+
+def mnist1d(cfg: Mnist1dConfig) -> TaskData:
+    x, y, x_test, y_test = _mnist1d_data(cfg.generator_args())
+    if cfg.n_val == 0:
+        return TaskData(x.clone(), y.clone(), x_test.clone(), y_test.clone(), "classification",
+                        _MNIST1D_CLASSES)
+    # The validation split from its own generator seeded with ``seed``: the same held-out
+    # samples for every trial, and the global RNG (the model's init) untouched.
+    order = torch.randperm(len(x), generator=torch.Generator().manual_seed(cfg.seed))
+    val, train = order[:cfg.n_val].sort().values, order[cfg.n_val:].sort().values
+    return TaskData(x[train], y[train], x_test.clone(), y_test.clone(), "classification",
+                    _MNIST1D_CLASSES, x[val], y[val])
+
+
 TASKS = {
     "spiral": (SpiralConfig, spiral),
     "cubic": (CubicConfig, cubic),
     "digits": (DigitsConfig, digits),
+    "mnist1d": (Mnist1dConfig, mnist1d),
 }
 
 
@@ -440,7 +583,7 @@ def task_data(out: Any, path: str) -> TaskData:
                     xs["x_val"], ys["y_val"])
 
 
-TaskConfig = SpiralConfig | CubicConfig | DigitsConfig | UserTaskConfig
+TaskConfig = SpiralConfig | CubicConfig | DigitsConfig | Mnist1dConfig | UserTaskConfig
 
 
 def task_arguments(cfg: TaskConfig) -> str:
@@ -472,7 +615,7 @@ def draw_task(cfg: TaskConfig, seed: int) -> TaskData:
     ``seed``, then draw the data from it (the course notebook's order: data, then the model's
     init, from one stream). With a ``[task] seed`` the data comes from that seed instead, in a
     fork of the RNG, so the model's init is the trial seed's alone and every seed of an
-    ensemble trains on one draw."""
+    ensemble trains on one draw. mnist1d always has one (the package's seed, default 42)."""
     torch.manual_seed(seed)  # seeds CUDA too
     fixed = data_seed(cfg)
     if fixed is None:

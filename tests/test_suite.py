@@ -93,7 +93,7 @@ def test_int_is_accepted_where_a_float_is_expected():
     (BASE.replace('"adam"', '"adma"'), ["[train] optimizer", "'adma'", "did you mean 'adam'",
                                          "adam, adamw, sgd"]),
     (BASE.replace('kind = "spiral"', 'kind = "spirals"'),
-     ["[task] kind", "'spirals'", "did you mean 'spiral'", "cubic, digits, spiral"]),
+     ["[task] kind", "'spirals'", "did you mean 'spiral'", "cubic, digits, mnist1d, spiral"]),
     (BASE + 'init = "xavier"\n', ["[train] init", "unknown key"]),
     (BASE.replace('activation = "relu"', 'activation = "relu"\ninit = "xavir_uniform"'),
      ["[model] init", "'xavir_uniform'", "did you mean 'xavier_uniform'"]),
