@@ -17,9 +17,12 @@ class Activation:
 
     ``dead`` maps a chunk of the layer's output, samples first (samples x units; for a pack,
     samples x members x units), to a mask over the other dimensions by reducing dimension 0:
-    the unit is inactive for every sample of the chunk. By default that is output exactly 0 (so a
-    sigmoid or tanh unit is practically never dead); LeakyReLU's rule is output negative
-    (DESIGN.md). A unit is dead when it is inactive in every chunk, i.e. on the whole training set.
+    the unit is inactive for every sample of the chunk. By default that is output exactly 0 (so
+    a sigmoid or tanh unit is practically never dead); LeakyReLU's rule is output negative
+    (DESIGN.md). A unit is dead when it is inactive in every chunk, i.e. on the whole training
+    set. A conv layer's chunk has its positions last (samples x channels x positions; for a
+    pack, samples x members x channels x positions) and the probe reduces the positions of the
+    mask: a channel is inactive when it is at every position.
 
     ``bounds`` are the limits of a bounded activation. A unit is saturated when, for every
     sample, its output is within ``SATURATION_MARGIN`` of one of them.

@@ -457,7 +457,9 @@ def fig_dead_nets(run: RunData, section: Section) -> Figure | None:
     facet = _facets(section, 1, exclude=("model.hidden",))
     frame, fixed = _reference(section, ["model.hidden", *facet])
     frame = frame[frame["all_dead_layer"].notna()]
-    hidden = frame["model.hidden"].map(lambda h: tuple(int(w) for w in h))
+    # a cnn1d (model.kind) has no hidden widths: depth 0, left out below with the linear nets
+    hidden = keyed(frame["model.hidden"]).map(lambda h: h if isinstance(h, tuple) else ())
+    hidden = hidden.map(lambda h: tuple(int(w) for w in h))
     frame = frame.assign(depth=hidden.map(len),
                          width=hidden.map(lambda h: h[0] if h and len(set(h)) == 1 else None))
     frame = frame[frame["width"].notna() & (frame["depth"] > 0)]  # uniform nets only
@@ -957,8 +959,57 @@ def fig_lr_sensitivity(run: RunData, section: Section) -> Figure | None:
                   "at either end of the axis may have its best value outside the grid.", fig)
 
 
+# -- 12. models x activations (MNIST-1D's bar chart) ------------------------------------------
+
+def fig_model_bars(run: RunData, section: Section) -> Figure | None:
+    """The report's main metric per variant (a model) and activation, as MNIST-1D's paper draws
+    its table: one group of bars per variant, one bar per activation, each the mean over seeds
+    with its 95% t-interval and the seeds as dots. Drawn where the variants and the activations
+    both vary; a variant that pins one activation is one bar."""
+    frame = section.frame
+    if "variant" not in section.keys or ACTIVATION not in section.keys:
+        return None
+    metric = section.main
+    if metric.column not in frame or not frame[metric.column].notna().any():
+        return None
+    variants = run.levels("variant", frame)
+    acts = run.levels(ACTIVATION, frame)
+    groups = [(v, [a for a in acts if ((frame["variant"] == v) & (frame[ACTIVATION] == a)).any()])
+              for v in variants]
+    percent = metric.kind == "fraction" or metric.column.endswith("accuracy")
+    scale = 100.0 if percent else 1.0
+    width = 0.8 / max(len(a) for _, a in groups)
+    with sns.axes_style("whitegrid"):
+        fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * sum(len(a) for _, a in groups) * 0.55 + 2), 3.6))
+        seen = set()
+        for x, (variant, present) in enumerate(groups):
+            offsets = (np.arange(len(present)) - (len(present) - 1) / 2) * width
+            for offset, act in zip(offsets, present):
+                values = frame.loc[(frame["variant"] == variant) & (frame[ACTIVATION] == act),
+                                   metric.column].to_numpy(dtype=float) * scale
+                est = mean_ci(values)
+                err = ([[est.mean - est.low], [est.high - est.mean]]
+                       if math.isfinite(est.low) else None)
+                ax.bar(x + offset, est.mean, width * 0.92, color=color(act), alpha=0.8,
+                       yerr=err, capsize=2, error_kw={"lw": 1},
+                       label=act if act not in seen else None)
+                seen.add(act)
+                jitter = np.linspace(-0.2, 0.2, len(values)) * width if len(values) > 1 else [0.0]
+                ax.scatter(x + offset + np.asarray(jitter), values, s=5, color="0.15", zorder=3)
+        ax.set_xticks(range(len(groups)), [v for v, _ in groups])
+        ax.set_ylabel(f"{metric.label}{' (%)' if percent else ''}")
+        if percent:
+            ax.set_ylim(0, 100)
+        ax.legend(title="activation", bbox_to_anchor=(1.0, 1.0), loc="upper left", fontsize=8)
+        fig.tight_layout()
+    return Figure("fig12_model_bars", f"{metric.label.capitalize()} per model and activation",
+                  f"Bars: the mean over seeds of the {metric.label}, with 95% t-intervals; dots: "
+                  "the seeds. One group per variant, one bar per activation it ran.", fig)
+
+
 FIGURES: tuple[Callable[[RunData, Section], Figure | None], ...] = (
     fig_lr_sensitivity,
+    fig_model_bars,
     lambda run, s: fig_curves(run, s, "loss"),
     lambda run, s: fig_curves(run, s, "accuracy") if s.problem == "classification" else None,
     fig_heatmap,
@@ -991,7 +1042,7 @@ def by_variant(section: Section) -> Section:
     return dataclasses.replace(section, frame=frame, keys=keys)
 
 
-_NAMES = ("fig0_lr_sensitivity", "fig1_loss", "fig1_accuracy", "fig2_heatmap",
+_NAMES = ("fig0_lr_sensitivity", "fig12_model_bars", "fig1_loss", "fig1_accuracy", "fig2_heatmap",
           "fig3_dead_saturated", "fig9_layers_over_training", "fig10_dead_nets", "fig4_gradients",
           "fig5_timing", "fig6_accumulation", "fig11_accumulation_curves",
           "fig7_decision_boundaries", "fig8_cubic_fits")  # FIGURES' stems, for error messages

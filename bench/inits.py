@@ -1,7 +1,12 @@
 """Weight initializations by name. Every built-in init but ``default`` zeroes the biases, as
 the papers do. A user init (an import path, or a name a package registers under
 ``actbench.inits``) is a function ``f(weight, layer, **kwargs)``: it fills ``weight`` in place
-or returns a tensor of its shape; biases stay as PyTorch built them unless it sets them."""
+or returns a tensor of its shape; biases stay as PyTorch built them unless it sets them.
+
+The layers are nn.Linear or nn.Conv1d (a cnn1d model). A conv weight is (out, in, kernel);
+its fans are PyTorch's (``nn.init._calculate_fan_in_and_fan_out``): fan_in = in x kernel,
+fan_out = out x kernel, which is what every built-in init uses. ``orthogonal`` makes the
+(out, in x kernel) matrix (semi-)orthogonal."""
 
 from __future__ import annotations
 
@@ -24,7 +29,8 @@ _WEIGHT_INITS: dict[str, Callable[[nn.Parameter], object]] = {
 }
 
 INITS: dict[str, str] = {
-    "default": "PyTorch's own nn.Linear init: U(+-1/sqrt(fan_in)) for weights and biases",
+    "default": "PyTorch's own nn.Linear / nn.Conv1d init: U(+-1/sqrt(fan_in)) for weights and "
+               "biases",
     "xavier_uniform": "U(+-sqrt(6/(fan_in+fan_out))), Var = 2/(fan_in+fan_out); biases 0",
     "xavier_normal": "N(0, 2/(fan_in+fan_out)); biases 0",
     "kaiming_uniform": "U(+-sqrt(6/fan_in)), Var = 2/fan_in (ReLU gain); biases 0",
@@ -33,24 +39,26 @@ INITS: dict[str, str] = {
 }
 
 
-InitFn = Callable[[nn.Linear], None]
+Layer = nn.Linear | nn.Conv1d
+InitFn = Callable[[Layer], None]
 
 
 class _Returned(ValueError):
     """A user init returned something that is not a weight."""
 
 
-def initialize(linears: list[nn.Linear], name: str, args: str = "") -> None:
-    """Re-initialize ``linears`` in order (input side first). ``default`` leaves them as built."""
+def initialize(layers: list[Layer], name: str, args: str = "") -> None:
+    """Re-initialize ``layers`` (Linear or Conv1d) in order (input side first). ``default``
+    leaves them as built."""
     if name == "default":
         return
     init = resolve(name, args)
-    for layer in linears:
+    for layer in layers:
         init(layer)
 
 
 def _builtin(weight_init: Callable[[nn.Parameter], object]) -> InitFn:
-    def init(layer: nn.Linear) -> None:
+    def init(layer: Layer) -> None:
         weight_init(layer.weight)
         if layer.bias is not None:
             nn.init.zeros_(layer.bias)
@@ -84,7 +92,7 @@ def resolve(name: str, args: str = "") -> InitFn:
     if not callable(fn) or isinstance(fn, type):
         raise ValueError(f"{path!r} is not a function f(weight, layer, **kwargs)")
 
-    def init(layer: nn.Linear) -> None:
+    def init(layer: Layer) -> None:
         with torch.no_grad():
             out = fn(layer.weight, layer, **kwargs)
             if out is not None and out is not layer.weight:

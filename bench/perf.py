@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from .model import MLP
+from .model import build_model
 from .optimizers import build_optimizer
 from .spec import TrialSpec
 from .suite import expand, parse_suite
@@ -53,12 +53,46 @@ lr_scaling = "linear"
 "train.accumulation_steps" = [1, 8]
 """
 
+# The MNIST-1D reference CNN's recipe (Greydanus's ConvBase: three Conv1d of 25 channels,
+# kernels 5, 3, 3, stride 2, padding 1; Adam, lr 1e-2, batches of 100) on data of MNIST-1D's
+# shape: 4000 training samples of 40 features, 10 classes. The values are random (timing does
+# not depend on them), so the figure needs neither the mnist1d package nor its task.
+_CNN_SUITE = """
+name = "perf-cnn"
+[task]
+kind = "bench.perf:mnist1d_shaped"
+[model]
+kind = "cnn1d"
+channels = [25, 25, 25]
+kernel = [5, 3, 3]
+stride = 2
+padding = 1
+activation = "relu"
+[train]
+optimizer = "adam"
+lr = 1e-2
+batch_size = 100
+epochs = {epochs}
+"""
+
+# (label, suite, share of --epochs): a mini-batch epoch of the CNN is ~15x the spiral's.
+OVERHEAD_CASES = [("spiral 3x1000, MLP [100], full batch", _SUITE, 1.0),
+                  ("MNIST-1D-shaped 4000x40, reference CNN, batches of 100", _CNN_SUITE, 0.1)]
+
+
+def mnist1d_shaped(n: int = 4000, features: int = 40, classes: int = 10):
+    """Random data of MNIST-1D's shape (a user task, drawn from the trial's seeded RNG)."""
+    x = torch.randn(n, features)
+    y = torch.randint(0, classes, (n,))
+    return x, y, "classification"
+
 
 def bare_epoch(spec: TrialSpec) -> Callable[[], None]:
-    """One epoch of the plain loop on ``spec`` (full batch, k micro-batches), as a callable."""
+    """One epoch of the plain loop on ``spec`` as a callable: full batch in k micro-batches,
+    or, with a batch size, a shuffled pass in steps of k micro-batches of it."""
     cfg = spec.train
     data = draw_task(spec.task, spec.seed)
-    model = MLP(spec.model, data.x_train.shape[1], data.out_features)
+    model = build_model(spec.model, data.x_train.shape[1], data.out_features)
     opt = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr_effective,
                           weight_decay=cfg.weight_decay, momentum=cfg.momentum)
     x, y, n = data.x_train, data.y_train, len(data.x_train)
@@ -73,7 +107,23 @@ def bare_epoch(spec: TrialSpec) -> Callable[[], None]:
             (loss * (len(xb) / n) if k > 1 else loss).backward()
         opt.step()
 
-    return epoch
+    if cfg.batch_size == "full":
+        return epoch
+    b = int(cfg.batch_size)
+    order = torch.Generator().manual_seed(spec.seed)
+
+    def mini_batch_epoch() -> None:
+        micro = torch.randperm(n, generator=order).split(b)
+        for s in range(0, len(micro), k):
+            opt.zero_grad()
+            step = micro[s:s + k]
+            samples = sum(len(i) for i in step)
+            for index in step:
+                loss = loss_fn(model(x[index]), y[index])
+                (loss * (len(index) / samples) if len(step) > 1 else loss).backward()
+            opt.step()
+
+    return mini_batch_epoch
 
 
 def bare_epoch_times(spec: TrialSpec) -> list[float]:
@@ -87,10 +137,14 @@ def bare_epoch_times(spec: TrialSpec) -> list[float]:
     return times
 
 
-def overhead(epochs: int = 300, repeats: int = 5, threads: int = 1) -> list[dict]:
+def overhead(epochs: int = 300, repeats: int = 5, threads: int = 1,
+             cases: list | None = None) -> list[dict]:
     torch.set_num_threads(threads)
     rows = []
-    for spec in expand(parse_suite(_SUITE.format(epochs=epochs), source="perf")):
+    specs = [(label, spec) for label, suite, share in cases or OVERHEAD_CASES
+             for spec in expand(parse_suite(suite.format(epochs=max(2, round(epochs * share))),
+                                            source="perf"))]
+    for label, spec in specs:
         every = spec.train.log_every
         bare, unlogged, logged = [], [], []
         for _ in range(repeats):
@@ -100,7 +154,8 @@ def overhead(epochs: int = 300, repeats: int = 5, threads: int = 1) -> list[dict
             unlogged += [t for i, t in enumerate(times) if i > 0 and i % every]
             logged += [t for i, t in enumerate(times) if i > 0 and not i % every]
         b, u, lg = (statistics.median(v) for v in (bare, unlogged, logged))
-        rows.append({"activation": spec.model.activation, "k": spec.train.accumulation_steps,
+        rows.append({"case": label, "epochs": spec.train.epochs,
+                     "activation": spec.model.activation, "k": spec.train.accumulation_steps,
                      "bare_ms": b * 1e3, "unlogged_ms": u * 1e3, "logged_ms": lg * 1e3,
                      "ratio": ((every - 1) * u + lg) / every / b})
     return rows
@@ -108,15 +163,16 @@ def overhead(epochs: int = 300, repeats: int = 5, threads: int = 1) -> list[dict
 
 def main(epochs: int, repeats: int, threads: int) -> int:
     console = Console()
-    console.print(f"instrumentation overhead: spiral 3x1000, MLP [100], adam, full batch, "
-                  f"log_every = 10, {epochs} epochs, {threads} thread(s), {repeats} repeats, "
-                  f"per-epoch medians", soft_wrap=True)
+    console.print(f"instrumentation overhead: adam, log_every = 10, {epochs} epochs (the CNN "
+                  f"a tenth of them), {threads} thread(s), {repeats} repeats, per-epoch medians",
+                  soft_wrap=True)
     table = Table()
-    for col in ("activation", "k", "bare ms", "unlogged ms", "logged ms",
+    for col in ("case", "epochs", "activation", "k", "bare ms", "unlogged ms", "logged ms",
                 "instrumented / bare"):
         table.add_column(col, justify="right")
     for r in overhead(epochs, repeats, threads):
-        table.add_row(r["activation"], str(r["k"]), f"{r['bare_ms']:.3f}",
+        table.add_row(r["case"], str(r["epochs"]), r["activation"], str(r["k"]),
+                      f"{r['bare_ms']:.3f}",
                       f"{r['unlogged_ms']:.3f}", f"{r['logged_ms']:.3f}", f"{r['ratio']:.3f}x")
     console.print(table)
     return 0
@@ -193,7 +249,7 @@ seeds = {seeds}
 [task]
 {task}
 [model]
-hidden = {hidden}
+{model}
 activation = "relu"
 [train]
 optimizer = "adam"
@@ -205,9 +261,13 @@ device = "{device}"
 """
 
 SPIRAL = 'kind = "spiral"'
-# (label, [task] keys, hidden widths, extra [train] keys, share of --epochs): the main suite's
-# full batch, its k = 8 micro-batches, mini-batch training, where per-operator overhead
-# dominates, and wider nets at the edge of the auto rule (packing.AUTO_MAX_ELEMENTS).
+MNIST1D_SHAPED = 'kind = "bench.perf:mnist1d_shaped"'
+REFERENCE_CNN = ('kind = "cnn1d"\nchannels = [25, 25, 25]\nkernel = [5, 3, 3]\nstride = 2\n'
+                 'padding = 1')
+# (label, [task] keys, hidden widths or [model] keys, extra [train] keys, share of --epochs):
+# the main suite's full batch, its k = 8 micro-batches, mini-batch training, where
+# per-operator overhead dominates, wider nets at the edge of the auto rule
+# (packing.AUTO_MAX_ELEMENTS), and the MNIST-1D reference models on data of its shape.
 PACK_CASES = [
     ("spiral 3000, full batch", SPIRAL, [100], "", 1.0),
     ("spiral 3000, full batch, k = 8", SPIRAL, [100], "accumulation_steps = 8", 1.0),
@@ -220,6 +280,12 @@ PACK_CASES = [
     ("[256, 256], batches of 64", SPIRAL, [256, 256], "batch_size = 64", 0.03),
     ("8 x [64], batches of 64", SPIRAL, [64] * 8, "batch_size = 64", 0.03),
     ("[512, 512], batches of 32", SPIRAL, [512, 512], "batch_size = 32", 0.01),
+    ("MNIST-1D-shaped, [100, 100], batches of 100", MNIST1D_SHAPED, [100, 100],
+     "batch_size = 100", 0.05),
+    ("MNIST-1D-shaped, residual [100, 100], batches of 100", MNIST1D_SHAPED,
+     "hidden = [100, 100]\nresidual = true", "batch_size = 100", 0.05),
+    ("MNIST-1D-shaped, reference CNN, batches of 100", MNIST1D_SHAPED, REFERENCE_CNN,
+     "batch_size = 100", 0.02),
 ]
 
 
@@ -234,7 +300,8 @@ def pack_speedup(epochs: int = 100, repeats: int = 3, threads: int = 1, seeds: i
     torch.set_num_threads(threads)
     rows = []
     for label, task, hidden, train, share in cases or PACK_CASES:
-        text = _PACK_SUITE.format(seeds=list(range(seeds)), task=task, train=train, hidden=hidden,
+        model = hidden if isinstance(hidden, str) else f"hidden = {hidden}"
+        text = _PACK_SUITE.format(seeds=list(range(seeds)), task=task, train=train, model=model,
                                   epochs=max(2, round(epochs * share)), device=device)
         specs = expand(parse_suite(text, source="perf"))
         warm = [dataclasses.replace(s, train=s.train.model_copy(update={"epochs": 2}))
@@ -266,7 +333,7 @@ def pack_speedup(epochs: int = 100, repeats: int = 3, threads: int = 1, seeds: i
 
 def pack_main(epochs: int, repeats: int, threads: int, seeds: int, device: str,
               console: Console) -> int:
-    console.print(f"trial packing: {seeds} seeds one at a time vs one pack, relu MLPs, "
+    console.print(f"trial packing: {seeds} seeds one at a time vs one pack, relu models, "
                   f"adam, {device}, {threads} thread(s), best of {repeats}, interleaved",
                   soft_wrap=True)
     table = Table()

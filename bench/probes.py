@@ -1,5 +1,10 @@
 """Per-layer probes: dead and saturated fractions, activation statistics, backprop gradients.
 
+A unit is an MLP layer's neuron or a conv layer's channel (the layer's ``unit`` column). A
+channel counts as one unit over all its positions: it is dead when its output is "dead" (the
+activation's rule) for every sample at every position, saturated likewise; the activation
+mean and std, and the backprop gradient's std, are over samples x positions x channels.
+
 A probe is attached only for the forward/backward passes that are logged, so unlogged epochs
 run the bare model. Statistics are accumulated over micro-batches, so a step split into k
 micro-batches reports the same numbers as one full-batch pass.
@@ -14,7 +19,6 @@ import torch
 
 from .activations import SATURATION_MARGIN, SATURATION_SLOPE, Activation
 from .memory import LiveTensorMeter
-from .model import MLP
 
 
 class _Moments:
@@ -39,9 +43,10 @@ class _Moments:
             return
         mean_t = flat.mean(1)
         centred = flat - mean_t.unsqueeze(1)
-        # torch.std_mean is ~20x slower than this on one CPU thread (2 ms vs 0.1 ms, 3e5 values)
-        m2_t = (torch.dot(centred[0], centred[0]).reshape(1) if members == 1
-                else torch.linalg.vecdot(centred, centred))
+        # torch.std_mean is ~20x slower than this on one CPU thread (2 ms vs 0.1 ms, 3e5 values).
+        # Not torch.dot: on one thread it sums in float32 one by one, 1e-4 off at 2.5e5 values
+        # (a conv layer's outputs); vecdot's reduction is pairwise, ~1e-7 off.
+        m2_t = torch.linalg.vecdot(centred, centred)
         means_b, m2s_b = torch.stack([mean_t, m2_t]).tolist()  # one host sync
         n = self.n + n_b
         for p in range(members):
@@ -60,23 +65,35 @@ class _Moments:
 
 
 class _LayerStats:
-    """One hidden layer's statistics over a logged pass, per member (``members`` x units masks)."""
+    """One hidden layer's statistics over a logged pass, per member (``members`` x units masks).
 
-    def __init__(self, activation: Activation, members: int = 1):
-        self.activation, self.members = activation, members
+    ``positions``: the layer is a conv layer, whose chunks carry positions after the channels
+    (members x samples x channels x positions); a channel is a unit over all its positions.
+    """
+
+    def __init__(self, activation: Activation, members: int = 1, positions: bool = False):
+        self.activation, self.members, self.positions = activation, members, positions
         self.alive: torch.Tensor | None = None        # per unit: some sample is not "dead"
         self.unsaturated: torch.Tensor | None = None  # per unit: some sample is away from the bounds
         self.out = _Moments(members)
         self.grad = _Moments(members)
 
+    def _units(self, mask: torch.Tensor) -> torch.Tensor:
+        """A mask reduced over the samples (units, or members x units; a conv layer's with
+        positions last) -> members x units: a channel holds when it holds at some position."""
+        if self.positions:
+            mask = mask.any(-1)
+        return mask.reshape(self.members, -1)
+
     def add_output(self, a: torch.Tensor) -> None:
-        """``a``: one chunk of the layer's output, member first (members x samples x units)."""
+        """``a``: one chunk of the layer's output, member first (members x samples x units;
+        members x samples x channels x positions for a conv layer)."""
         # The activation's masks reduce over dim 0, the samples: one member is a plain
         # (samples x units) chunk, a pack is viewed as (samples x members x units).
         samples_first = a[0] if self.members == 1 else a.transpose(0, 1)
         # Per-unit reductions over samples (amax/amin) are ~10x faster than any() over a mask.
         act = self.activation
-        alive = (~act.dead(samples_first)).reshape(self.members, -1)
+        alive = self._units(~act.dead(samples_first))
         self.alive = alive if self.alive is None else self.alive | alive
         if act.bounds is not None:
             lo, hi = act.bounds
@@ -84,8 +101,7 @@ class _LayerStats:
             # sigmoid < 0.01 or > 0.99), i.e. |a - centre| > half-width - margin. A unit is
             # unsaturated when some sample has |a - centre| <= that.
             centre, half = (lo + hi) / 2, (hi - lo) / 2 - SATURATION_MARGIN
-            unsat = (torch.sub(samples_first, centre).abs_().amin(0) <= half)
-            unsat = unsat.reshape(self.members, -1)
+            unsat = self._units(torch.sub(samples_first, centre).abs_().amin(0) <= half)
             self.unsaturated = unsat if self.unsaturated is None else self.unsaturated | unsat
         self.out.add(a)
 
@@ -93,7 +109,7 @@ class _LayerStats:
         """A user activation's local derivative on one chunk (member first): a unit is
         unsaturated when |f'| reaches ``SATURATION_SLOPE`` for some sample."""
         samples_first = g[0] if self.members == 1 else g.transpose(0, 1)
-        unsat = (samples_first.abs().amax(0) >= SATURATION_SLOPE).reshape(self.members, -1)
+        unsat = self._units(samples_first.abs().amax(0) >= SATURATION_SLOPE)
         self.unsaturated = unsat if self.unsaturated is None else self.unsaturated | unsat
 
     def fraction_false(self, mask: torch.Tensor | None) -> list[float]:
@@ -132,23 +148,32 @@ class _Buffer:
 
 
 class LayerProbe:
-    """Attach to an MLP for one logged pass (possibly several micro-batches), then read rows.
+    """Attach to a model for one logged pass (possibly several micro-batches), then read rows.
 
-    The model is an MLP or a PackedMLP of ``model.members`` trials; every statistic is kept
-    per member (a pack's tensors carry the member as their first dimension).
+    The model is one of model.py's (``hidden_layers``, ``hidden_activations``, ``unit``) or a
+    PackedModel of ``model.members`` trials; every statistic is kept per member (a pack's MLP
+    tensors carry the member as their first dimension; its conv layers' outputs, (samples,
+    members x channels, positions), are split by member here).
 
     ``metered``: the pass is inside the peak-memory window, so the probe reduces each chunk at
     once (holding outputs would count as the step's memory) and hides its temporaries from
     the meter. Otherwise it buffers up to ``BUFFER_VALUES`` values per layer.
     """
 
-    BUFFER_VALUES = 1 << 20  # 4 MB of float32 per layer and kind
+    # 1 MB of float32 per layer and kind. Reducing a buffer takes ~6 passes over it; held in
+    # cache they are ~1.5x faster: the reference cnn1d's logged evaluation (4000 x 40, batches
+    # of 100) took 85 ms with 4 MB buffers, 65 ms with 1 MB (49 ms without probes); MLPs'
+    # evaluations were the same or faster.
+    BUFFER_VALUES = 1 << 18
 
-    def __init__(self, model: MLP, activation: Activation, metered: bool = False):
+    def __init__(self, model, activation: Activation, metered: bool = False):
         self.model = model
         self.members = getattr(model, "members", 1)
         self._packed = hasattr(model, "members")
-        self.stats = [_LayerStats(activation, self.members) for _ in model.hidden_activations]
+        self.unit = getattr(model, "unit", "neuron")
+        self._channels = self.unit == "channel"
+        self.stats = [_LayerStats(activation, self.members, self._channels)
+                      for _ in model.hidden_activations]
         limit = 0 if metered else self.BUFFER_VALUES
         self._outputs = [_Buffer(limit, s.add_output) for s in self.stats]
         self._grads = [_Buffer(limit, s.grad.add) for s in self.stats]
@@ -158,6 +183,9 @@ class LayerProbe:
                          for i, m in enumerate(model.hidden_activations)]
 
     def _member_first(self, t: torch.Tensor) -> torch.Tensor:
+        """A hidden layer's output or its gradient, member first (a view, no copy)."""
+        if self._channels:  # (samples, members x channels, positions) -> members first
+            return t.unflatten(1, (self.members, -1)).transpose(0, 1)
         return t if self._packed else t.unsqueeze(0)
 
     def _forward_hook(self, i: int):
@@ -193,14 +221,15 @@ class LayerProbe:
     def member_rows(self, epoch: int) -> list[list[dict]]:
         """Per member, one row per hidden layer; call after backward (weight gradients)."""
         per_member: list[list[dict]] = [[] for _ in range(self.members)]
-        for i, (s, linear) in enumerate(zip(self.stats, self.model.hidden_linears)):
-            g = linear.weight.grad
+        for i, (s, layer) in enumerate(zip(self.stats, self.model.hidden_layers)):
+            g = layer.weight.grad  # a pack's weights are member first
             norms = ([math.nan] * self.members if g is None
-                     else self._member_first(g).flatten(1).norm(dim=1).tolist())
+                     else (g if self._packed else g.unsqueeze(0)).flatten(1).norm(dim=1).tolist())
             columns = zip(s.fraction_false(s.alive), s.fraction_false(s.unsaturated),
                           s.out.mean, s.out.std, norms, s.grad.std)
             for rows, (dead, saturated, mean, std, norm, grad_std) in zip(per_member, columns):
-                rows.append({"epoch": epoch, "layer": i, "dead_fraction": dead,
+                rows.append({"epoch": epoch, "layer": i, "unit": self.unit,
+                             "dead_fraction": dead,
                              "saturated_fraction": saturated, "activation_mean": mean,
                              "activation_std": std, "weight_grad_norm": norm,
                              "backprop_grad_std": grad_std})

@@ -22,10 +22,10 @@ import torch
 
 from .config import ModelConfig
 from .errors import UserError
+from .model import build_model
 from .names import is_folder_name
 from .runfolder import QUARANTINE, quarantined, read_manifest
 from .runlock import describe, holder
-from .model import MLP
 from .tasks import TASKS, TaskData, UserTaskConfig, draw_task
 
 CONFIG_SECTIONS = ("task.", "model.", "train.")
@@ -83,7 +83,7 @@ class RunData:
     trials: pd.DataFrame
     curves: pd.DataFrame
     layers: pd.DataFrame
-    _models: dict[str, MLP | None] = field(default_factory=dict, repr=False)
+    _models: dict[str, torch.nn.Module | None] = field(default_factory=dict, repr=False)
 
     @classmethod
     def open(cls, run_dir: Path) -> RunData:
@@ -208,7 +208,7 @@ class RunData:
         with torch.random.fork_rng(devices=[]):
             return draw_task(cfg, int(row["seed"]))  # as the trial drew it
 
-    def model(self, row: pd.Series) -> MLP | None:
+    def model(self, row: pd.Series) -> torch.nn.Module | None:
         """The trial's final model on the CPU, or None when its weights were not stored."""
         tid = row["trial_id"]
         if tid not in self._models:
@@ -218,8 +218,8 @@ class RunData:
                 row = self._stored_row(tid)  # the config as stored, whatever a figure relabelled
                 try:
                     data = self.task_data(row)
-                    model = MLP(_config_from_row(row, "model.", ModelConfig),
-                                data.x_train.shape[1], data.out_features)
+                    model = build_model(_config_from_row(_whole_ints(row), "model.", ModelConfig),
+                                        data.x_train.shape[1], data.out_features)
                 except ValueError:  # user code this process cannot import (a notebook's
                     model = None    # function): the figures that need the model skip it
                 else:
@@ -227,6 +227,16 @@ class RunData:
                     model.eval()
             self._models[tid] = model
         return self._models[tid]
+
+
+def _whole_ints(row: pd.Series) -> pd.Series:
+    """``model.in_channels`` as an int: in a run of both model kinds the MLPs leave it NaN, so
+    Parquet stores the column as float."""
+    value = row.get("model.in_channels")
+    if isinstance(value, float) and value.is_integer():
+        row = row.copy()
+        row["model.in_channels"] = int(value)
+    return row
 
 
 def _config_from_row(row: pd.Series, prefix: str, cls):

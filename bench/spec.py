@@ -41,6 +41,13 @@ ADDED_KEYS: dict[tuple[str, str], Any] = {("spiral", "task.test_fraction"): 0.0,
                                           ("cubic", "task.test_fraction"): 0.0,
                                           ("*", "model.activation_args"): "",
                                           ("*", "model.init_args"): "",
+                                          # model families (config.FAMILY_KEYS): an mlp as
+                                          # before, its cnn1d keys unset
+                                          ("*", "model.kind"): "mlp",
+                                          ("*", "model.residual"): False,
+                                          **{("*", f"model.{key}"): None for key in (
+                                              "in_channels", "channels", "kernel", "stride",
+                                              "padding")},
                                           **{(kind, key): default for kind in ("spiral", "cubic", "digits")
                                              for key, default in (("task.val_fraction", 0.0),
                                                                   ("task.seed", None))}}

@@ -66,6 +66,11 @@ _TYPES = {
                     pa.string()),
     "train.target.value": pa.float64(),
     "model.hidden": pa.list_(pa.int64()),
+    **dict.fromkeys(["model.channels", "model.kernel", "model.stride", "model.padding"],
+                    pa.list_(pa.int64())),
+    "model.in_channels": pa.int64(),
+    **dict.fromkeys(["model.kind", "unit"], pa.string()),
+    "model.residual": pa.bool_(),
     **dict.fromkeys(["fit_probe_inside", "fit_probe_outside"], pa.list_(pa.float64())),
 }
 # The schema of a table with no rows (every trial skipped, or no hidden layers).

@@ -532,7 +532,8 @@ def factor_effect(section: Section, key: str) -> list[str]:
 
 # Keys that change what a step computes, and so its time and memory.
 _COST_KEYS = ("train.accumulation_steps", "train.device", "train.batch_size", "model.hidden",
-              "task.points_per_class", "task.points", "task.classes", "model.activation")
+              "task.points_per_class", "task.points", "task.classes", "model.activation",
+              "model.kind", "model.channels", "model.kernel", "model.stride", "model.residual")
 
 
 def _resource_ratios(frame, keys, key, a, b) -> str:

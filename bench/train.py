@@ -23,9 +23,9 @@ import torch.nn.functional as F
 
 from .activations import resolve
 from .memory import LiveTensorMeter, PeakMemory, tensor_bytes
-from .model import MLP
+from .model import build_model
 from .optimizers import build_optimizer
-from .packing import PackedMLP, stack
+from .packing import PackedModel, stack
 from .probes import LayerProbe
 from .provenance import cuda_unavailable_reason, device_name, worker_id
 from .spec import TrialSpec
@@ -163,10 +163,10 @@ class _Member:
 class _Trainer:
     """The training loop of one trial, or of a pack of trials that differ only in the seed.
 
-    Unpacked, the model is an MLP on (samples x features) tensors. Packed, it is a PackedMLP on
-    (members x samples x features) tensors: ``self.sd`` is the samples' dimension, losses and
-    accuracies are per member, and a member that diverges is recorded and left behind while
-    the others train on.
+    Unpacked, the model (model.build_model: an MLP or a CNN1d) takes (samples x features)
+    tensors. Packed, it is a PackedModel on (members x samples x features) tensors: ``self.sd``
+    is the samples' dimension, losses and accuracies are per member, and a member that
+    diverges is recorded and left behind while the others train on.
     """
 
     def __init__(self, specs: Sequence[TrialSpec], rows: Sequence[dict]):
@@ -184,12 +184,12 @@ class _Trainer:
                     raise _Unpackable from None  # so only that seed's trial fails
                 raise
             datas.append(data)
-            models.append(MLP(s.model, data.x_train.shape[1], data.out_features))
+            models.append(build_model(s.model, data.x_train.shape[1], data.out_features))
         first = datas[0]
         if self.packed:
             if any(_shapes(d) != _shapes(first) for d in datas):
                 raise _Unpackable
-            self.model = PackedMLP(models)
+            self.model = PackedModel(models)
         else:
             self.model = models[0]
         self.model.to(self.device)
