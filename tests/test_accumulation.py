@@ -73,9 +73,10 @@ def test_leftover_micro_batches_are_stepped_on_not_dropped(monkeypatch):
 
     monkeypatch.setattr(t, "_accumulate", spy)
     t.run()
-    # the full-set evaluations of epochs 0 and 1 around the training steps (the first one's
-    # gradient is grad_equivalence_error's reference: no extra pass with mini-batches)
-    assert steps[0] == steps[-1] == [64, 64, 22]
+    # the full-set evaluations of epochs 0 and 1 around the training steps, in pieces of at
+    # least EVAL_SAMPLES (the first one's gradient is grad_equivalence_error's reference: no
+    # extra pass with mini-batches)
+    assert steps[0] == steps[-1] == [150]
     training = steps[1:-1]
     assert training == [[32, 32], [32, 32], [22]]
     assert sum(map(sum, training)) == 150
