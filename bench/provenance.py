@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import socket
@@ -52,19 +53,53 @@ def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def git_commit() -> str | None:
-    """The commit of the checkout bench runs from, with '+dirty' when it has local changes."""
-    root = Path(__file__).resolve().parent.parent
+def git_commit(root: Path | None = None) -> str | None:
+    """actbench's own commit, never another project's: from actbench's source tree (the git
+    work tree whose top level holds this package and actbench's pyproject.toml), with '+dirty'
+    when it has local changes; else, for an installed copy, the commit pip recorded (PEP 610
+    ``direct_url.json``, installed from a VCS URL); else None. An actbench installed inside
+    another project's git tree (site-packages in a repository, a vendored copy) records none."""
+    root = Path(__file__).resolve().parent.parent if root is None else root
+    if _is_actbench_tree(root):
+        try:
+            top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=root,
+                                 capture_output=True, text=True, timeout=5)
+            if top.returncode == 0 and Path(top.stdout.strip()).resolve() == root.resolve():
+                commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root,
+                                        capture_output=True, text=True, timeout=5)
+                if commit.returncode == 0:
+                    dirty = subprocess.run(["git", "status", "--porcelain",
+                                            "--untracked-files=no"], cwd=root,
+                                           capture_output=True, text=True, timeout=5)
+                    return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return _recorded_commit()
+
+
+def _is_actbench_tree(root: Path) -> bool:
+    """Whether ``root`` is actbench's source tree: its pyproject.toml names the project."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
-                                text=True, timeout=5)
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=root, capture_output=True, text=True, timeout=5)
-        return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
+        text = (root / "pyproject.toml").read_text()
+    except OSError:
+        return False
+    return 'name = "actbench"' in text
+
+
+def _recorded_commit() -> str | None:
+    """The commit in the installed distribution's PEP 610 direct_url.json, if pip wrote one."""
+    from importlib import metadata
+
+    try:
+        raw = metadata.distribution("actbench").read_text("direct_url.json")
+    except metadata.PackageNotFoundError:
         return None
+    try:
+        info = json.loads(raw) if raw else {}
+    except ValueError:
+        return None
+    commit = (info.get("vcs_info") or {}).get("commit_id") if isinstance(info, dict) else None
+    return commit if isinstance(commit, str) and commit else None
 
 
 def machine() -> dict:
