@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 from rich.console import Console
 from rich.markup import escape
+from rich.table import Column
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -253,8 +254,10 @@ class _Stage:
         packs = [u for u in units if len(u) > 1]
         session["packs"] += len(packs)
         session["trials_packed"] += sum(len(u) for u in packs)
+        # Skipped trials are rows at once, but not progress: the bar and its ETA count the
+        # trials that train.
         task = self.progress.add_task(label or self.store.manifest["suite"]["name"],
-                                      total=len(todo), last="")
+                                      total=len(todo) - len(skipped), last="")
         finished = [0]  # a closure counter for the one-line-per-trial log
         pack_ends = {u[-1].trial_id for u in units if len(u) > 1}
 
@@ -269,11 +272,19 @@ class _Stage:
             self.progress.update(task, advance=1, last=_headline(spec, result))
             if self.progress.disable:  # a log file or CI: one line per trial instead of a bar
                 stage = f"{label} " if label else ""
-                self.console.print(f"[{stage}{finished[0]}/{len(todo)}] {_headline(spec, result)}",
+                self.console.print(f"[{stage}{finished[0]}/{len(todo) - len(skipped)}] "
+                                   f"{_headline(spec, result)}",
                                    highlight=False, markup=False)
 
-        for spec in skipped:
-            on_result(spec, run_trial(spec, options.threads))
+        for spec in skipped:  # stored one by one, said in one line per reason
+            store.add(run_trial(spec, options.threads))
+        if skipped:
+            store.consolidate(self.order)
+            for reason, count in Counter(self._missing(s) for s in skipped).items():
+                devices = ", ".join(sorted({s.train.device for s in skipped
+                                            if self._missing(s) == reason}))
+                self.console.print(f"{count} {devices} trial(s) recorded as skipped: {reason}",
+                                   soft_wrap=True, highlight=False, markup=False)
         cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
         cuda = [u for u in units if u[0].train.device.startswith("cuda")]
         if self.client is not None:
@@ -356,10 +367,17 @@ def _progress(console: Console) -> Progress:
     there); elsewhere (a log, CI, a notebook without ipywidgets) it is off, and the run prints
     one line per trial instead."""
     live = console.is_terminal or (console.is_jupyter and _has_ipywidgets())
-    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}"), BarColumn(),
-                    MofNCompleteColumn(), TimeElapsedColumn(), TextColumn("ETA"),
-                    TimeRemainingColumn(), TextColumn("{task.fields[last]}", markup=False),
-                    console=console, transient=False, disable=not live)
+    # Fixed widths for the count and the times, so that at 80 columns the last trial's text
+    # (which may be long) is cut with an ellipsis instead of pushing them off the line.
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}",
+                                                table_column=Column(no_wrap=True, max_width=16,
+                                                                    overflow="ellipsis")),
+                    BarColumn(bar_width=16), MofNCompleteColumn(table_column=Column(
+                        no_wrap=True, min_width=9)),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    TextColumn("{task.fields[last]}", markup=False,
+                               table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+                    console=console, transient=False, disable=not live, expand=True)
 
 
 def _has_ipywidgets() -> bool:
