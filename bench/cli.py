@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from . import __version__
 from .activations import ACTIVATIONS
 from .errors import UserError
 from .inits import INITS
@@ -31,8 +32,61 @@ from .spec import TrialSpec
 from .suite import Suite, expand, load_suite
 from .tasks import TASKS, UncheckedUserTaskConfig
 
+EXIT_FAILED = 1  # a failed trial, a failed or uncheckable claim, a report not drawn
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+
+DESCRIPTION = """\
+Benchmark how activations, inits, learning rates and gradient accumulation change
+training. A suite (a TOML file) names a grid of trials; 'run' trains them and stores
+tidy tables in a run folder, which 'report', 'check' and 'compare' read."""
+
+EXIT_STATUSES = """\
+exit status:
+  0    it worked: every trial trained (diverged and skipped trials are results), every
+       claim checked held, the report was drawn
+  1    a trial failed, a claim failed or no claim could be checked, a report could not be
+       drawn, or compare's --fail-on was crossed
+  2    a user error (a bad suite, path or option): one message, no traceback
+  130  interrupted (Ctrl-C, or kill during a run): finished trials are stored, and
+       'run SUITE --resume RUN_DIR' goes on"""
+
+EXAMPLES = (  # (what it does, the command after the program's name)
+    ("train a suite, store its tables in results/, draw its report in reports/",
+     "run suites/activations.toml"),
+    ("print the grid and run nothing", "run suites/activations.toml --dry-run"),
+    ("train only the points the claims look at, then check the claims (what CI runs)",
+     "run suites/activations.toml --quick"),
+    ("check the suite's [[expect]] claims on a stored run", "check results/activations/RUN_ID"),
+    ("render a stored run as HTML and Markdown", "report results/activations/RUN_ID"),
+    ("what changed between two runs; exit 1 when accuracy fell by more than 0.02",
+     "compare RUN_A RUN_B --fail-on final_accuracy:-0.02"),
+    ("the tasks, activations, inits and optimizers a suite can name", "list"),
+)
+
+
+def _epilog(prog: str) -> str:
+    lines = ["examples:"]
+    for about, command in EXAMPLES:
+        lines += [f"  # {about}", f"  {prog} {command}"]
+    lines += ["", f"'{prog} COMMAND --help' shows a command's options.", "", EXIT_STATUSES]
+    return "\n".join(lines)
+
+
+RUN_EPILOG = """\
+A trial that failed (an error in training, or in user code) makes the exit status 1;
+its error is in the summary and in trials.parquet, and --resume runs it again. A diverged
+trial (its loss became inf or NaN) is a result, not a failure; a CUDA trial on a machine
+without a GPU is stored as a skipped row, not a failure.
+
+""" + EXIT_STATUSES
+
+
+def _prog() -> str:
+    """The program name as the user typed it: ``actbench`` (the installed script), else
+    ``python -m bench`` (``__main__.py``, and callers of ``main`` such as tests)."""
+    name = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else ""
+    return "actbench" if name.startswith("actbench") else "python -m bench"
 
 
 def _positive(text: str) -> int:
@@ -57,11 +111,22 @@ def _seed_list(text: str) -> list[int]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    prog = _prog()
+    raw = argparse.RawDescriptionHelpFormatter  # the epilogs' lists and tables as written
+    parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=raw,
+                                     epilog=_epilog(prog))
+    parser.add_argument("--version", action="version", version=f"actbench {__version__}",
+                        help="print actbench's version and exit")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="what to do ('COMMAND --help' for its options)")
 
-    run = sub.add_parser("run", help="run a suite and store its tables")
-    run.add_argument("suite", type=Path, metavar="SUITE.toml")
+    run = sub.add_parser("run", help="run a suite and store its tables",
+                         description="Run a suite: train its grid of trials, store the tables "
+                                     "in a run folder, draw its report.",
+                         epilog=RUN_EPILOG, formatter_class=raw)
+    run.add_argument("suite", type=str, metavar="SUITE",
+                     help="the suite to run: a TOML file, or a shipped suite's name "
+                          "(e.g. activations; `list suites` shows them)")
     run.add_argument("--workers", type=_positive, default=0,
                      help="local worker processes (default: one per CPU core)")
     run.add_argument("--threads", type=_positive, default=1,
@@ -98,38 +163,55 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-report", action="store_true", help="store the tables, draw no report")
 
     report = sub.add_parser("report", help="render a run folder as an HTML and a Markdown report")
-    report.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    report.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                        help="a run folder (results/<suite>/<run-id>)")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help="the folder the report is written to (default: reports/<suite>/<run-id>)")
     report.add_argument("--format", default="html,md", metavar="html,md",
                         help="formats to write, comma-separated (default: html,md)")
 
     check = sub.add_parser("check", help="evaluate the suite's [[expect]] claims on a run "
-                                         "(exit 1 when one fails)")
-    check.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+                                         "(exit 1 when one fails or none could be checked)",
+                           description="Check the [[expect]] claims of the suite stored with a "
+                                       "run. Exit 1 when a claim fails, or when no claim could "
+                                       "be checked (every one 'not checked': its trials did not "
+                                       "run, e.g. CUDA points on a CPU machine); a claim not "
+                                       "checked beside others that held is reported, not "
+                                       "failed.")
+    check.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                       help="a run folder (results/<suite>/<run-id>)")
 
     comp = sub.add_parser("compare", help="compare two runs of a suite, grid point by grid point "
                                           "(exit 1 when a metric moves past --fail-on)")
-    comp.add_argument("run_a", type=Path, metavar="RUN_A")
-    comp.add_argument("run_b", type=Path, metavar="RUN_B")
+    comp.add_argument("run_a", type=Path, metavar="RUN_A", help="the run compared from (before)")
+    comp.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared to (after)")
     comp.add_argument("--fail-on", action="append", default=[], metavar="METRIC:±DELTA[%]",
                       help="fail when a point's mean moves past DELTA, e.g. final_accuracy:-0.02 "
                            "or time_per_epoch_s:+20%% (repeatable)")
     comp.add_argument("--out", type=Path, metavar="FILE",
-                      help="the Markdown file (default: reports/<suite>/compare_<A>_vs_<B>.md)")
+                      help="also write the comparison as Markdown to FILE (a folder: "
+                           "FILE/compare_<A>_vs_<B>.md); without --out nothing is written")
 
-    sub.add_parser("list", help="list tasks, activations, inits and optimizers")
+    listing = sub.add_parser("list", help="list tasks, activations, inits and optimizers; "
+                                          "`list suites`: the shipped suites")
+    listing.add_argument("what", nargs="?", choices=["suites"],
+                         help="suites: the shipped suites (`run NAME` runs one) and what each asks")
 
     perf = sub.add_parser("perf", help="measure the harness: instrumentation overhead; with "
                                        "--scaling SUITE the executors' throughput; with --pack "
                                        "trial packing against one trial at a time")
-    perf.add_argument("--epochs", type=_positive, default=300)
-    perf.add_argument("--repeats", type=_positive, default=5)
-    perf.add_argument("--threads", type=_positive, default=1)
+    perf.add_argument("--epochs", type=_positive, default=300,
+                      help="epochs each timed training runs (default: 300)")
+    perf.add_argument("--repeats", type=_positive, default=5,
+                      help="times each case is timed; the best is kept (default: 5)")
+    perf.add_argument("--threads", type=_positive, default=1,
+                      help="intra-op threads of each timed training (default: 1)")
     perf.add_argument("--scaling", type=Path, metavar="SUITE.toml",
                       help="time SUITE (its CPU points, --epochs each) with 1 worker x 1 and x 2 "
                            "threads and with --workers N, best of --repeats")
-    perf.add_argument("--workers", type=_positive, default=2)
+    perf.add_argument("--workers", type=_positive, default=2,
+                      help="with --scaling: the worker processes of the parallel case "
+                           "(default: 2)")
     perf.add_argument("--cluster", metavar="local[:N]",
                       help="with --scaling: also time the suite on a Dask LocalCluster")
     perf.add_argument("--pack", action="store_true",
@@ -156,8 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     # In a log file or CI rich would wrap at 80 columns; tables are easier to read wider.
     console = _console() if sys.stdout.isatty() else _console(width=160)
     try:
+        _locate(args)
         if args.command == "list":
-            _list(console)
+            _list(console, args.what)
             return 0
         if args.command == "compare":
             return _compare(args, console)
@@ -182,6 +265,30 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         _error("error:", str(exc))
         return EXIT_USER_ERROR
+
+
+def _locate(args: argparse.Namespace) -> None:
+    """A suite named by its shipped name, and a run folder by its suite (``SUITE``,
+    ``SUITE/latest``, ``SUITE/RUN_ID``), made paths (``bench.locate``); a path that exists wins."""
+    from .locate import resolve_run, resolve_suite
+
+    def run_dir(value: Path, root: Path = Path("results")) -> Path:
+        path = resolve_run(value, root)
+        if path != Path(value):  # say which run a name picked
+            _console(stderr=True).print(f"{value}: {path}", highlight=False, markup=False,
+                                        soft_wrap=True)
+        return path
+
+    if args.command == "run":
+        args.suite = resolve_suite(args.suite)
+        if args.resume is not None:
+            args.resume = run_dir(args.resume, args.out)
+    elif args.command in ("check", "report"):
+        args.run_dir = run_dir(args.run_dir)
+    elif args.command == "compare":
+        args.run_a, args.run_b = run_dir(args.run_a), run_dir(args.run_b)
+    elif args.command == "perf" and args.scaling is not None:
+        args.scaling = resolve_suite(args.scaling)
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
@@ -217,20 +324,27 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         _console(stderr=True).print(
             f"\nstopped: {stop.reason}\n{stop.stored} finished trials are stored in "
             f"{stop.run_dir}\n"
-            f"continue with: python -m bench run {args.suite} --resume {stop.run_dir} ...",
+            f"continue with: {_prog()} run {args.suite} --resume {stop.run_dir} ...",
             soft_wrap=True, highlight=False, markup=False)
         return 1
     except Interrupted as stop:
         _console(stderr=True).print(
             f"\ninterrupted: every finished trial is stored in {stop.run_dir}\n"
-            f"continue with: python -m bench run {args.suite} --resume {stop.run_dir}",
+            f"continue with: {_prog()} run {args.suite} --resume {stop.run_dir}",
             soft_wrap=True, highlight=False, markup=False)
         return EXIT_INTERRUPTED
-    _print_summary(store, suite, console)
+    failed = _print_summary(store, suite, console)
     console.print(f"run folder: {store.dir}", soft_wrap=True, highlight=False, markup=False)
     status = 0 if args.no_report else _report_after_run(store.dir, args, suite, console)
     if args.quick:  # the short variant answers one question: do the claims hold?
         status = max(status, _check(store.dir, console))
+    if failed:  # a failed trial is an error to fix, not a result (diverged, skipped are)
+        _console(stderr=True).print(
+            f"{failed} trial{'s' if failed > 1 else ''} failed (the error{'s are' if failed > 1 else ' is'} "
+            f"above and in trials.parquet): exit status {EXIT_FAILED}; once fixed, run "
+            f"{'them' if failed > 1 else 'it'} again with: {_prog()} run {args.suite} --resume "
+            f"{store.dir}", soft_wrap=True, highlight=False, markup=False)
+        status = max(status, EXIT_FAILED)
     return status
 
 
@@ -245,7 +359,7 @@ def _report_after_run(run_dir: Path, args: argparse.Namespace, suite: Suite,
     except Exception as exc:  # a bug in drawing must not hide that the run itself is stored
         _console(stderr=True).print(
             f"report not written: {_reason(exc)}\nthe run is stored; retry with: "
-            f"python -m bench report {run_dir}", highlight=False, markup=False, soft_wrap=True)
+            f"{_prog()} report {run_dir}", highlight=False, markup=False, soft_wrap=True)
     return 1
 
 
@@ -299,21 +413,22 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
                       highlight=False, markup=False)
     for key, va, vb in result.setting_changes:
         console.print(f"setting changed: {key}: {va} → {vb}", highlight=False, markup=False)
+    for note in result.notes:
+        console.print(f"note: {note}", highlight=False, markup=False, soft_wrap=True)
     for label, points in (("A", result.only_a), ("B", result.only_b)):
         if points:
             console.print(f"{len(points)} grid points trained only in {label}: not compared",
                           highlight=False)
-    name = f"compare_{a.run_id}_vs_{b.run_id}.md"
-    out = args.out or Path("reports") / a.suite_name / name
-    if out.is_dir():
-        out = out / name
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(out, markdown(result).encode())
-    except OSError as exc:
-        raise UserError(f"cannot write the comparison: {exc.strerror}", source=str(out),
-                        key="--out") from None
-    console.print(f"markdown: {out}", highlight=False, soft_wrap=True, markup=False)
+    if args.out is not None:  # a file only when asked for: a comparison is read, not kept
+        name = f"compare_{a.run_id}_vs_{b.run_id}.md"
+        out = args.out / name if args.out.is_dir() else args.out
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(out, markdown(result).encode())
+        except OSError as exc:
+            raise UserError(f"cannot write the comparison: {exc.strerror}", source=str(out),
+                            key="--out") from None
+        console.print(f"markdown: {out}", highlight=False, soft_wrap=True, markup=False)
     if result.failures:
         for c in result.failures:
             where = ", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items())
@@ -353,7 +468,13 @@ def _check(run_dir: Path, console: Console) -> int:
     unchecked = [r for r in results if r.verdict == "not checked"]
     console.print(f"{len(results) - len(failed) - len(unchecked)} passed, {len(failed)} failed, "
                   f"{len(unchecked)} not checked", highlight=False)
-    return 1 if failed else 0
+    if failed:
+        return EXIT_FAILED
+    if len(unchecked) == len(results):  # nothing held, because nothing was looked at
+        console.print(f"no claim could be checked (the value column says why): exit status "
+                      f"{EXIT_FAILED}", highlight=False, markup=False, soft_wrap=True)
+        return EXIT_FAILED
+    return 0
 
 
 def _report(run_dir: Path, out: Path | None, formats: str, console: Console) -> int:
@@ -453,41 +574,55 @@ def _cell(value: object) -> str:
     return str(value) if not isinstance(value, float) else f"{value:g}"
 
 
-def _print_summary(store, suite: Suite, console: Console) -> None:
+def _print_summary(store, suite: Suite, console: Console) -> int:
+    """The run's table of means, and each reason trials failed or were skipped; returns how
+    many trials failed."""
     import pandas as pd
 
     trials = pd.read_parquet(store.dir / "trials.parquet")
     if trials.empty:
-        return
+        return 0
+    failed = int((trials.status == "failed").sum())
     for (status, error), group in trials[trials.status.isin(["skipped", "failed"])].groupby(
             ["status", "error"], dropna=False):
         console.print(f"{len(group)} trials {status}: {error}", highlight=False, markup=False)
     ran = trials[trials.status.isin(["ok", "diverged"])]
     if ran.empty:
-        return
+        return failed
     keys = [k for k in suite.varied_keys if k in ran.columns and ran[k].map(repr).nunique() > 1]
     if ran["variant"].nunique() > 1:
         keys.insert(0, "variant")
-    table = Table(title=f"{suite.name}: mean over seeds (final = after the last epoch)")
+    table = Table(title=escape(f"{suite.name}: mean over seeds, after the last epoch (train "
+                               "unless it says test)"))
     for key in keys:
-        table.add_column(escape(key.split(".")[-1].replace("accumulation_steps", "k")))
-    for col in ("ok/n", "final_loss", "final_accuracy", "dead_fraction", "ms/epoch"):
-        table.add_column(col, justify="right")
+        table.add_column(escape(key.split(".")[-1].replace("accumulation_steps", "k")),
+                         overflow="fold")
+    # Short, distinct headers: at 80 columns rich would cut long ones to identical "final_…".
+    columns = [("loss", "final_loss", "{:.4g}"), ("acc", "final_accuracy", "{:.3f}"),
+               ("test acc", "final_test_accuracy", "{:.3f}"), ("dead", "dead_fraction", "{:.2f}"),
+               ("ms/ep", "time_per_epoch_s", "{:.3g}")]
+    columns = [c for c in columns if c[1] in ran and ran[c[1]].astype(float).notna().any()]
+    table.add_column("ok/n", justify="right", no_wrap=True)
+    for header, _, _ in columns:
+        table.add_column(header, justify="right", no_wrap=True)
     grouped = ran.assign(_key=ran[keys].map(repr).agg("|".join, axis=1) if keys else "")
     for _, group in grouped.groupby("_key", sort=False):
         ok = group[group.status == "ok"]
         first = group.iloc[0]
         cells = [escape(show(first[k])) for k in keys]
         cells.append(f"{len(ok)}/{len(group)}")
-        for col, fmt in (("final_loss", "{:.4g}"), ("final_accuracy", "{:.3f}"),
-                         ("dead_fraction", "{:.2f}"), ("time_per_epoch_s", "{:.3g}")):
+        for _, col, fmt in columns:
             value = ok[col].astype(float).mean() * (1000 if col == "time_per_epoch_s" else 1)
             cells.append("" if math.isnan(value) else fmt.format(value))
         table.add_row(*cells)
     console.print(table)
+    return failed
 
 
-def _list(console: Console) -> None:
+def _list(console: Console, what: str | None = None) -> None:
+    if what == "suites":
+        _list_suites(console)
+        return
     plugins = {what: {escape(name): escape(f"{path} (from {package})")
                       for name, (path, package) in registered(group).items()}
                for what, group in GROUPS.items()}
@@ -514,6 +649,29 @@ def _list(console: Console) -> None:
         for name, about in entries.items():
             table.add_row(name, about)
         console.print(table)
+    from .locate import shipped_paths
+    console.print(f"shipped suites ({len(shipped_paths())}): `list suites` shows them; `run NAME` "
+                  "runs one, e.g. `run activations`", highlight=False, markup=False,
+                  soft_wrap=True)
+
+
+def _list_suites(console: Console) -> None:
+    """The shipped suites, by the name ``run`` takes, with their TOML description (read with
+    tomllib, never validated or run: no user code is imported)."""
+    from .locate import shipped_dir, shipped_suites
+
+    suites = shipped_suites()
+    table = Table(title=escape(f"shipped suites ({shipped_dir()}): `run NAME` runs one, "
+                               "`run NAME --dry-run` prints its grid"))
+    table.add_column("name")
+    table.add_column("about")
+    for s in suites:
+        about = s.description if s.name == s.key else f"{s.description} (name = {s.name!r})"
+        table.add_row(escape(s.key), escape(about))
+    console.print(table)
+    if not suites:
+        console.print(f"no shipped suites found in {shipped_dir()}", highlight=False,
+                      markup=False, soft_wrap=True)
 
 
 if __name__ == "__main__":  # pragma: no cover
