@@ -134,7 +134,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=Path("results"),
                      help="results root; the run goes to OUT/<suite>/<run-id>/ (default: results)")
     run.add_argument("--resume", type=Path, metavar="RUN_DIR",
-                     help="continue a run folder: trials already stored are not run again")
+                     help="continue a run folder: trials already stored are not run again; "
+                          "SUITE/latest: the newest run of SUITE under --out")
     run.add_argument("--extend", action="store_true",
                      help="with --resume: let a changed suite go on when it only adds grid "
                           "points (values, variants, seeds); changed settings are refused")
@@ -164,11 +165,17 @@ def _parser() -> argparse.ArgumentParser:
 
     report = sub.add_parser("report", help="render a run folder as an HTML and a Markdown report")
     report.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                        help="a run folder (results/<suite>/<run-id>)")
+                        help="a run folder (results/<suite>/<run-id>), or SUITE or "
+                             "SUITE/latest: the newest run of SUITE under results/")
     report.add_argument("--out", type=Path, metavar="DIR",
                         help="the folder the report is written to (default: reports/<suite>/<run-id>)")
     report.add_argument("--format", default="html,md", metavar="html,md",
                         help="formats to write, comma-separated (default: html,md)")
+    report.add_argument("--trust-code", action="store_true",
+                        help="import and run the user code (activation, init, task) that the run "
+                             "folder names, to draw the figures that rebuild its models; by "
+                             "default reading a run folder imports none of it (only for folders "
+                             "you trust)")
 
     check = sub.add_parser("check", help="evaluate the suite's [[expect]] claims on a run "
                                          "(exit 1 when one fails or none could be checked)",
@@ -179,11 +186,17 @@ def _parser() -> argparse.ArgumentParser:
                                        "checked beside others that held is reported, not "
                                        "failed.")
     check.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                       help="a run folder (results/<suite>/<run-id>)")
+                       help="a run folder (results/<suite>/<run-id>), or SUITE or "
+                            "SUITE/latest: the newest run of SUITE under results/")
+    check.add_argument("--trust-code", action="store_true",
+                       help="allow importing user code the run folder names (as report's); "
+                            "checking reads only the tables and imports nothing either way")
 
     comp = sub.add_parser("compare", help="compare two runs of a suite, grid point by grid point "
                                           "(exit 1 when a metric moves past --fail-on)")
-    comp.add_argument("run_a", type=Path, metavar="RUN_A", help="the run compared from (before)")
+    comp.add_argument("run_a", type=Path, metavar="RUN_A",
+                      help="the run compared from (before); a run folder, or SUITE/RUN_ID or "
+                           "SUITE/latest under results/")
     comp.add_argument("run_b", type=Path, metavar="RUN_B", help="the run compared to (after)")
     comp.add_argument("--fail-on", action="append", default=[], metavar="METRIC:±DELTA[%]",
                       help="fail when a point's mean moves past DELTA, e.g. final_accuracy:-0.02 "
@@ -191,6 +204,9 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--out", type=Path, metavar="FILE",
                       help="also write the comparison as Markdown to FILE (a folder: "
                            "FILE/compare_<A>_vs_<B>.md); without --out nothing is written")
+    comp.add_argument("--trust-code", action="store_true",
+                      help="allow importing user code the run folders name (as report's); "
+                           "comparing reads only the tables and imports nothing either way")
 
     listing = sub.add_parser("list", help="list tasks, activations, inits and optimizers; "
                                           "`list suites`: the shipped suites")
@@ -245,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "compare":
             return _compare(args, console)
         if args.command == "check":
-            return _check(args.run_dir, console)
+            return _check(args.run_dir, console, args.trust_code)
         if args.command == "report":
-            return _report(args.run_dir, args.out, args.format, console)
+            return _report(args.run_dir, args.out, args.format, console, args.trust_code)
         if args.command == "perf":
             from .perf import main as perf_main
             from .perf import pack_main, scaling_main
@@ -353,7 +369,8 @@ def _report_after_run(run_dir: Path, args: argparse.Namespace, suite: Suite,
     # The tables are stored whatever happens here: a report that cannot be drawn says so and
     # how to retry, and the run's exit status says it did not finish cleanly.
     try:
-        return _report(run_dir, args.reports / suite.name / run_dir.name, "html,md", console)
+        return _report(run_dir, args.reports / suite.name / run_dir.name, "html,md", console,
+                       frozenset(u.name or u.path for u in suite.imports))  # the suite's own code
     except UserError as exc:
         _error("report not written:", str(exc))
     except Exception as exc:  # a bug in drawing must not hide that the run itself is stored
@@ -392,7 +409,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     from .summary import short
 
     thresholds = [Threshold.parse(t) for t in args.fail_on]
-    a, b = RunData.open(args.run_a), RunData.open(args.run_b)
+    a, b = (RunData.open(d, trust_code=args.trust_code) for d in (args.run_a, args.run_b))
     result = compare(a, b, thresholds)
     table = Table(title=escape(f"{a.suite_name} {a.run_id} → {b.run_id}: change of the mean over "
                                "seeds (B − A; * Welch p < 0.05)"))
@@ -419,7 +436,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         if points:
             console.print(f"{len(points)} grid points trained only in {label}: not compared",
                           highlight=False)
-    if args.out is not None:  # a file only when asked for: a comparison is read, not kept
+    if args.out is not None:  # a file only when asked for (it used to land in reports/ unasked)
         name = f"compare_{a.run_id}_vs_{b.run_id}.md"
         out = args.out / name if args.out.is_dir() else args.out
         try:
@@ -438,11 +455,11 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-def _check(run_dir: Path, console: Console) -> int:
+def _check(run_dir: Path, console: Console, trust_code: bool = False) -> int:
     from .check import check, claims_origin, describe_point
     from .rundata import RunData
 
-    run = RunData.open(run_dir)
+    run = RunData.open(run_dir, trust_code=trust_code)
     for note in run.notes:
         console.print(f"note: {note}", soft_wrap=True, highlight=False, markup=False)
     results = check(run)
@@ -477,10 +494,11 @@ def _check(run_dir: Path, console: Console) -> int:
     return 0
 
 
-def _report(run_dir: Path, out: Path | None, formats: str, console: Console) -> int:
+def _report(run_dir: Path, out: Path | None, formats: str, console: Console,
+            trust_code: bool | frozenset[str] = False) -> int:
     from .report import parse_formats, render
 
-    written = render(run_dir, out, parse_formats(formats))
+    written = render(run_dir, out, parse_formats(formats), trust_code=trust_code)
     from .rundata import RunData  # the folder's state, said here too (the report has it)
     for note in RunData.open(run_dir).notes:
         console.print(f"note: {note}", soft_wrap=True, highlight=False, markup=False)
