@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -97,6 +97,9 @@ class RunComparison:
     setting_changes: list[tuple[str, str, str]]   # fixed settings that differ: key, in A, in B
     only_a: list[dict]
     only_b: list[dict]
+    # how the runs were trained differs (packing, executor, workers, threads, device), so some
+    # columns measure the harness rather than the change: one sentence each
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Change]:
@@ -114,6 +117,52 @@ def _fixed_differences(a: RunData, b: RunData, keys: list[str]) -> list[tuple[st
         if va != vb:
             out.append((column, _describe(va), _describe(vb)))
     return out
+
+
+def execution_notes(a: RunData, b: RunData) -> list[str]:
+    """What differs in how the two runs trained, beyond the suite: packing, the executor with
+    its workers and threads, the device. Each changes what time (and, for packing and the
+    device, memory) measures, so those columns then compare the harness, not the change."""
+    notes = []
+    for what_a, what_b, describe, columns in (
+            ("trained", "", _packing, "time and memory columns are"),
+            ("ran on", "on ", _execution, "time columns are"),
+            ("trained on", "on ", _devices, "time and memory columns are")):
+        da, db = describe(a), describe(b)
+        if da != db:
+            notes.append(f"run A {what_a} {da}, run B {what_b}{db}: {columns} not comparable")
+    return notes
+
+
+def _packing(run: RunData) -> str:
+    ran = run.ran
+    sizes = (ran["pack_size"].fillna(1) if "pack_size" in ran  # a run from before packing:
+             else pd.Series(1, index=ran.index))             # one trial at a time
+    packed = int((sizes > 1).sum())
+    if not packed:
+        return "one trial at a time"
+    return "packed seeds" if packed == len(ran) else f"packed seeds for {packed} of {len(ran)} trials"
+
+
+def _execution(run: RunData) -> str:
+    """The executor, workers and threads of each session that ran trials ("then" between)."""
+    m = run.manifest
+    sessions = [s for s in m.get("sessions") or [] if s.get("trials_planned", 1)] or [m]
+
+    def one(s: dict) -> str:
+        workers, threads = s.get("workers"), s.get("threads")
+        return (f"the {s.get('executor') or 'unrecorded'} executor with "
+                f"{workers if workers is not None else '?'} worker{'' if workers == 1 else 's'} x "
+                f"{threads if threads is not None else '?'} thread{'' if threads == 1 else 's'}")
+
+    return " then ".join(dict.fromkeys(one(s) for s in sessions))
+
+
+def _devices(run: RunData) -> str:
+    ran = run.ran
+    column = "device_name" if "device_name" in ran else "train.device"
+    names = sorted({str(v) for v in ran[column].dropna()}) if column in ran else []
+    return " and ".join(names) or "an unrecorded device"
 
 
 def _values_by_variant(run: RunData, column: str) -> dict:
@@ -141,8 +190,8 @@ def _describe(values: dict) -> str:
 
 def compare(a: RunData, b: RunData, thresholds: list[Threshold] = (),
             metrics: list[str] | None = None) -> RunComparison:
-    # Both runs' suite names and run ids become the comparison's path (reports/<suite>/
-    # compare_<A>_vs_<B>.md): a doctored manifest is refused here, before any path is built.
+    # Both runs' suite names and run ids become the comparison's file name (with --out DIR:
+    # DIR/compare_<A>_vs_<B>.md): a doctored manifest is refused here, before any path is built.
     check_run_names(a)
     check_run_names(b)
     metrics = metrics or [m for m in DEFAULT_METRICS if m in a.trials and m in b.trials]
@@ -179,8 +228,9 @@ def compare(a: RunData, b: RunData, thresholds: list[Threshold] = (),
             changes.append(Change(dict(zip(keys, values)), metric, mean_a, mean_b, d.n_b, d.n_a,
                                   d.p, failed))
     return RunComparison(a, b, keys, metrics, changes, _fixed_differences(a, b, keys),
-                      [dict(zip(keys, v)) for v in points_a if v not in set(points_b)],
-                      [dict(zip(keys, v)) for v in points_b if v not in set(points_a)])
+                         [dict(zip(keys, v)) for v in points_a if v not in set(points_b)],
+                         [dict(zip(keys, v)) for v in points_b if v not in set(points_a)],
+                         execution_notes(a, b))
 
 
 def cell(change: Change) -> str:
@@ -210,6 +260,8 @@ def markdown(result: RunComparison) -> str:
         lines += ["Settings that differ between the runs:", ""]
         lines += [f"- {md_code(k)}: {e(va)} → {e(vb)}" for k, va, vb in result.setting_changes]
         lines += [""]
+    for note in result.notes:
+        lines += [f"**Note:** {e(note)}", ""]
     for label, points in (("only in A", result.only_a), ("only in B", result.only_b)):
         if points:
             lines.append(f"Grid points {label} (not compared): {len(points)}")
