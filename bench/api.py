@@ -13,7 +13,10 @@ Mistakes raise ``bench.UserError`` (the CLI prints the same message and exits 2)
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ast
+import os
+import sys
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -92,15 +95,23 @@ def _named(value: Any, where: str) -> Any:
 
 @dataclass
 class Run:
-    """A stored run: its folder and its three tables (read when first used)."""
+    """A stored run: its folder and its three tables (read when first used). Reading it
+    imports no code the folder names unless ``trust_code`` (``bench.open_run(dir,
+    trust_code=True)``); a run ``bench.run`` returns trusts the code of the suite it ran."""
 
     dir: Path
+    trust_code: bool = False
+    _trusted: frozenset[str] = field(default=frozenset(), repr=False)  # bench.run's own suite's
+
+    @property
+    def _trust(self) -> bool | frozenset[str]:
+        return True if self.trust_code else self._trusted
 
     @cached_property
     def _data(self):
         from .rundata import RunData
 
-        return RunData.open(self.dir)
+        return RunData.open(self.dir, trust_code=self._trust)
 
     @property
     def trials(self) -> pd.DataFrame:
@@ -130,11 +141,13 @@ class Run:
 
     def report(self, format: str | tuple[str, ...] = ("html", "md"),  # noqa: A002
                out: str | Path | None = None) -> list[Path]:
-        """Write the report as ``bench report`` does; returns the files written."""
+        """Write the report as ``bench report`` does (with this run's ``trust_code``);
+        returns the files written."""
         from .report import parse_formats, render
 
         formats = format if isinstance(format, str) else ",".join(format)
-        return render(self.dir, Path(out) if out is not None else None, parse_formats(formats))
+        return render(self.dir, Path(out) if out is not None else None, parse_formats(formats),
+                      trust_code=self._trust)
 
     def compare(self, other: Run | str | Path, fail_on: tuple[str, ...] = ()):
         """Changes from this run (A) to ``other`` (B), as ``bench compare A B``."""
@@ -148,11 +161,16 @@ class Run:
 
 
 class Claims(list):
-    """``Run.check()``'s result: one ClaimResult per claim; ``passed`` when none failed."""
+    """``Run.check()``'s result: one ClaimResult per claim; ``passed`` when at least one was
+    checked and none failed (``bench check`` exits 1 where a claim failed or every claim was
+    not checked; a suite with no claims it exits 0, saying so, and ``passed`` is False)."""
 
     @property
     def passed(self) -> bool:
-        return all(r.verdict != "fail" for r in self)
+        """False when a claim failed, and when nothing was checked: every claim "not checked"
+        (its trials did not run, e.g. CUDA points without a GPU), or no claims at all."""
+        checked = [r for r in self if r.verdict != "not checked"]
+        return bool(checked) and all(r.verdict == "pass" for r in checked)
 
     def to_frame(self) -> pd.DataFrame:
         from .check import describe_point
@@ -165,9 +183,11 @@ class Claims(list):
         return self.to_frame().to_html(index=False)
 
 
-def open_run(run_dir: str | Path) -> Run:
-    """A run folder written by ``bench run`` (or ``bench.run``)."""
-    run = Run(Path(run_dir))
+def open_run(run_dir: str | Path, *, trust_code: bool = False) -> Run:
+    """A run folder written by ``bench run`` (or ``bench.run``). Reading it imports no code
+    it names: with ``trust_code=True`` the figures that rebuild models or data with a user
+    activation, init or task (named in the folder) import and run it, as ``--trust-code``."""
+    run = Run(Path(run_dir), trust_code=bool(trust_code))
     run._data  # noqa: B018  (fail now, with the CLI's message, if it is not a run folder)
     return run
 
@@ -184,6 +204,7 @@ def run(suite: Suite | str | Path, *, workers: int = 0, threads: int = 1,
     from .check import claimed_points
     from .runner import Interrupted, RunOptions, run_suite
 
+    _refuse_in_a_worker_importing_main()  # first: before the suite's code is imported again
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
     if quick:
         suite = claimed_points(suite)
@@ -193,10 +214,107 @@ def run(suite: Suite | str | Path, *, workers: int = 0, threads: int = 1,
                          resume=Path(resume) if resume is not None else None, extend=extend,
                          pack={None: "auto", True: "on", False: "off"}[pack],
                          scheduler=scheduler, cluster=cluster)
+    script = _unguarded_script_call()
+    if script is not None and _starts_workers(suite, options):
+        raise UserError(f"bench.run is called at the top level of the script {script}, not "
+                        f"under `{_GUARD}`. The run's worker processes start by importing that "
+                        "script, so each would run it again (a run folder each, and trials "
+                        f"failing with 'the worker process died'). {_FIX}")
     try:
         store = run_suite(suite, options)
     except Interrupted as stop:  # Ctrl-C / the notebook's stop button: the run is kept
         raise KeyboardInterrupt(f"interrupted: every finished trial is stored in "
                                 f"{stop.run_dir}; continue with bench.run(..., resume="
                                 f"{str(stop.run_dir)!r})") from None
-    return Run(store.dir)
+    # The code this process imported to run the suite is the caller's own: trusted (only it).
+    return Run(store.dir, _trusted=frozenset(u.name or u.path for u in suite.imports))
+
+
+# -- scripts: the spawned workers import the main script ------------------------------------------
+
+_GUARD = 'if __name__ == "__main__":'
+_FIX = (f"Put the call, and the code that uses its result, under `{_GUARD}` (see "
+        "https://docs.python.org/3/library/multiprocessing.html#the-spawn-and-forkserver-start-methods).")
+
+
+def _refuse_in_a_worker_importing_main() -> None:
+    """A spawned worker process starts by running the main script again (as ``__mp_main__``):
+    a ``bench.run`` at its top level would start a run of its own in every worker. The one
+    clear error, raised there; the parent sees the worker die (``_unguarded_script_call``
+    keeps it from starting one at all where the script can be read)."""
+    import multiprocessing
+
+    # What multiprocessing's own check (spawn._check_not_importing_main) reads: true only while
+    # a spawned or forkserver process bootstraps, which is when it imports the main script
+    # (parent_process() is still None then). A worker that calls bench.run from a function it
+    # was given (a pool of the user's own) is not refused.
+    if not getattr(multiprocessing.current_process(), "_inheriting", False):
+        return
+    main = sys.modules.get("__mp_main__") or sys.modules.get("__main__")
+    where = getattr(main, "__file__", None) or "your script"
+    raise UserError(f"bench.run was called while a worker process imported {where} (worker "
+                    "processes start by importing the main script, so its top level runs again "
+                    f"in each). {_FIX}")
+
+
+def _is_main_guard(test: ast.expr) -> bool:
+    """``__name__ == "__main__"``, either way round."""
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, test.comparators[0]]
+    return (any(isinstance(x, ast.Name) and x.id == "__name__" for x in sides)
+            and any(isinstance(x, ast.Constant) and x.value == "__main__" for x in sides))
+
+
+def _unguarded_script_call() -> str | None:
+    """The main script's path when this call comes from its top level (directly, or through
+    functions it calls) outside an ``if __name__ == "__main__":`` block, and spawned processes
+    would import that script again; else None (a notebook, ``python -c``, ``python -m
+    package``, a guarded call, or a script whose source cannot be read)."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        return None
+    # What multiprocessing.spawn tells a worker to import (get_preparation_data, without its
+    # side effect of fixing the start method) and which of those it skips (prepare).
+    by_name = getattr(getattr(main, "__spec__", None), "name", None)
+    if by_name is not None:
+        if by_name == "__main__" or by_name.endswith(".__main__"):  # `python -m package`
+            return None
+    else:
+        by_path = getattr(main, "__file__", None)
+        if by_path is None or os.path.splitext(os.path.basename(by_path))[0] == "ipython":
+            return None  # a notebook, `python -c`, stdin: nothing to import again
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_code.co_name == "<module>"
+                                     and frame.f_globals is vars(main)):
+        frame = frame.f_back
+    if frame is None:  # not called while the main script's top level runs
+        return None
+    filename, line = frame.f_code.co_filename, frame.f_lineno
+    try:
+        tree = ast.parse(Path(filename).read_text(), filename)
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.If) and _is_main_guard(node.test) and node.body
+                and node.body[0].lineno <= line <= (node.body[-1].end_lineno or line)):
+            return None
+    return filename
+
+
+def _starts_workers(suite: Suite, options) -> bool:
+    """Whether the run may start processes that import the main script: local workers, a
+    worker for user code, or a Dask LocalCluster (a remote scheduler's workers do not)."""
+    from .executor import _isolated
+    from .plugins import in_main
+
+    if options.cluster is not None:
+        return True
+    if options.scheduler is not None:
+        return False
+    specs = expand(suite)
+    in_main_fns = any(in_main(name) for s in specs
+                      for name in (s.model.activation, s.model.init, s.task.kind))
+    return ((options.resolved_workers() > 1 and not in_main_fns)
+            or any(_isolated([s]) for s in specs))

@@ -31,7 +31,7 @@ from scipy import stats as _st  # noqa: E402
 from .activations import ACTIVATIONS  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .formatting import sig, unit_for  # noqa: E402
-from .rundata import RunData, equals, is_config, keyed, settings, show  # noqa: E402
+from .rundata import TRUST_HINT, RunData, equals, is_config, keyed, settings, show  # noqa: E402
 from .stats import mean_ci  # noqa: E402
 from .summary import ACTIVATION, Section, short  # noqa: E402
 
@@ -793,15 +793,37 @@ def _boundary_panel(ax, data, model) -> None:
     ax.set(xticks=[], yticks=[], xlim=(-lim, lim), ylim=(-lim, lim), aspect="equal")
 
 
+def _withheld(run: RunData, rows: pd.DataFrame) -> list[str]:
+    """The user code named by ``rows`` that ``run`` was not opened to trust (``--trust-code``),
+    each once: their models are not rebuilt."""
+    return list(dict.fromkeys(n for _, row in rows.iterrows() for n in run.untrusted(row)))
+
+
+def _note_withheld(run: RunData, name: str, withheld: list[str], drawn: bool) -> None:
+    """One line in the report for a figure whose models were left out for want of trust."""
+    if not withheld:
+        return
+    code = ", ".join(withheld)
+    line = (f"{name}: the models with user code named in this run folder ({code}) are left out; "
+            if drawn else f"{name} left out: it rebuilds models with user code named in this run "
+            f"folder ({code}); ") + TRUST_HINT
+    if line not in run.left_out:
+        run.left_out.append(line)
+
+
 def fig_decision_boundaries(run: RunData, section: Section) -> Figure | None:
     if section.task != "spiral" or ACTIVATION not in section.frame:
         return None
     rows = []
+    withheld = []
     for setting, trials in _picks(section):
-        models = [(row, run.model(row)) for _, row in _first_seeds(trials).iterrows()]
+        firsts = _first_seeds(trials)
+        withheld += [n for n in _withheld(run, firsts) if n not in withheld]
+        models = [(row, run.model(row)) for _, row in firsts.iterrows()]
         models = [(row, m) for row, m in models if m is not None]
         if models:
             rows.append((setting, models))
+    _note_withheld(run, "fig7_decision_boundaries", withheld, drawn=bool(rows))
     if not rows:
         return None
     n = max(len(models) for _, models in rows)
@@ -845,6 +867,7 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
     reach = 1.5 * (hi - lo)
     xs = torch.linspace(lo - reach, hi + reach, 801)[:, None]
     fits = []
+    withheld = _withheld(run, keep)
     for act in acts:
         preds = []
         for _, row in keep[keep[ACTIVATION] == act].iterrows():
@@ -856,6 +879,7 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
                     preds.append(pred)
         if preds:
             fits.append((act, np.array(preds)))
+    _note_withheld(run, "fig8_cubic_fits", withheld, drawn=bool(fits))
     if not fits:
         return None
     noise = float(run.fixed.get("task.noise", keep["task.noise"].iloc[0]))

@@ -425,11 +425,12 @@ def build(run: RunData) -> dict:
     secs = sections(run)
     stems = _figure_stems([s.task for s in secs])
     for section in secs:
+        withheld = len(run.left_out)
         rendered = [_draw(f, section.task) for f in figures(run, section)]
         for f in rendered:
             f.name = stems[section.task] + f.name
         notes = [f"{m.label}: 0 in every trial, so the column is left out."
-                 for m in _constant_zero(section)]
+                 for m in _constant_zero(section)] + run.left_out[withheld:]  # untrusted code
         views.append(SectionView(section.task, section.findings, _headline(section),
                                  _comparisons(section), section.ranking, rendered,
                                  section.main.label, notes,
@@ -456,9 +457,12 @@ def build(run: RunData) -> dict:
     }
 
 
-def render(run_dir: Path, out: Path | None = None, formats=FORMATS) -> list[Path]:
-    """Write the report of ``run_dir`` into ``out`` (default reports/<suite>/<run-id>/)."""
-    run = RunData.open(Path(run_dir))
+def render(run_dir: Path, out: Path | None = None, formats=FORMATS,
+           trust_code: bool | frozenset[str] = False) -> list[Path]:
+    """Write the report of ``run_dir`` into ``out`` (default reports/<suite>/<run-id>/). The
+    figures that rebuild models with user code the folder names are drawn only with
+    ``trust_code`` (True, or the names trusted); else a note says what was left out."""
+    run = RunData.open(Path(run_dir), trust_code=trust_code)
     check_run_names(run)  # before any path is built, --out or not: the folder is doctored
     out = Path(out) if out is not None else default_out(run)
     try:

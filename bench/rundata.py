@@ -4,6 +4,12 @@ Reports read only what ``bench run`` wrote. The grid is recovered from the trial
 (the config columns whose values differ), so a report needs no suite file and survives changes
 to the suite format. The trained weights live in ``parts/<trial_id>/model.pt``; the data a model
 was trained on is drawn again from its task config and seed, exactly as the trial drew it.
+
+Reading a run folder imports no code it names. A trial whose activation, init or task is user
+code (an import path, or a name an installed package registers) is rebuilt only when the folder
+is opened with ``trust_code`` (``--trust-code``), as ``transformers`` treats remote code: the
+folder, not the person reading it, chose what would be imported. Weights load with
+``weights_only=True``, never by unpickling objects.
 """
 
 from __future__ import annotations
@@ -20,8 +26,10 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from .activations import ACTIVATIONS
 from .config import ModelConfig
 from .errors import UserError
+from .inits import INITS
 from .model import build_model
 from .names import is_folder_name
 from .runfolder import QUARANTINE, quarantined, read_manifest
@@ -74,6 +82,24 @@ def show(value: Any) -> str:
     return "" if value is None else str(value)
 
 
+TRUST_HINT = "pass --trust-code (in Python: bench.open_run(..., trust_code=True)) to allow"
+
+
+def user_code_of(row: pd.Series) -> list[str]:
+    """The activation, init and task kind a stored trial names that are not built-ins (import
+    paths or registered names): what rebuilding its model or data would import. Reads the row
+    only; imports nothing."""
+    named = (("model.activation", ACTIVATIONS), ("model.init", INITS), ("task.kind", TASKS))
+    out = []
+    for column, builtins in named:
+        value = hashable(row.get(column))
+        if value is None:
+            continue
+        if not isinstance(value, str) or value not in builtins:
+            out.append(show(value))
+    return out
+
+
 @dataclass
 class RunData:
     """One run folder, loaded. ``trials`` holds every trial, ``ran`` those that trained."""
@@ -84,11 +110,17 @@ class RunData:
     curves: pd.DataFrame
     layers: pd.DataFrame
     _models: dict[str, torch.nn.Module | None] = field(default_factory=dict, repr=False)
+    # True: rebuild trials with any user code; a frozenset: with the code it names only (a run
+    # bench.run just made, of the suite this process imported); False: with built-ins only.
+    trust_code: bool | frozenset[str] = False
+    # One line per figure that left models out for want of trust (figures.py writes them).
+    left_out: list[str] = field(default_factory=list, repr=False)
 
     @classmethod
-    def open(cls, run_dir: Path) -> RunData:
+    def open(cls, run_dir: Path, trust_code: bool | frozenset[str] = False) -> RunData:
         """Read a run folder (never changing it): its manifest, checked, and its three
-        tables; a missing or unreadable one is one UserError naming the file."""
+        tables; a missing or unreadable one is one UserError naming the file. Nothing the
+        folder names is imported unless ``trust_code``."""
         run_dir = Path(run_dir)
         if not run_dir.is_dir():
             raise UserError("no such run folder", source=str(run_dir))
@@ -108,7 +140,8 @@ class RunData:
                                 f"stored one by one in parts/, and `bench run SUITE --resume "
                                 f"{run_dir}` rebuilds the tables from them",
                                 source=str(run_dir)) from None
-        return cls(run_dir, manifest, tables["trials"], tables["curves"], tables["layers"])
+        return cls(run_dir, manifest, tables["trials"], tables["curves"], tables["layers"],
+                   trust_code=trust_code if isinstance(trust_code, frozenset) else bool(trust_code))
 
     @cached_property
     def quarantined(self) -> list[str]:
@@ -193,10 +226,25 @@ class RunData:
     def _stored_row(self, trial_id: str) -> pd.Series:
         return self.trials.loc[self.trials["trial_id"] == trial_id].iloc[0]
 
+    def untrusted(self, row: pd.Series) -> list[str]:
+        """The user code that rebuilding the trial in ``row`` would import and that this run
+        was not opened to trust ([] when it names built-ins only, or with ``trust_code``)."""
+        if self.trust_code is True:
+            return []
+        if "trial_id" in row and (self.trials["trial_id"] == row["trial_id"]).any():
+            row = self._stored_row(row["trial_id"])  # as stored, whatever a figure relabelled
+        trusted = self.trust_code or frozenset()
+        return [name for name in user_code_of(row) if name not in trusted]
+
     def task_data(self, row: pd.Series) -> TaskData:
-        """The training data of the trial in ``row``, drawn again from its seed."""
+        """The training data of the trial in ``row``, drawn again from its seed. A user task
+        is imported and called only with ``trust_code``; else a UserError says so."""
         row = self._stored_row(row["trial_id"])
-        kind = row["task.kind"]
+        kind = hashable(row["task.kind"])
+        if kind not in TASKS and show(kind) in self.untrusted(row):
+            raise UserError(f"trial {row['trial_id']}'s task is user code named in this run "
+                            f"folder ({show(kind)}), which is imported only when it is trusted: "
+                            f"{TRUST_HINT}", source=str(self.dir))
         if kind in TASKS:
             cfg = _config_from_row(row, "task.", TASKS[kind][0])
         else:  # a user task: its arguments, with their types, as stored
@@ -209,14 +257,18 @@ class RunData:
             return draw_task(cfg, int(row["seed"]))  # as the trial drew it
 
     def model(self, row: pd.Series) -> torch.nn.Module | None:
-        """The trial's final model on the CPU, or None when its weights were not stored."""
+        """The trial's final model on the CPU, or None when its weights were not stored, or
+        when it needs user code this run was not opened to trust (``untrusted``)."""
         tid = row["trial_id"]
         if tid not in self._models:
             path = self.dir / "parts" / str(tid) / "model.pt"
             model = None
             if is_folder_name(tid) and path.is_file():  # an id from the table stays in parts/
                 row = self._stored_row(tid)  # the config as stored, whatever a figure relabelled
+                untrusted = self.untrusted(row)  # the folder chose it: never imported unasked
                 try:
+                    if untrusted:
+                        raise ValueError(f"not trusted: {', '.join(untrusted)}")
                     data = self.task_data(row)
                     model = build_model(_config_from_row(_whole_ints(row), "model.", ModelConfig),
                                         data.x_train.shape[1], data.out_features)
