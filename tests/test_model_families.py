@@ -7,6 +7,7 @@ import torch
 from torch import nn
 
 import bench
+from bench import packing
 from bench.activations import ACTIVATIONS
 from bench.config import ModelConfig
 from bench.errors import UserError
@@ -448,12 +449,83 @@ def test_plan_packs_both_families_and_auto_weighs_the_conv_layers():
         name = "res"
         "model.hidden" = [32, 32]
         "model.residual" = true
+        [[variant]]
+        name = "wide-cnn"
+        "model.kind" = "cnn1d"
+        "model.channels" = [64, 64]
+        "model.kernel" = 3
         """))
-    assert [len(u) for u in plan(specs, "on")] == [3, 3]
-    # auto: a residual MLP as any MLP; a cnn1d was not measured faster packed on the CPU, so
-    # it trains alone, and so does the rest of the device's grid (timings stay comparable)
-    cnn, res = specs[0], specs[3]
-    assert not worth_packing(cnn) and worth_packing(res)
-    assert [len(u) for u in plan(specs, "auto")] == [1] * 6
-    assert [len(u) for u in plan(specs[3:], "auto")] == [3]
+    assert [len(u) for u in plan(specs, "on")] == [3, 3, 3]
+    # auto: a cnn1d as an MLP, by the values and multiply-adds of its largest layer per
+    # micro-batch; one beyond the limits trains alone, and so does the rest of the device's grid
+    # (timings stay comparable)
+    cnn, res, wide = specs[0], specs[3], specs[6]
+    assert worth_packing(cnn) and worth_packing(res) and not worth_packing(wide)
+    assert [len(u) for u in plan(specs, "auto")] == [1] * 9
+    assert [len(u) for u in plan(specs[:6], "auto")] == [3, 3]
     assert layer_costs(cnn.model, 64, 10)[:2] == [(8 * 62, 8 * 3 * 62), (8 * 60, 8 * 8 * 3 * 60)]
+    # 32 samples x 64 x 64 x 3 x 60 = 23.6M multiply-adds in the second conv layer
+    assert 32 * layer_costs(wide.model, 64, 10)[1][1] > packing.AUTO_MAX_LAYER_MACS
+    # the MNIST-1D reference CNN with its batches of 100: within both limits
+    reference = one_spec(task='kind = "bench.perf:mnist1d_shaped"\nn = 400',
+                         model=REFERENCE_MODEL,
+                         train='optimizer = "adam"\nlr = 0.01\nepochs = 1\nbatch_size = 100')
+    assert worth_packing(reference)
+
+
+REFERENCE_MODEL = ('kind = "cnn1d"\nchannels = [25, 25, 25]\nkernel = [5, 3, 3]\nstride = 2\n'
+                   'padding = 1\nactivation = "relu"')
+
+
+def test_the_reference_cnn_packs_five_seeds_exactly():
+    # The MNIST-1D suite's pack: five seeds of the reference CNN, batches of 100, on data of
+    # MNIST-1D's shape. SGD with momentum: Adam at lr 1e-2 turns float rounding in a gradient
+    # that is nearly 0 into a step of up to lr, so its runs drift apart within a few epochs,
+    # a pack from its members as much as one trial on one thread from the same on two.
+    specs = specs_of('kind = "bench.perf:mnist1d_shaped"\nn = 600', REFERENCE_MODEL,
+                     'optimizer = "sgd"\nlr = 0.05\nmomentum = 0.9\nbatch_size = 100\n'
+                     'epochs = 3\nlog_every = 1', seeds=range(5))
+    packed = run_pack(specs)
+    for spec, result in zip(specs, packed):
+        assert result.trial["pack_size"] == 5 and result.status == "ok", result.trial["error"]
+        assert_same_numbers(result, run_trial(spec))
+    assert len({r.trial["final_loss"] for r in packed}) == 5
+
+
+def test_a_packed_cnn_keeps_its_conv_layers_channels_last():
+    """The speed of a packed cnn1d on the CPU rests on one layout: every conv layer's output,
+    activation and gradient laid out (n, length, P x channels) in memory, no copy between
+    layers (PackedConv1d). The members' outputs and gradients are their models' own."""
+    models = []
+    for seed in range(5):
+        torch.manual_seed(seed)
+        models.append(build_model(ModelConfig(**REFERENCE_CNN), 40, 10))
+    pack = PackedModel(models)
+    seen = []
+
+    def hook(module, inputs, output):
+        seen.append(("input", inputs[0]))
+        seen.append(("output", output))
+        inputs[0].register_hook(lambda g: seen.append(("input's gradient", g)))
+        output.register_hook(lambda g: seen.append(("output's gradient", g)))
+
+    handles = [m.register_forward_hook(hook) for m in pack.hidden_activations]
+    x = torch.randn(5, 32, 40)
+    out = pack(x)
+    out.square().sum().backward()
+    for h in handles:
+        h.remove()
+    assert len(seen) == 12
+    for what, t in seen:
+        n, pc, length = t.shape
+        assert t.stride() == (length * pc, 1, pc), what  # channels last: (n, length, P x C)
+    # so the next conv layer takes an activation's output as it is, with no copy
+    for what, t in seen:
+        assert t.unsqueeze(2).is_contiguous(memory_format=torch.channels_last), what
+    for p, model in enumerate(models):
+        want = model(x[p])
+        want.square().sum().backward()
+        torch.testing.assert_close(out[p], want, rtol=1e-5, atol=1e-6)
+        for (key, packed), param in zip(pack.named_parameters(), model.parameters()):
+            torch.testing.assert_close(packed.grad[p], param.grad, rtol=1e-5, atol=1e-6,
+                                       msg=lambda m, key=key: f"{key}: {m}")
