@@ -74,8 +74,7 @@ def _not_an_extension(old: Suite, new: Suite) -> str | None:
     if old.tune is None:
         missing = _missing(expand(old), expand(new))
         return f"{missing} stored grid point(s) x seed(s) are not in it as they were" if missing else None
-    if old.tune.model_dump(exclude={"seeds"}) != new.tune.model_dump(exclude={"seeds"}) \
-            or list(old.tune.seeds) != list(new.tune.seeds):
+    if old.tune.model_dump() != new.tune.model_dump():
         return "its [tune] table differs"
     if not set(old.seeds) <= set(new.seeds):
         return "it drops evaluation seeds"

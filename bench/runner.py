@@ -276,15 +276,16 @@ class _Stage:
                                    f"{_headline(spec, result)}",
                                    highlight=False, markup=False)
 
+        by_reason: dict[str, list[TrialSpec]] = {}
         for spec in skipped:  # stored one by one, said in one line per reason
             store.add(run_trial(spec, options.threads))
+            by_reason.setdefault(self._missing(spec), []).append(spec)
         if skipped:
             store.consolidate(self.order)
-            for reason, count in Counter(self._missing(s) for s in skipped).items():
-                devices = ", ".join(sorted({s.train.device for s in skipped
-                                            if self._missing(s) == reason}))
-                self.console.print(f"{count} {devices} trial(s) recorded as skipped: {reason}",
-                                   soft_wrap=True, highlight=False, markup=False)
+        for reason, specs in by_reason.items():
+            devices = ", ".join(sorted({s.train.device for s in specs}))
+            self.console.print(f"{len(specs)} {devices} trial(s) recorded as skipped: {reason}",
+                               soft_wrap=True, highlight=False, markup=False)
         cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
         cuda = [u for u in units if u[0].train.device.startswith("cuda")]
         if self.client is not None:
