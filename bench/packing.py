@@ -5,9 +5,9 @@ A pack of P trials differs only in the seed. Each member is built exactly as it 
 pack holds ``weight`` (P, out, in) and ``bias`` (P, out) and runs one batched matmul
 (``baddbmm``) over inputs of shape (P, samples, in). Activations are elementwise, so the same
 modules serve. Both model families pack (``PackedModel``): an MLP's residual skips add
-elementwise, and a cnn1d's conv layers run as one grouped convolution (``groups = P``) over the
-members' channels laid side by side, (n, P x channels, length), each member's block seeing only
-its own weights, held channels last in memory (PackedConv1d says why). The pack's loss is the
+elementwise, and a cnn1d's conv layers run as one batched matmul over the members' windows
+(im2col), laid out (P, n, length, channels) so that no copy is made between layers
+(PackedConv1d says why). The pack's loss is the
 sum of the members' mean losses, whose gradient with respect to member p's weights is member
 p's own gradient; SGD, Adam and AdamW update each element from its own gradient and state, so
 every member gets its own update, and its numbers match the one-at-a-time run to float
@@ -23,19 +23,19 @@ only where packing was measured both exact and faster, small micro-batches on th
 a packed trial's time and memory columns are its share of the pack's, which must not be
 compared with a trial timed alone.
 
-Measured on MNIST-1D's shapes (random 4000 x 40 data, batches of 100, Adam, one thread, this
-shared 2-core machine): one training step of one trial (train._Trainer's unlogged epochs,
-medians), packed against one at a time:
+Measured with ``bench perf --pack`` on MNIST-1D's shapes and recipe (random 4000 x 40 data,
+batches of 100, Adam, log_every = 25, 50 epochs, 5 seeds, one thread, best of 3, this shared
+2-core AMD EPYC machine), whole trials, packed against one at a time:
 
-    recipe            3 seeds   5 seeds   6 seeds
-    MLP [100, 100]    1.46x     1.80x     1.71x
-    reference CNN     1.83x     2.01x     2.36x    (0.95x-1.05x in the old conv layout)
+    recipe                  one at a time   packed    speed-up   per epoch
+    MLP [100, 100]          7.29 s          3.65 s    2.00x      1.99x
+    residual MLP [100, 100] 7.77 s          3.80 s    2.05x      2.04x
+    reference CNN           23.60 s         11.03 s   2.14x      2.26x
 
-``bench perf --pack``'s per-epoch speed-up agrees (CNN 1.58x, 2.38x, 2.50x; MLP 1.52x,
-1.75x, 1.84x). Its wall-time speed-up is lower for the CNN's short case (1.2x-1.5x over 6
-epochs): there the logged evaluations weigh much, and a pack's takes about twice a trial's
-time (the probes reduce P times larger tensors). Over the MNIST-1D suite's 200 epochs with
-log_every = 25, five seeds of the CNN packed ran 1.87x-1.93x as fast, the MLP 1.68x.
+The MLPs' packed weights are bit-identical to the trials' own. The CNN's drift over 2,000 Adam
+steps (0.6% in final loss) is the size of the drift between the same trial on 1 and on 2
+threads: one packed step matches to 1e-5 (tests/test_model_families.py), and any change of
+summation order grows over a long run.
 """
 
 from __future__ import annotations
@@ -72,13 +72,11 @@ AUTO_MAX_LAYER_MACS = 1 << 22   # samples x fan_in x fan_out of the largest laye
 # runs out of GPU memory runs its trials alone (train.run_pack).
 
 # A cnn1d packs under the same limits (model.layer_costs counts a conv layer's output values and
-# multiply-adds per sample). Its conv layers run channels last (PackedConv1d); in the layout
-# they had before, (n, P x channels, length) contiguous, oneDNN's grouped convolution was slower
-# than the members' own, and the MNIST-1D reference CNN packed 1.01x (3 seeds) and 1.13x (6
-# seeds) as fast. Now it packs 1.8x-2.4x per training step (module docstring), and other cnn1d
-# packs of 5 seeds measured 2.1x-3.1x within these limits (the reference CNN at 32 to 128
-# samples, [8, 8] with kernels of 3 on 64 inputs), 1.2x-1.4x beyond them (the reference CNN at
-# 500 samples: 238k activations; [64, 64] on 64 inputs: 12M multiply-adds).
+# multiply-adds per sample). Its conv layers run as im2col matmuls (PackedConv1d); as a grouped
+# convolution in the contiguous (n, P x channels, length) layout, oneDNN's kernel was slower
+# than the members' own (the reference CNN packed 1.01x-1.13x), and channels last 1.6x-1.9x
+# per step. The im2col pack runs the reference CNN 2.0x-2.4x per step and 2.14x per whole trial
+# at 5 seeds (module docstring).
 AUTO_PACKS_CNN1D = True
 
 MAX_PACK = 64  # members per pack: bounds the pack's memory, and what one failure can take down
@@ -187,19 +185,18 @@ class PackedLinear(nn.Module):
 
 
 class PackedConv1d(nn.Module):
-    """P independent Conv1d layers as one grouped convolution (``groups = P``).
+    """P independent Conv1d layers as one batched matmul over the members (im2col).
 
-    Inputs and outputs are (n, P x channels, length): member p's channels are the p-th block of
-    the channel dimension, each group seeing only its own member's weights. In memory they are
-    channels last, (n, length, P x channels): the layout PackedModel lays its input out in, and
-    the one every layer's output keeps, so no copy is made between layers. The convolution runs
-    as a 2-d one over (n, P x channels, 1, length) in PyTorch's ``channels_last`` format. On
-    the CPU oneDNN's grouped convolution is 3.5x as fast there as in the contiguous layout
-    (n, P x channels, length): the reference CNN's three layers, forward and backward, 5
-    members, batches of 100: 2.0 ms, against 7.1 ms contiguous and 4.3 ms for the members' own
-    Conv1d one after another. The weight is stored
-    member first, (P, out, in, kernel), and viewed as the grouped conv's (P x out, in, 1,
-    kernel) in each pass: member p's state is ``weight[p]``, its Conv1d's weight.
+    Inputs and outputs are (P, n, length, channels): member first, channels last, so that a
+    layer's windows are a concatenation of k strided views along the length, (P, n x
+    length_out, k x in_channels), and the convolution one ``baddbmm`` with the weights viewed
+    as (P, k x in_channels, out_channels). The output comes out in the same layout, so no copy
+    is made between layers, and padding is zeros along the length, as Conv1d's. On this CPU
+    (AMD EPYC, one thread, batches of 100) a training step of the MNIST-1D reference CNN packed
+    this way ran 2.0x-2.4x as fast as its members one at a time (3 and 5 seeds), where the
+    grouped convolution of oneDNN in the channels-last layout (this class until then) ran
+    1.6x-1.9x, and in its contiguous layout about 1.0x. The weight is stored as Conv1d's,
+    member first, (P, out, in, kernel): member p's state is ``weight[p]``, its Conv1d's weight.
     """
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, stride: int, padding: int):
@@ -210,10 +207,17 @@ class PackedConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         p, out, inp, k = self.weight.shape
-        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)  # a no-op between layers
-        y = F.conv2d(x, self.weight.view(p * out, inp, 1, k), self.bias.view(-1),
-                     (1, self.stride), (0, self.padding), 1, p)
-        return y.squeeze(2)
+        if self.padding:
+            x = F.pad(x, (0, 0, self.padding, self.padding))
+        n, length = x.shape[1], x.shape[2]
+        length_out = (length - k) // self.stride + 1
+        span = self.stride * (length_out - 1) + 1
+        # window offset j of every output position: (P, n, length_out, in), k of them side by side
+        windows = torch.cat([x[:, :, j:j + span:self.stride] for j in range(k)], dim=-1)
+        weight = self.weight.permute(0, 3, 2, 1).reshape(p, k * inp, out)  # (j, in) rows
+        y = torch.baddbmm(self.bias.unsqueeze(1), windows.view(p, n * length_out, k * inp),
+                          weight)
+        return y.view(p, n, length_out, out)
 
     def extra_repr(self) -> str:
         p, out, inp, k = self.weight.shape
@@ -222,22 +226,15 @@ class PackedConv1d(nn.Module):
 
 
 class PackedFlatten(nn.Module):
-    """(n, P x channels, length) -> (P, n, channels x length): each member's conv output
-    flattened channel-major, as its own ``nn.Flatten`` does, member first for the head.
-
-    The one copy is taken from the (n, length, P x channels) view, so that its backward hands
-    the last conv layer a gradient laid out as its output is (channels last): an elementwise
-    backward over two tensors of different layouts ran about 30x slower.
-    """
+    """(P, n, length, channels) -> (P, n, channels x length): each member's conv output
+    flattened channel-major, as its own ``nn.Flatten`` does."""
 
     def __init__(self, members: int):
         super().__init__()
         self.members = members
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[0]
-        return (x.transpose(1, 2).unflatten(2, (self.members, -1)).permute(2, 0, 3, 1)
-                .reshape(self.members, n, -1))
+        return x.transpose(2, 3).reshape(x.shape[0], x.shape[1], -1)
 
 
 class PackedModel(nn.Sequential):
@@ -247,9 +244,8 @@ class PackedModel(nn.Sequential):
     ``hidden_layers``, ``hidden_activations`` and ``unit`` mirror the model's, so the probes
     attach the same way. An MLP's tensors carry the member as their first dimension,
     (P, n, features); residual skips add elementwise, as alone. A cnn1d's input (P, n,
-    features) is laid out once as (n, P x in_channels, length), channels last in memory, for
-    grouped convolutions, and its conv layers' outputs are (n, P x channels, length) in the
-    same layout (the probes split them).
+    features) is laid out once as (P, n, length, in_channels), channels last, and its conv
+    layers' outputs are (P, n, length, channels) in the same layout (PackedConv1d).
     """
 
     def __init__(self, members: Sequence[nn.Module]):
@@ -283,11 +279,10 @@ class PackedModel(nn.Sequential):
         self.hidden_activations: list[nn.Module] = list(first.hidden_activations)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.in_channels is not None:  # (P, n, C x L) -> (n, P x C, L), channels last
+        if self.in_channels is not None:  # (P, n, C x L) -> (P, n, L, C), channels last
             p, n = x.shape[:2]
-            x = (x.reshape(p, n, self.in_channels, -1).permute(1, 3, 0, 2).contiguous()
-                 .flatten(2).transpose(1, 2))
-            return super().forward(x)
+            return super().forward(x.reshape(p, n, self.in_channels, -1).transpose(2, 3)
+                                   .contiguous())
         if not self.skips:
             return super().forward(x)
         return hidden_forward(x, self.hidden_layers, self.hidden_activations, self.skips, self[-1])

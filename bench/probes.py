@@ -152,8 +152,8 @@ class LayerProbe:
 
     The model is one of model.py's (``hidden_layers``, ``hidden_activations``, ``unit``) or a
     PackedModel of ``model.members`` trials; every statistic is kept per member (a pack's MLP
-    tensors carry the member as their first dimension; its conv layers' outputs, (samples,
-    members x channels, positions), are split by member here).
+    tensors carry the member as their first dimension; its conv layers' outputs are (members,
+    samples, positions, channels), viewed channels first here).
 
     ``metered``: the pass is inside the peak-memory window, so the probe reduces each chunk at
     once (holding outputs would count as the step's memory) and hides its temporaries from
@@ -184,8 +184,9 @@ class LayerProbe:
 
     def _member_first(self, t: torch.Tensor) -> torch.Tensor:
         """A hidden layer's output or its gradient, member first (a view, no copy)."""
-        if self._channels:  # (samples, members x channels, positions) -> members first
-            return t.unflatten(1, (self.members, -1)).transpose(0, 1)
+        if self._channels:  # a pack's (members, samples, positions, channels) or a model's
+            # (samples, channels, positions) -> (members, samples, channels, positions)
+            return t.transpose(2, 3) if self._packed else t.unsqueeze(0)
         return t if self._packed else t.unsqueeze(0)
 
     def _forward_hook(self, i: int):

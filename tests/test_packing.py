@@ -367,3 +367,22 @@ def test_dry_run_says_which_points_are_packed(tmp_path, capsys):
     assert out.count("packed") == 2  # the two CPU points (auto: 90 samples per step)
     assert main(["run", str(path), "--dry-run", "--no-pack"]) == 0
     assert capsys.readouterr().out.count("packed") == 0
+
+
+def test_perf_pack_measures_the_mnist1d_recipes_against_their_trials():
+    """``bench perf --pack``'s MNIST-1D cases run the suite's recipe (batches of 100, log_every
+    25) and compare the packed numbers with the one-at-a-time ones it timed."""
+    from bench.perf import MNIST1D_RECIPE, MNIST1D_SHAPED, PACK_CASES, REFERENCE_CNN, pack_speedup
+
+    recipes = [c for c in PACK_CASES if c[0].startswith("MNIST-1D recipe")]
+    assert [c[0] for c in recipes] == ["MNIST-1D recipe, [100, 100]",
+                                       "MNIST-1D recipe, residual [100, 100]",
+                                       "MNIST-1D recipe, reference CNN"]
+    assert all(c[3] == MNIST1D_RECIPE and "log_every = 25" in c[3] for c in recipes)
+    cases = [("cnn", MNIST1D_SHAPED, REFERENCE_CNN, MNIST1D_RECIPE, 1.0),
+             ("mlp", MNIST1D_SHAPED, [100, 100], MNIST1D_RECIPE, 1.0)]
+    rows = pack_speedup(epochs=2, repeats=1, threads=1, seeds=2, cases=cases)
+    assert [r["case"] for r in rows] == ["cnn", "mlp"] and all(r["epochs"] == 2 for r in rows)
+    for r in rows:
+        assert r["alone_s"] > 0 and r["packed_s"] > 0 and r["speedup"] > 0
+        assert r["loss_rel_diff"] < 1e-4, r  # 80 Adam steps: float drift has not grown yet
