@@ -86,6 +86,12 @@ def plain_frame(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+class NothingToShow(Exception):
+    """Raised by a figure that applies to the run but whose data would draw nothing worth a
+    reader's look (lines flat at zero, a single x position, every cell diverged). Its message
+    is the one line the report prints in the figure's place."""
+
+
 @dataclass
 class Figure:
     name: str       # file stem: "fig1_loss"
@@ -237,7 +243,7 @@ def fig_curves(run: RunData, section: Section, metric: str) -> Figure | None:
         for ax, (_, sub) in zip(grid.axes.flat, grid.facet_data()):
             for act, g in sub.groupby(ACTIVATION, sort=False):
                 _line_with_band(ax, g, "epoch", metric, act, color(act))
-        grid.set_axis_labels("epoch", metric)
+        grid.set_axis_labels("epoch", f"train {metric}")  # the curves are on the training split
         grid.set_titles(row_template="{row_name}", col_template="{col_name}")
         if metric == "loss":
             means = data.groupby([ACTIVATION, "epoch", *[short(k) for k in facets]])[metric].mean()
@@ -247,7 +253,7 @@ def fig_curves(run: RunData, section: Section, metric: str) -> Figure | None:
         grid.figure.subplots_adjust(top=0.86 if len(grid.axes) > 1 else 0.8)
         _legend(grid.figure, grid.axes)
     what = "training loss (log scale)" if metric == "loss" else "training accuracy"
-    return Figure(f"fig1_{metric}", f"{metric.capitalize()} curves per activation",
+    return Figure(f"fig1_{metric}", f"Training {metric} curves per activation",
                   f"Mean {what} over seeds with its 95% t-interval band, after each logged epoch "
                   f"(epoch 0 = at initialization).{_held(fixed)}", grid.figure)
 
@@ -287,7 +293,8 @@ def fig_heatmap(run: RunData, section: Section) -> Figure | None:
         cells = np.concatenate([t.to_numpy().ravel() for t in tables])
         if not np.isfinite(cells).any():
             plt.close(fig)
-            return None  # every cell diverged: the headline table says so
+            raise NothingToShow(f"The heatmap of {main.label} is left out: every cell diverged "
+                                "(the headline table lists them).")
         lo, hi = np.nanmin(cells), np.nanmax(cells)
         # losses that span orders of magnitude (a near-divergence) need a log colour scale
         log = lo > 0 and hi / lo > 100
@@ -343,6 +350,9 @@ def fig_dead_saturated(run: RunData, section: Section) -> Figure | None:
             continue
         rows.append((column, acts, label))
     if not rows:
+        if never:
+            raise NothingToShow(" ".join(never) + " So the figure of dead and saturated units "
+                                "over training is left out: its lines would lie flat at zero.")
         return None
     cols = run.levels(facet[0], frame) if facet else [None]
     with sns.axes_style("whitegrid"):
@@ -391,8 +401,11 @@ def fig_layers_over_training(run: RunData, section: Section) -> Figure | None:
     acts = [a for a in run.levels(ACTIVATION, frame)
             if base(a) in ACTIVATIONS and ACTIVATIONS[base(a)].bounds is not None]
     layers = _by_trial(frame[frame[ACTIVATION].isin(acts)], run.layers, inits)
-    if layers.empty or layers["layer"].max() < 1:
+    if layers.empty:
         return None
+    if layers["layer"].max() < 1:
+        raise NothingToShow("The figure of each hidden layer over training is left out: the "
+                            "nets have one hidden layer, so there are no layers to compare.")
     panels = [(act, level) for act in acts
               for level in (run.levels(inits[0], frame) if inits else [None])]
     depth = int(layers["layer"].max()) + 1
@@ -528,6 +541,10 @@ def fig_gradients(run: RunData, section: Section) -> Figure | None:
         return None
     cols = run.levels(inits[0], frame) if inits else [None]
     depth = int(layers["layer"].max()) + 1
+    if depth < 2:
+        raise NothingToShow("The per-layer figure of signal and gradients is left out: the nets "
+                            "have one hidden layer, so it would be a single position; the layers "
+                            "table holds its values (bench.open_run(...).layers).")
     styles = (("at init", dict(ls="--", marker="o", mfc="white")),
               ("at the end", dict(ls="-", marker="o")))
     with sns.axes_style("whitegrid"):
@@ -1072,15 +1089,21 @@ _NAMES = ("fig0_lr_sensitivity", "fig12_model_bars", "fig1_loss", "fig1_accuracy
           "fig7_decision_boundaries", "fig8_cubic_fits")  # FIGURES' stems, for error messages
 
 
-def figures(run: RunData, section: Section) -> list[Figure]:
-    """Every figure the section's data supports, in the report's order. A figure that fails
-    is a FigureError naming it, with the cause's repr (never an empty reason)."""
+def figures(run: RunData, section: Section, left_out: list[str] | None = None) -> list[Figure]:
+    """Every figure the section's data supports, in the report's order. A figure that applies
+    but has nothing to show is left out, and its line saying why appended to ``left_out``. A
+    figure that fails is a FigureError naming it, with the cause's repr (never an empty
+    reason)."""
     section = by_variant(section)
     out = []
     for i, draw in enumerate(FIGURES):
         name = _NAMES[i] if i < len(_NAMES) else getattr(draw, "__name__", repr(draw))
         try:
             fig = draw(run, section)
+        except NothingToShow as why:
+            if left_out is not None:
+                left_out.append(str(why))
+            continue
         except UserError:
             raise
         except Exception as exc:

@@ -56,7 +56,10 @@ def _draw(draw, run, task: str | None = None) -> matplotlib.figure.Figure | None
     section = _section(data, task)
     if section is None:
         return None
-    fig = draw(data, section)
+    try:
+        fig = draw(data, section)
+    except _figures.NothingToShow:
+        return None  # the report says why in one line; here, as for a figure that does not apply
     if fig is None:
         return None
     plt.close(fig.figure)  # returned, not left open for pyplot to show a second time

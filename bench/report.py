@@ -24,7 +24,8 @@ from .names import check_run_names
 from .rundata import RunData, hashable, show
 from .stats import CONFIDENCE
 from .store import atomic_write_bytes
-from .summary import BY_COLUMN, Comparison, Section, sections, setting_text, short
+from .summary import (BY_COLUMN, Comparison, Section, evaluated, sections, setting_text, short,
+                      tuned_keys)
 
 FORMATS = ("html", "md")
 METHODS = (
@@ -87,6 +88,7 @@ class SectionView:
     notes: list[str] = field(default_factory=list)   # said under the headline table
     n_called: int = 0
     rankings: list = field(default_factory=list)     # of RankingView: a tuned run's answer
+    left_out: list[str] = field(default_factory=list)  # one line per figure with nothing to show
 
 
 # -- header ---------------------------------------------------------------------------------------
@@ -97,6 +99,34 @@ def _description(run: RunData) -> str:
         return str(tomllib.loads(text).get("description", ""))
     except tomllib.TOMLDecodeError:
         return ""
+
+
+_PLURALS = {"model.activation": "activations", "model.init": "inits", "train.lr": "learning rates",
+            "train.accumulation_steps": "accumulation steps", "train.device": "devices",
+            "variant": "variants", "task.kind": "tasks", "model.hidden": "widths",
+            "train.optimizer": "optimizers", "train.batch_size": "batch sizes"}
+
+
+def title(run: RunData) -> str:
+    """What the run compared, in words: "4 activations × 2 inits × 3 accumulation steps on
+    spiral, 5 seeds each" (a tuned run names what was tuned). The run id is provenance."""
+    frame = evaluated(run)  # what trained: a swept device whose trials were skipped was not compared
+    frame = frame if len(frame) else run.trials
+    tuned = tuned_keys(run)
+    counts = {k: len(run.levels(k, frame)) for k in run.varied_keys if k not in ("task.kind", *tuned)}
+    axes = [f"{n} {_PLURALS.get(k, short(k) + ' values')}" for k, n in counts.items() if n > 1]
+    tasks = [show(v) for v in run.levels("task.kind", frame)] if "task.kind" in frame else []
+    seeds = len(run.levels("seed", frame))
+    what = " × ".join(axes) or "one setting"
+    on = f" on {', '.join(tasks)}" if tasks else ""
+    at = f", each at its tuned {', '.join(short(k) for k in tuned)}" if tuned else ""
+    return f"{what}{on}{at}, {seeds} seed{'s' if seeds != 1 else ''} each"
+
+
+def _status_line(run: RunData) -> str:
+    counts = Counter(run.trials["status"])
+    parts = ", ".join(f"{n} {s}" for s, n in counts.most_common())
+    return f"{len(run.trials)} trials ({parts})"
 
 
 def _provenance(run: RunData) -> Table:
@@ -426,19 +456,25 @@ def build(run: RunData) -> dict:
     stems = _figure_stems([s.task for s in secs])
     for section in secs:
         withheld = len(run.left_out)
-        rendered = [_draw(f, section.task) for f in figures(run, section)]
+        left_out: list[str] = []
+        rendered = [_draw(f, section.task) for f in figures(run, section, left_out)]
         for f in rendered:
             f.name = stems[section.task] + f.name
         notes = [f"{m.label}: 0 in every trial, so the column is left out."
                  for m in _constant_zero(section)] + run.left_out[withheld:]  # untrusted code
+        said = {f.text for f in section.findings}  # the ranking's headline is a finding too
         views.append(SectionView(section.task, section.findings, _headline(section),
-                                 _comparisons(section), section.ranking, rendered,
+                                 _comparisons(section),
+                                 [r for r in section.ranking if r not in said], rendered,
                                  section.main.label, notes,
                                  sum(_called(c) for c in section.comparisons),
-                                 _rankings(run, section)))
+                                 _rankings(run, section), left_out))
     return {
-        "title": f"{run.suite_name}: run {run.run_id}",
+        "title": title(run),
         "suite": run.suite_name,
+        "run_id": run.run_id,
+        "status_line": _status_line(run),
+        "n_failed": int((run.trials["status"] == "failed").sum()),
         "description": _description(run),
         "provenance": _provenance(run),
         "grid": _grid(run),

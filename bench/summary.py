@@ -306,7 +306,7 @@ def findings(run: RunData, section: Section) -> list[Finding]:
     if ACTIVATION in section.frame:
         out += [Finding("Which activation is best", line) for line in section.ranking[:1]
                 if line.startswith(("Across", "Too few"))]
-        out += _best_and_fastest(section)
+        out += best_and_fastest(section)
         out += _dies_or_saturates(run, section)
     accumulation = [Finding(_FACTOR_LABELS["train.accumulation_steps"], text)
                     for text in accumulation_effect(section)]
@@ -404,7 +404,7 @@ def accumulation_effect(section: Section) -> list[str]:
     return out
 
 
-def _best_and_fastest(section: Section) -> list[Finding]:
+def best_and_fastest(section: Section) -> list[Finding]:
     frame, main = section.frame, section.main
     unit, scale = main.unit(frame[main.column])
     best = None
@@ -419,17 +419,60 @@ def _best_and_fastest(section: Section) -> list[Finding]:
     if best:
         _, row, est = best
         setting = setting_text(list(row.point), tuple(row.point.values()))
-        ties = sum(1 for r in section.rows if r is not row
-                   and r.estimates.get(main.column, est).mean == est.mean)
         shown = f"{estimate(est, scale)}{unit}"
         if est.half_width == 0:
             shown += f" (the same in each of its {est.n} seeds)"
         elif math.isfinite(est.half_width):
             shown += f" (95% t-interval over {est.n} seeds)"
-        tie = f"; {ties} other setting{'s' if ties > 1 else ''} have the same mean" if ties else ""
-        out.append(Finding("Best setting", f"{main.label} {shown} at {setting}{tie}."))
-        if ties and main.column != "final_loss" and "final_loss" in frame:
-            out += _lowest_loss(section)
+        tied = _tied_with(section, row, est)
+        if len(tied) < 2:
+            out.append(Finding("Best setting", f"{main.label} {shown} at {setting}."))
+        else:
+            out.append(Finding("No single best setting", _tie_text(section, tied, shown, scale, unit)))
+            if main.column != "final_loss" and "final_loss" in frame:
+                out += _lowest_loss(section)
+    out += _fastest(section)
+    return out
+
+
+# A share within half a point of its bound (100% accuracy, 0% dead units) is at the ceiling of
+# the measurement: what is left to separate the settings is a few samples, not the activations.
+CEILING = 0.005
+
+
+def at_ceiling(metric: Metric, mean: float) -> bool:
+    if metric.kind != "fraction" or not math.isfinite(mean):
+        return False
+    return mean >= 1 - CEILING if metric.better == "max" else mean <= CEILING
+
+
+def _tied_with(section: Section, row, est) -> list:
+    """The rows the best one cannot be told from by its mean: the same mean, or, when the best
+    is at the ceiling of a share, every row at the ceiling too (best first)."""
+    main = section.main
+    ceiling = at_ceiling(main, est.mean)
+    tied = [row]
+    for r in section.rows:
+        other = r.estimates.get(main.column)
+        if r is row or other is None:
+            continue
+        if other.mean == est.mean or (ceiling and at_ceiling(main, other.mean)):
+            tied.append(r)
+    return tied
+
+
+def _tie_text(section: Section, tied: list, shown: str, scale: float, unit: str) -> str:
+    main = section.main
+    names = [setting_text(list(r.point), tuple(r.point.values())) for r in tied]
+    listed = "; ".join(names[:6]) + (f"; and {len(names) - 6} more" if len(names) > 6 else "")
+    best = tied[0].estimates[main.column].mean
+    if at_ceiling(main, best):
+        bound = "100%" if main.better == "max" else "0%"
+        return (f"a tie at the ceiling: {len(tied)} settings have a {main.label} within "
+                f"{sig(100 * CEILING)} points of {bound} (the best {shown}): {listed}. This "
+                f"measurement is saturated and cannot rank them; compare them on a harder task "
+                f"or another metric.")
+    return f"a tie: {len(tied)} settings share the best {main.label}, {shown}: {listed}."
     out += _fastest(section)
     return out
 

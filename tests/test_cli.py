@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import torch
 import pyarrow.parquet as pq
 import pytest
 
@@ -125,7 +126,10 @@ def test_run_renders_its_report_at_the_end(tiny_run):
     report = run_dir.parent.parent.parent / "reports" / "tiny" / run_dir.name  # cwd/reports/...
     assert f"report: reports/tiny/{run_dir.name}/report.html" in result.stdout.replace("\n", "")
     html = (report / "report.html").read_text()
-    assert "<h1>tiny: run " in html and "data:image/png;base64," in html
+    title = ("2 activations × 2 accumulation steps × 2 devices" if torch.cuda.is_available()
+             else "2 activations × 2 accumulation steps")  # skipped CUDA trials compared nothing
+    assert f"<h1>{title} on spiral, 2 seeds each</h1>" in html and "Suite <code>tiny</code>" in html
+    assert "data:image/png;base64," in html
     md = (report / "report.md").read_text()
     for link in re.findall(r"\]\((figures/[\w-]+\.png)\)", md):
         assert (report / link).stat().st_size > 1000

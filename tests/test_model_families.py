@@ -371,7 +371,8 @@ def test_a_run_of_both_families_stores_reloads_and_reports(tmp_path):
         model = data.model(row)
         assert model is not None and model(x).shape == (5, 3)
         assert type(model).__name__ == ("CNN1d" if row["model.kind"] == "cnn1d" else "MLP")
-    run.report(format="md")  # the figures (decision boundaries too) take either family
+    (md,) = run.report(format="md", out=tmp_path / "report")  # figures take either family
+    assert "Spiral: decision boundaries" in md.read_text()
 
 
 # -- packing -------------------------------------------------------------------------------------

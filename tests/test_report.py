@@ -75,11 +75,13 @@ log_every = 5
 "train.lr" = [0.01, 1e4]
 """
 
+# one hidden layer: the per-layer gradient figure (fig4) would be a single x position, so it is
+# left out with a line saying so
 SPIRAL_FIGURES = {"fig1_loss", "fig1_accuracy", "fig2_heatmap", "fig3_dead_saturated",
-                  "fig4_gradients", "fig5_timing", "fig6_accumulation", "fig7_decision_boundaries",
+                  "fig5_timing", "fig6_accumulation", "fig7_decision_boundaries",
                   "fig11_accumulation_curves"}
-CUBIC_FIGURES = {"fig1_loss", "fig3_dead_saturated", "fig4_gradients", "fig5_timing",
-                 "fig8_cubic_fits"}
+CUBIC_FIGURES = {"fig1_loss", "fig3_dead_saturated", "fig5_timing", "fig8_cubic_fits"}
+ONE_LAYER_LINE = "The per-layer figure of signal and gradients is left out: the nets have one hidden layer"
 
 
 def _run(tmp, body, name):
@@ -129,6 +131,7 @@ def test_both_formats_hold_every_figure_the_data_supports(reports, name, expecte
     assert len(embedded) == len(expected)
     for data in embedded:
         _check_image(_png(base64.b64decode(data)), "embedded figure")
+    assert ONE_LAYER_LINE in md and ONE_LAYER_LINE in html
     # self-contained: nothing to fetch from anywhere
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html)
     assert "<script src" not in html and "<link rel=\"stylesheet\"" not in html
@@ -184,12 +187,12 @@ def test_best_cell_is_marked_in_each_column(reports, runs):
     run = RunData.open(runs["spiral"])
     (section,) = sections(run)
     means = [r.estimates["final_loss"].mean for r in section.rows]
-    best = int(np.argmin(means))
+    best = [i for i, m in enumerate(means) if m == min(means)]  # every row of a tie is marked
     table = [line for line in md.splitlines() if line.startswith("| relu |") or line.startswith("| tanh |")]
     loss_col = next(line for line in md.splitlines()
                     if line.startswith("| activation |")).split("|").index(" train loss ")
     bold = [i for i, line in enumerate(table[:8]) if line.split("|")[loss_col].strip().startswith("**")]
-    assert bold == [best]
+    assert bold == best
 
 
 def test_stored_models_reproduce_the_recorded_metrics(runs):
@@ -220,7 +223,10 @@ def test_header_lists_skipped_and_diverged_trials_with_reasons(reports):
 
 def test_findings_answer_the_questions(reports):
     md = (reports / "spiral" / "report.md").read_text()
-    glance = md.split("### At a glance")[1].split("###")[0]
+    # the report opens with its answer: the findings come before any table
+    assert md.index("## The answer") < md.index("### Headline table") < md.index("## The run")
+    assert md.index("## The run") < md.index("## Provenance")
+    glance = md.split("## The answer")[1].split("###")[0]
     for question in ("**Which activation is best.**", "**Fastest to the target.**",
                      "**Dead units.**", "**What the init changes.**",
                      "**What accumulation costs and saves.**"):
@@ -328,7 +334,7 @@ def test_the_report_shows_the_suites_claims_and_their_verdicts(tmp_path):
     run_dir = _run(tmp_path, body, "claimed")
     html, md = render(run_dir, tmp_path / "report")
     text = md.read_text()
-    claims = text.split("### Claims (`bench check`)")[1].split("## Task")[0]
+    claims = text.split("## Claims (`bench check`)")[1].split("## The run")[0]
     assert "1 of 2 claims FAIL" in claims
     assert "| holds: a loss is never negative | final_loss |" in claims and "**pass**" in claims
     assert "| fails: ten epochs do not fit a cubic to 1e-9 |" in claims and "| fail |" in claims
@@ -389,11 +395,15 @@ def test_deep_nets_get_per_init_layer_panels_and_layers_over_training(tmp_path):
                                .groupby("epoch")["activation_mean"].mean().to_numpy(), rtol=1e-9)
 
 
-def test_a_one_layer_net_has_no_layers_over_training_figure(runs):
-    from bench.figures import fig_layers_over_training
+def test_a_one_layer_net_has_no_layers_over_training_figure(runs, reports):
+    from bench.figures import NothingToShow, fig_layers_over_training
 
     run = RunData.open(runs["spiral"])
-    assert all(fig_layers_over_training(run, s) is None for s in sections(run))
+    for s in sections(run):
+        with pytest.raises(NothingToShow, match="one hidden layer"):
+            fig_layers_over_training(run, s)
+    assert "The figure of each hidden layer over training is left out" in (
+        reports / "spiral" / "report.md").read_text()
 
 
 def test_an_infinite_layer_value_does_not_stop_the_gradient_figure(tmp_path):

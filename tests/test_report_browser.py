@@ -6,6 +6,7 @@ or browser download is needed: ``.ci/run`` installs Debian's ``chromium`` where 
 Set ``ACTBENCH_CHROMIUM`` to use another binary. Without one the test skips and says why.
 """
 
+import base64
 import json
 import os
 import shutil
@@ -210,3 +211,59 @@ def test_sortable_headline_table_sorts_by_value(browser, report):
     up, down, state = values
     assert up == sorted(up) and down == sorted(down, reverse=True) and len(up) == 4
     assert state == "descending"
+
+
+ARTIFACTS = Path(os.environ.get("ACTBENCH_ARTIFACTS") or Path(__file__).resolve().parent.parent
+                 / "test-artifacts")
+SCREEN = {"width": 1280, "height": 800}  # a laptop's first screen
+
+
+def test_the_report_opens_with_its_answer_on_the_first_screen(browser, report):
+    """As a person would see it: at 1280 x 800 the title says what was compared, and the
+    findings and the ranking start on the first screen, before any table of settings; the
+    provenance is the last section. The full page and the first screen are saved as PNGs in
+    the test's artifacts (``$ACTBENCH_ARTIFACTS``, default ``test-artifacts/``)."""
+    from PIL import Image
+
+    page = _page(browser)
+    page.send("Page.enable")
+    page.send("Runtime.enable")
+    page.send("Emulation.setDeviceMetricsOverride", deviceScaleFactor=1, mobile=False, **SCREEN)
+    page.send("Page.navigate", url=report.resolve().as_uri())
+    page.wait_for("Page.loadEventFired")
+    layout = page.evaluate("""(() => {
+        const top = e => e ? e.getBoundingClientRect().top + window.scrollY : null;
+        return {
+            title: document.querySelector('h1').textContent,
+            findings: top(document.querySelector('ul.findings')),
+            ranking: top(document.querySelector('ul.ranking')),
+            firstTable: top(document.querySelector('table')),
+            sections: Array.from(document.querySelectorAll('h2')).map(
+                h => [h.id || h.textContent, top(h)]),
+            height: document.documentElement.scrollHeight,
+        };
+    })()""")
+    run_id = report.parent.name  # not the title: the title says what was compared
+    assert layout["title"] == "2 activations × 2 accumulation steps on spiral, 2 seeds each"
+    assert run_id not in layout["title"]
+    assert layout["findings"] is not None and layout["findings"] < SCREEN["height"] / 2, layout
+    assert layout["ranking"] is not None and layout["ranking"] < SCREEN["height"], layout
+    assert layout["findings"] < layout["ranking"] < layout["firstTable"], layout
+    names = [name for name, _ in layout["sections"]]
+    assert names[-1] == "provenance" and names.index("run") < names.index("provenance"), names
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shots = {}
+    for name, clip in (("report-first-screen", {"x": 0, "y": 0, **SCREEN, "scale": 1}),
+                       ("report-full-page", {"x": 0, "y": 0, "width": SCREEN["width"],
+                                             "height": layout["height"], "scale": 1})):
+        shot = page.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
+                         clip=clip)
+        path = ARTIFACTS / f"{name}.png"
+        path.write_bytes(base64.b64decode(shot["data"]))
+        with Image.open(path) as image:
+            shots[name] = image.size
+            colours = image.convert("RGB").getcolors(maxcolors=1 << 16)
+        assert colours is None or len(colours) > 16, f"{path} is blank"
+    assert shots["report-first-screen"] == (SCREEN["width"], SCREEN["height"])
+    assert shots["report-full-page"] == (SCREEN["width"], layout["height"]) > shots["report-first-screen"]

@@ -210,8 +210,9 @@ def test_figure_file_names_from_task_names_stay_in_their_folder():
 
 # -- 2. the Markdown report shows user text as text --------------------------------------------
 
-OUR_HEADINGS = ("safety: run ", "The run", "Grid", "Trials by status", "Claims (", "Task: ",
-                "At a glance", "Headline table", "Activations compared", "Figures", "Methods")
+OUR_HEADINGS = ("3 variants on report", "The answer", "Task ", "Activations ranked",
+                "Headline table", "Activations compared", "Figures", "Claims (", "The run", "Grid",
+                "Trials by status", "Methods", "Provenance")  # the title first: what was compared
 
 
 def _tables(md: str) -> list[list[str]]:

@@ -7,7 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.summary import BY_COLUMN, Section, factor_effect, headline, pairwise, rankings
+from bench.summary import (BY_COLUMN, Section, best_and_fastest, at_ceiling, factor_effect,
+                           headline, pairwise, rankings)
 
 KEYS = ["model.activation", "model.init", "train.accumulation_steps"]
 
@@ -99,3 +100,55 @@ def test_factor_effects_give_verdicts_and_resource_ratios():
     (k,) = factor_effect(section, "train.accumulation_steps")
     assert "peak memory ×0.20 (100 → 20 B, medians)" in k
     assert "time per epoch ×3.0 (1.0 → 3.0 ms, medians)" in k
+
+
+def _accuracies(values: dict) -> Section:
+    """One setting per activation, 4 seeds each, at the given accuracies (a list per seed or
+    one value for all)."""
+    rows = []
+    for act, acc in values.items():
+        for seed in range(4):
+            a = acc[seed] if isinstance(acc, list) else acc
+            rows.append({"model.activation": act, "seed": seed, "status": "ok",
+                         "final_accuracy": a, "final_loss": 1 - a,
+                         "time_per_epoch_s": 0.001})
+    frame = pd.DataFrame(rows)
+    metrics = [BY_COLUMN["final_accuracy"], BY_COLUMN["final_loss"]]
+    keys = ["model.activation"]
+    return Section("spiral", "classification", frame, keys, BY_COLUMN["final_accuracy"], metrics,
+                   headline(frame, keys, metrics))
+
+
+def _best(section: Section) -> list:
+    return [f for f in best_and_fastest(section) if f.label in ("Best setting",
+                                                                  "No single best setting")]
+
+
+def test_a_tie_at_the_ceiling_is_said_as_a_tie_not_a_winner():
+    """99.93% against 99.9% and 99.6%: all within half a point of 100%, the measurement is
+    saturated, so no setting is named the best; the one at 97% is not in the tie."""
+    section = _accuracies({"relu": 0.9993, "tanh": 0.999, "gelu": [0.996] * 3 + [0.997],
+                           "sigmoid": 0.97})
+    (finding,) = _best(section)
+    assert finding.label == "No single best setting"
+    assert finding.text.startswith("a tie at the ceiling: 3 settings")
+    assert "activation = relu; activation = tanh; activation = gelu" in finding.text
+    assert "sigmoid" not in finding.text and "cannot rank them" in finding.text
+
+
+def test_an_exact_tie_below_the_ceiling_is_a_tie_and_a_clear_best_is_a_best():
+    tie = _best(_accuracies({"relu": 0.8, "tanh": 0.8, "sigmoid": 0.6}))
+    assert [f.label for f in tie] == ["No single best setting"]
+    assert tie[0].text.startswith("a tie: 2 settings share the best train accuracy, 80")
+    assert "ceiling" not in tie[0].text
+    (best,) = _best(_accuracies({"relu": 0.9993, "tanh": 0.95, "sigmoid": 0.6}))
+    assert best.label == "Best setting" and "activation = relu" in best.text
+    assert "tie" not in best.text
+
+
+@pytest.mark.parametrize("metric,mean,ceiling", [
+    ("final_accuracy", 0.996, True), ("final_accuracy", 0.994, False),
+    ("dead_fraction", 0.004, True), ("dead_fraction", 0.006, False),
+    ("final_loss", 0.0, False), ("final_accuracy", float("nan"), False)])
+def test_the_ceiling_is_half_a_point_from_a_shares_bound(metric, mean, ceiling):
+    assert at_ceiling(BY_COLUMN[metric], mean) is ceiling

@@ -163,7 +163,7 @@ def test_a_tuned_run_evaluates_each_pick_on_fresh_seeds_and_reports_the_ranking(
     text = md.read_text()
     first_table = text.split("\n| ", 1)[1]
     assert first_table.startswith("rank | activation | lr (tuned) | test loss")
-    assert "### Tuning: the picks" in text and "fig0_lr_sensitivity" in text
+    assert "## Tuning: the picks" in text and "fig0_lr_sensitivity" in text
 
 
 # -- claims checked when the suite loads -----------------------------------------------------
