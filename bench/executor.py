@@ -46,7 +46,11 @@ from .tasks import TASKS
 from .train import TrialResult, not_trained, run_pack
 
 OnResult = Callable[[TrialSpec, TrialResult], None]
+# ``on_progress(unit, share)``: the share (0 to 1) of its epochs that a unit in flight has done,
+# so that the bar advances while a pack trains rather than jumping by its size at the end.
+OnProgress = Callable[["Unit", float], None]
 _MAX_ATTEMPTS = 2
+_POLL_S = 0.2  # how often the coordinator reads the workers' progress
 _WATCHDOG_S = 1.0  # how often a worker checks that its coordinator is still there
 
 
@@ -79,15 +83,18 @@ def _isolated(unit: Unit) -> bool:
             and not any(in_main(name) for spec in unit for name in _user_names(spec)))
 
 
-def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult) -> None:
+def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult,
+               on_progress: OnProgress | None = None) -> None:
     slots: _Slots | None = None  # one worker, started at the first unit that needs it
     try:
         for unit in units:
             if _isolated(unit):
                 slots = slots or _Slots(1, threads)
-                slots.run([unit], on_result)
+                slots.run([unit], on_result, on_progress)
             else:
-                _deliver(unit, run_pack(unit, threads), on_result)
+                report = None if on_progress is None else (
+                    lambda share, unit=unit: on_progress(unit, share))
+                _deliver(unit, run_pack(unit, threads, report), on_result)
     except BaseException:
         if slots is not None:
             slots.terminate()
@@ -99,22 +106,39 @@ def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult) -> None
 # -- processes ---------------------------------------------------------------------------------
 
 def run_processes(units: Iterable[Unit], workers: int, threads: int,
-                  on_result: OnResult) -> None:
+                  on_result: OnResult, on_progress: OnProgress | None = None) -> None:
     slots = _Slots(workers, threads)
     try:
-        slots.run(units, on_result)
+        slots.run(units, on_result, on_progress)
     except BaseException:
         slots.terminate()
         raise
     slots.close()
 
 
-def _init_worker(threads: int, coordinator: int | None = None) -> None:
+_progress_cell = None  # in a worker: its slot's shared double, the share of the unit done
+
+
+def _init_worker(threads: int, coordinator: int | None = None, cell=None) -> None:
     # Ctrl-C goes to the whole process group; the coordinator alone decides what to do.
+    global _progress_cell
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     torch.set_num_threads(threads)
+    _progress_cell = cell
     if coordinator is not None:
         _die_with(coordinator)
+
+
+def _set_progress(share: float) -> None:
+    _progress_cell.value = share
+
+
+def _run_unit(unit: Unit, threads: int) -> list[TrialResult]:
+    """A unit in a worker, writing its progress where the coordinator reads it."""
+    if _progress_cell is None:
+        return run_pack(unit, threads)
+    _progress_cell.value = 0.0
+    return run_pack(unit, threads, _set_progress)
 
 
 def _die_with(coordinator: int) -> None:
@@ -147,6 +171,7 @@ class _Slots:
     def __init__(self, workers: int, threads: int):
         self.threads = threads
         self.pools: list[ProcessPoolExecutor | None] = [None] * max(1, workers)
+        self.cells: list = [None] * len(self.pools)  # each slot's progress, shared memory
         self.attempts: dict[str, int] = {}
         self.in_flight: dict[Future, tuple[int, Unit]] = {}
         self.context = multiprocessing.get_context("spawn")  # fork after torch's threads
@@ -155,9 +180,12 @@ class _Slots:
     def _pool(self, slot: int) -> ProcessPoolExecutor:
         pool = self.pools[slot]
         if pool is None:
+            # A lock-free double: one writer (the worker), one reader (here); a torn read is
+            # impossible for an aligned double, and a stale one only delays the bar.
+            self.cells[slot] = self.context.Value("d", 0.0, lock=False)
             pool = self.pools[slot] = ProcessPoolExecutor(
                 1, mp_context=self.context, initializer=_init_worker,
-                initargs=(self.threads, os.getpid()))
+                initargs=(self.threads, os.getpid(), self.cells[slot]))
         return pool
 
     def _replace(self, slot: int) -> None:
@@ -166,7 +194,8 @@ class _Slots:
         if pool is not None:
             pool.shutdown(wait=False, cancel_futures=True)
 
-    def run(self, units: Iterable[Unit], on_result: OnResult) -> None:
+    def run(self, units: Iterable[Unit], on_result: OnResult,
+            on_progress: OnProgress | None = None) -> None:
         pending = list(units)[::-1]  # a stack: pop() takes them in grid order
         while pending or self.in_flight:
             busy = {slot for slot, _ in self.in_flight.values()}
@@ -177,7 +206,9 @@ class _Slots:
                     continue
                 unit = pending.pop()
                 try:
-                    future = self._pool(slot).submit(run_pack, unit, self.threads)
+                    pool = self._pool(slot)
+                    self.cells[slot].value = 0.0  # not the last unit's share
+                    future = pool.submit(_run_unit, unit, self.threads)
                 except BrokenProcessPool:  # died before it took the unit: charged, bounded
                     self._replace(slot)
                     _retry(unit, self.attempts, pending, self.threads, on_result)
@@ -185,7 +216,12 @@ class _Slots:
                 self.in_flight[future] = slot, unit
             if not self.in_flight:
                 continue
-            done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED)
+            done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED,
+                           timeout=None if on_progress is None else _POLL_S)
+            if on_progress is not None:
+                for future, (slot, unit) in self.in_flight.items():
+                    if future not in done and self.cells[slot] is not None:
+                        on_progress(unit, min(1.0, max(0.0, self.cells[slot].value)))
             for future in done:
                 slot, unit = self.in_flight.pop(future)
                 try:

@@ -260,6 +260,24 @@ class _Stage:
                                       total=len(todo) - len(skipped), last="")
         finished = [0]  # a closure counter for the one-line-per-trial log
         pack_ends = {u[-1].trial_id for u in units if len(u) > 1}
+        total = len(todo) - len(skipped)
+        # Units in flight, in trials' worth of epochs done (a pack of 5 halfway is 2.5), so
+        # that the bar and its ETA move while a pack trains; a member's row takes 1 off.
+        partial: dict[str, float] = {}
+        member_of: dict[str, str] = {}
+        drawn = [0.0]
+
+        def shown() -> float:
+            return min(total, finished[0] + sum(partial.values()))
+
+        def on_progress(unit: list[TrialSpec], share: float) -> None:
+            key = unit[0].trial_id
+            partial[key] = len(unit) * share
+            member_of.update((s.trial_id, key) for s in unit)
+            now = time.monotonic()
+            if now - drawn[0] >= 0.1:  # the bar redraws at 10 Hz anyway
+                drawn[0] = now
+                self.progress.update(task, completed=shown())
 
         def on_result(spec: TrialSpec, result: TrialResult) -> None:
             store.add(result)
@@ -269,7 +287,12 @@ class _Stage:
                 with self.pacer.timed():
                     store.consolidate(self.order)
             finished[0] += 1
-            self.progress.update(task, advance=1, last=_headline(spec, result))
+            key = member_of.pop(spec.trial_id, None)
+            if key in partial:
+                partial[key] = max(0.0, partial[key] - 1)
+                if not partial[key]:
+                    del partial[key]
+            self.progress.update(task, completed=shown(), last=_headline(spec, result))
             if self.progress.disable:  # a log file or CI: one line per trial instead of a bar
                 stage = f"{label} " if label else ""
                 self.console.print(f"[{stage}{finished[0]}/{len(todo) - len(skipped)}] "
@@ -286,6 +309,7 @@ class _Stage:
             devices = ", ".join(sorted({s.train.device for s in specs}))
             self.console.print(f"{len(specs)} {devices} trial(s) recorded as skipped: {reason}",
                                soft_wrap=True, highlight=False, markup=False)
+        bar = None if self.progress.disable else on_progress  # a log prints rows, not shares
         cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
         cuda = [u for u in units if u[0].train.device.startswith("cuda")]
         if self.client is not None:
@@ -293,12 +317,12 @@ class _Stage:
             run_dask(units, self.client, options.threads, on_result,
                      local_cuda=options.cluster is not None)
         elif self.workers > 1 and len(cpu) > 1:
-            run_processes(cpu, self.workers, options.threads, on_result)
+            run_processes(cpu, self.workers, options.threads, on_result, bar)
         else:
-            run_serial(cpu, options.threads, on_result)
+            run_serial(cpu, options.threads, on_result, bar)
         if self.client is None:
             # One GPU unit at a time: timings from a shared GPU mean nothing.
-            run_serial(cuda, options.threads, on_result)
+            run_serial(cuda, options.threads, on_result, bar)
         store.consolidate(self.order)
 
 

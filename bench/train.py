@@ -86,11 +86,13 @@ def _shapes(data: TaskData) -> tuple:
     return (data.kind, data.out_features, *(None if t is None else t.shape for t in tensors))
 
 
-def run_pack(specs: Sequence[TrialSpec], threads: int = 1) -> list[TrialResult]:
+def run_pack(specs: Sequence[TrialSpec], threads: int = 1,
+             on_progress: Callable[[float], None] | None = None) -> list[TrialResult]:
     """Train trials that differ only in the seed, as one packed model when there are several
     (packing.py), and return one result per spec, in order. A pack that cannot be built (its
     members' data differ in shape) or that runs out of memory runs its members one at a time
-    instead."""
+    instead. ``on_progress`` gets the share of the epochs done (0 to 1) after each epoch, so
+    that a progress bar can advance while a pack trains."""
     reason = cuda_unavailable_reason(specs[0].train.device)
     if reason:
         return [not_trained(spec, threads, "skipped", reason) for spec in specs]
@@ -98,7 +100,7 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1) -> list[TrialResult]:
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _Trainer(specs, rows).run()
+        return _Trainer(specs, rows).run(on_progress)
     except _Unpackable:
         pass  # its members run alone, below
     except Exception as exc:  # a crashed trial is a row, and the run goes on
@@ -345,7 +347,7 @@ class _Trainer:
 
     # -- the loop -----------------------------------------------------------------------------
 
-    def run(self) -> list[TrialResult]:
+    def run(self, on_progress: Callable[[float], None] | None = None) -> list[TrialResult]:
         cfg = self.spec.train
         resident = tensor_bytes([*self.model.parameters(), self.x, self.y,
                                  self.x_test, self.y_test, self.x_val, self.y_val])
@@ -367,6 +369,8 @@ class _Trainer:
                 epoch_times.append(time.perf_counter() - t0)
             if meter is not None:
                 self.peak_memory = meter.peak
+            if training and on_progress is not None:
+                on_progress((epoch + 1) / cfg.epochs)
             if self._stopped:
                 break
         wall = time.perf_counter() - start

@@ -254,17 +254,17 @@ def test_a_pack_out_of_memory_runs_its_trials_alone(monkeypatch):
     want = [run_trial(s) for s in specs]
     real_run = train_module._Trainer.run
 
-    def run(self):
+    def run(self, on_progress=None):
         if self.packed:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
-        return real_run(self)
+        return real_run(self, on_progress)
 
     monkeypatch.setattr(train_module._Trainer, "run", run)
     got = run_pack(specs)
     assert [g.status for g in got] == ["ok"] * 3 and [g.trial["pack_size"] for g in got] == [1] * 3
     assert [g.trial["final_loss"] for g in got] == [w.trial["final_loss"] for w in want]
 
-    def out_of_memory(self):
+    def out_of_memory(self, on_progress=None):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
     monkeypatch.setattr(train_module._Trainer, "run", out_of_memory)
