@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import signal
 import sys
 from pathlib import Path
@@ -318,6 +319,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         suite = _quick(suite, args.suite, console)
     if args.dry_run:
         _print_grid(suite, console, pack)
+        _print_work(suite, console, args.out, args.workers)
         return 0
     if args.extend and args.resume is None:
         raise UserError("--extend goes with --resume RUN_DIR: it lets a changed suite go on in "
@@ -572,6 +574,34 @@ def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None
                       "data to size it, and a user task's draw runs user code)",
                       highlight=False, markup=False, soft_wrap=True)
     _print_imports(suite, console)
+
+
+def _print_work(suite: Suite, console: Console, out: Path | None, workers: int | None) -> None:
+    """The trial count, the work (trials x epochs x training samples) and, when a run of this
+    suite has timings, the wall time they predict (the run's median time per sample-pass)."""
+    from .locate import runs_in
+    from .preflight import duration, seconds_per_sample, work
+
+    specs = [s for s in expand(suite) if not cuda_unavailable_reason(s.train.device)]
+    passes, unknown = work(specs)
+    text = (f"work: {len(specs)} trials to train, {passes:,} sample-passes "
+            f"(trials x epochs x training samples")
+    text += f"; {unknown} trials of user tasks not counted)" if unknown else ")"
+    timed = None
+    for run_dir in reversed(runs_in((out or Path("results")) / suite.name)):
+        timed = seconds_per_sample(run_dir)
+        if timed is not None:
+            break
+    if timed is None:
+        text += ("; no timing known yet: after a run of this suite, --dry-run estimates the "
+                 "wall time from it")
+    else:
+        per, n = timed
+        parallel = max(1, min(workers or (os.cpu_count() or 1), len(specs)))
+        text += (f"; estimated wall time {duration(passes * per / parallel)} on {parallel} "
+                 f"worker(s), from {n} trials of {run_dir} ({per * 1e6:.3g} µs per sample-pass, "
+                 f"training only)")
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
 
 
 def _print_imports(suite: Suite, console: Console) -> None:

@@ -258,10 +258,16 @@ class Target(_Strict):
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
+# An upper bound on epochs: 10 million full passes is months for the smallest task here, so a
+# larger value is a typo (10**9), not a plan; it would hang the run with no end in sight.
+MAX_EPOCHS = 10_000_000
+
+
 class TrainConfig(_Strict):
     optimizer: str = Field(description="sgd | adam | adamw")
     lr: float = Field(gt=0, description="learning rate before lr_scaling")
-    epochs: int = Field(ge=0, description="passes over the training set; 0 = record the init only")
+    epochs: int = Field(ge=0, le=MAX_EPOCHS,
+                        description="passes over the training set; 0 = record the init only")
     momentum: float = Field(0.0, ge=0, lt=1, description="sgd only")
     weight_decay: float = Field(0.0, ge=0, description="as PyTorch defines it per optimizer")
     batch_size: int | Literal["full"] = Field("full", description="samples per micro-batch")

@@ -24,6 +24,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .config import ModelConfig, TrainConfig
+from .preflight import nonfinite, too_large
 from .errors import Problem, UserError, choices_in, did_you_mean, unknown_name
 from .plugins import UserCode, kind_of, split_table, user_code, user_path
 from .spec import TrialSpec
@@ -227,6 +228,9 @@ def parse_suite(text: str, source: str = "<suite>", *, user_code: bool = True) -
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"not valid TOML: {exc}", source=source) from None
+    infinite = nonfinite(data)  # before validation: a range check would hide inf in a message
+    if infinite:
+        raise _raise_problems(infinite, source)
     try:
         raw = _RawSuite.model_validate(data)
     except ValidationError as exc:
@@ -257,6 +261,7 @@ def parse_suite(text: str, source: str = "<suite>", *, user_code: bool = True) -
         raise _raise_problems(list(seen_errors.values()), source)
     _check_column_types(configs, source)
     grid = tuple(points.values())
+    _check_sizes(grid, source)
     if raw.tune is not None:
         _check_tune(raw, grid, source)
     suite = Suite(raw.name, raw.description, tuple(raw.seeds), grid, tuple(raw.expect), text,
@@ -265,6 +270,20 @@ def parse_suite(text: str, source: str = "<suite>", *, user_code: bool = True) -
 
     check_claims(suite)
     return suite
+
+
+def _check_sizes(grid: tuple[GridPoint, ...], source: str) -> None:
+    """Each point's memory floor against its device's memory (preflight.py), before anything
+    is drawn: a point that cannot fit is an error naming it, not a failed row per seed."""
+    problems = []
+    for i, point in enumerate(grid):
+        named = ", ".join(f"{k} = {v!r}" for k, v in point.overrides)
+        where = f"grid point {i + 1}" + (f" ({named})" if named else "")
+        problem = too_large(point.task, point.model, point.train, where)
+        if problem is not None:
+            problems.append(problem)
+    if problems:
+        raise _raise_problems(problems[:_MAX_MESSAGES], source)
 
 
 def _seed_list(seeds, option: str, source: str) -> tuple[int, ...]:
