@@ -258,9 +258,9 @@ class Target(_Strict):
 _DEVICE = re.compile(r"^(cpu|cuda(:\d+)?)$")
 
 
-# An upper bound on epochs: 10 million full passes is months for the smallest task here, so a
-# larger value is a typo (10**9), not a plan; it would hang the run with no end in sight.
-MAX_EPOCHS = 10_000_000
+# An upper bound on epochs: 100 million passes is years for the smallest task here, so a larger
+# value is a typo (10**9), not a plan; it would hang the run with no end in sight.
+MAX_EPOCHS = 100_000_000
 
 
 class TrainConfig(_Strict):

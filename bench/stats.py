@@ -12,7 +12,19 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats as _st
+
+
+class _LazyScipyStats:
+    """scipy.stats, imported on first use: it costs about a second, and a run that never
+    summarizes (a worker, ``run --no-report``, ``--dry-run``) should not pay it."""
+
+    def __getattr__(self, name: str):
+        from scipy import stats
+
+        return getattr(stats, name)
+
+
+_st = _LazyScipyStats()
 
 CONFIDENCE = 0.95
 ALPHA = 1 - CONFIDENCE

