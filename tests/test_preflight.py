@@ -98,9 +98,14 @@ def test_the_estimate_counts_parameters_as_pytorch_does_and_the_data_as_drawn():
     assert est.state == (2 * 8 + 8 + 8 * 4 + 4) * 4 * 2  # plain SGD keeps no moments
 
 
-def test_shipped_sized_suites_pass_the_preflight():
-    suite = parse_suite(suite_text(model='hidden = [512, 512]\nactivation = "relu"'))
-    assert len(suite.points) == 1
+def test_every_shipped_suite_passes_the_preflight():
+    from bench.locate import shipped_paths
+    from bench.suite import load_suite
+
+    paths = shipped_paths()
+    assert len(paths) >= 10
+    for name, path in paths.items():
+        assert load_suite(path, user_code=False).points, name
     assert human(816) == "816 B" and human(24.1e12) == "24.1 TB"
 
 
