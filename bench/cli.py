@@ -233,6 +233,10 @@ def _parser() -> argparse.ArgumentParser:
                       help="with --scaling: also time the suite on a Dask LocalCluster")
     perf.add_argument("--pack", action="store_true",
                       help="time --seeds trials one at a time against one pack of them")
+    perf.add_argument("--orchestration", action="store_true",
+                      help="time 50 and 400 init-only trials through `bench run` (1 and 2 "
+                           "workers, whole processes) against a plain loop: start-up and cost "
+                           "per trial (best of --repeats)")
     perf.add_argument("--seeds", type=_positive, default=6, help="pack size for --pack")
     perf.add_argument("--device", default="cpu", help="device for --pack (cpu, cuda)")
     return parser
@@ -274,6 +278,9 @@ def main(argv: list[str] | None = None) -> int:
                     raise UserError(f"--device {args.device}: {reason}")
                 return pack_main(args.epochs, args.repeats, args.threads, args.seeds,
                                  args.device, console)
+            if args.orchestration:
+                from .orchestration import main as orchestration_main
+                return orchestration_main(args.repeats, console)
             if args.scaling:
                 return scaling_main(load_suite(args.scaling), args.epochs, args.repeats,
                                     args.workers, console, args.cluster)

@@ -129,3 +129,19 @@ def test_a_too_large_point_is_a_user_error_with_the_estimate():
         parse_suite(suite_text(model='hidden = [1000000000]\nactivation = "relu"'))
     assert info.value.key == "model.hidden" and info.value.value > 10**12
     assert "more than this machine's memory" in str(info.value)
+
+
+@pytest.mark.slow
+def test_perf_orchestration_times_actbench_against_a_plain_loop_as_whole_processes():
+    from bench.orchestration import orchestration
+
+    rows = orchestration(sizes=(2, 6), workers=(1,), repeats=1)
+    assert [r["how"] for r in rows] == ["plain loop", "actbench, 1 worker(s)"]
+    plain, harness = rows
+    for row in rows:
+        assert 0 < row["2 trials s"] and 0 < row["6 trials s"]
+        assert math.isfinite(row["ms per trial"])
+    # actbench does everything the plain loop does and more (probes, tables, weights)
+    assert harness["2 trials s"] > plain["2 trials s"]
+    assert harness["vs plain"]["2 trials s"] == pytest.approx(
+        harness["2 trials s"] / plain["2 trials s"])
