@@ -20,6 +20,7 @@ atomic per-trial writes as a local run.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -37,6 +38,9 @@ CONNECT_TIMEOUT_S = float(os.environ.get("ACTBENCH_DASK_CONNECT_TIMEOUT_S", 10))
 # (ACTBENCH_DASK_LOST_AFTER_S overrides)
 LOST_AFTER_S = float(os.environ.get("ACTBENCH_DASK_LOST_AFTER_S", 30))
 POLL_S = 1.0
+# Units on the scheduler at once: enough to keep a large cluster busy, few enough that the
+# scheduler and each poll's wait stay small however long the sweep.
+MAX_IN_FLIGHT = int(os.environ.get("ACTBENCH_DASK_MAX_IN_FLIGHT", 256))
 
 NO_GPU_WORKER = ("no Dask worker declares a GPU resource (start GPU workers with "
                  "`dask worker ADDRESS --nthreads 1 --resources GPU=1`)")
@@ -153,6 +157,7 @@ def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
     gpu = describe(client)["gpu_workers"] > 0
     futures: dict = {}
     here: list[Unit] = []
+    remote: list[Unit] = []
     for unit in units:
         cuda = unit[0].train.device.startswith("cuda")
         if cuda and local_cuda:
@@ -162,12 +167,25 @@ def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
             _deliver(unit, [not_trained(spec, threads, "skipped", NO_GPU_WORKER, worker=None)
                             for spec in unit], on_result)
             continue
-        future = client.submit(run_pack, unit, threads, pure=False,
-                               key=f"actbench-{unit[0].trial_id}-{uuid.uuid4().hex[:8]}",
-                               resources={"GPU": 1} if cuda else None)
-        futures[future] = unit
+        remote.append(unit)
+    queue = iter(remote)
+
+    def submit(room: int) -> list:
+        """Up to ``room`` more units onto the cluster: a sweep of 10,000 trials is never 10,000
+        futures at once on the scheduler, nor in each poll's wait."""
+        out = []
+        for unit in itertools.islice(queue, max(0, room)):
+            cuda = unit[0].train.device.startswith("cuda")
+            future = client.submit(run_pack, unit, threads, pure=False,
+                                   key=f"actbench-{unit[0].trial_id}-{uuid.uuid4().hex[:8]}",
+                                   resources={"GPU": 1} if cuda else None)
+            futures[future] = unit
+            out.append(future)
+        return out
+
+    submit(MAX_IN_FLIGHT)
     try:
-        _collect(distributed, client, futures, threads, on_result)
+        _collect(distributed, client, futures, threads, on_result, submit)
         run_serial(here, threads, on_result)  # as with --workers: after the CPU trials
     except BaseException:
         with suppress(Exception):  # Ctrl-C, or the scheduler lost: stop the rest
@@ -175,7 +193,8 @@ def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
         raise
 
 
-def _collect(distributed, client, futures: dict, threads: int, on_result: OnResult) -> None:
+def _collect(distributed, client, futures: dict, threads: int, on_result: OnResult,
+             submit=None) -> None:
     """Store each unit's results as its future completes. Stops with SchedulerLost when the
     client loses the scheduler (it then cancels every future), or when for LOST_AFTER_S no
     worker could run what is left (every worker gone, or the only GPU workers)."""
@@ -192,8 +211,10 @@ def _collect(distributed, client, futures: dict, threads: int, on_result: OnResu
             raise _lost(exc, address, len(pending)) from None
         pending = set(rest)
         for future in done:
-            unit = futures[future]
+            unit = futures.pop(future)  # its results go to the store, not held here
             _deliver(unit, _results(future, unit, threads, address, len(pending)), on_result)
+        if submit is not None and done:
+            pending |= set(submit(MAX_IN_FLIGHT - len(pending)))
         if done or not pending:
             stalled_since = None
             continue

@@ -325,3 +325,41 @@ def test_a_run_no_worker_can_finish_is_noticed():
     assert not cluster_module._runnable(_Info(), [cpu])               # every worker gone
     assert not cluster_module._runnable(_Info(a={}), [cuda])          # no GPU worker left
     assert cluster_module._runnable(_Info(a={"resources": {"GPU": 1}}), [cuda])
+
+
+def test_a_long_sweep_is_submitted_in_bounded_batches(monkeypatch):
+    """At most MAX_IN_FLIGHT units are on the scheduler at once; each completion lets one more
+    in, and every unit's trials still arrive in full."""
+    distributed = pytest.importorskip("distributed")
+    from bench import cluster
+    from bench.suite import expand
+    from tests.conftest import make_suite
+
+    monkeypatch.setattr(cluster, "MAX_IN_FLIGHT", 2)
+    specs = expand(make_suite("""
+        seeds = [0, 1, 2, 3, 4, 5, 6]
+        [task]
+        kind = "spiral"
+        points_per_class = 20
+        [model]
+        hidden = [4]
+        activation = "relu"
+        [train]
+        optimizer = "sgd"
+        lr = 0.1
+        epochs = 2
+        """, name="batches"))
+    delivered, outstanding = [], []
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
+                            dashboard_address=None) as client:
+        submit = client.submit
+
+        def counted(*args, **kwargs):
+            outstanding.append(len(outstanding) + 1 - len(delivered))
+            return submit(*args, **kwargs)
+
+        monkeypatch.setattr(client, "submit", counted)
+        cluster.run_dask([[s] for s in specs], client, 1,
+                         lambda spec, result: delivered.append((spec.trial_id, result.status)))
+    assert sorted(delivered) == sorted((s.trial_id, "ok") for s in specs)
+    assert len(outstanding) == 7 and max(outstanding) <= 2, outstanding
