@@ -82,9 +82,8 @@ AUTO_PACKS_CNN1D = True
 MAX_PACK = 64  # members per pack: bounds the pack's memory, and what one failure can take down
 
 
-def micro_batch_samples(spec: TrialSpec, n_train: int) -> int:
-    """Samples in one (the largest) micro-batch of ``spec``."""
-    train = spec.train
+def micro_batch_samples(train, n_train: int) -> int:
+    """Samples in one (the largest) micro-batch of a ``[train]`` config on ``n_train``."""
     if train.batch_size != "full":
         return min(int(train.batch_size), n_train)
     return -(-n_train // train.accumulation_steps)
@@ -107,7 +106,7 @@ def worth_packing(spec: TrialSpec) -> bool:
     if spec.model.kind == "cnn1d" and not AUTO_PACKS_CNN1D:
         return False
     n_train, n_in, n_out = task_shape(spec)
-    samples = micro_batch_samples(spec, n_train)
+    samples = micro_batch_samples(spec.train, n_train)
     try:
         costs = layer_costs(spec.model, n_in, n_out)
     except ValueError:  # a cnn1d whose layers do not fit the input: it fails alone, clearly

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import Problem
-from .model import conv_lengths
+from .model import conv_lengths, layer_costs
 
 FLOAT = 4   # bytes of a float32 value
 LABEL = 8   # bytes of an int64 class label
@@ -49,13 +49,15 @@ def nonfinite(data: Any, where: str = "") -> list[Problem]:
 
 @dataclass(frozen=True)
 class Estimate:
-    """A grid point's memory floor, in bytes, by part, and the work of one trial."""
+    """A grid point's memory floor, in bytes, by part, and what it is made of."""
 
     data: int | None       # None: a user task, whose size only a call could tell
     state: int
     activations: int
     parameters: int
-    samples: int | None    # per epoch (the training set); None for a user task
+    samples: int | None    # drawn by the task (None for a user task)
+    micro: int             # samples in one micro-batch
+    values: int            # every layer's output values for one sample
 
     @property
     def total(self) -> int:
@@ -67,58 +69,47 @@ class Estimate:
         return max(parts, key=parts.get)
 
 
-def task_shape(task) -> tuple[int, int, int] | None:
-    """(samples, input features, outputs) of a built-in task from its config, without drawing
-    it; None for a user task."""
-    samples = getattr(task, "samples", None)
-    try:
-        samples = int(samples) if samples is not None else None
-    except NotImplementedError:
-        samples = None
-    if samples is None:
-        return None
+def config_shape(task) -> tuple[int, int, int] | None:
+    """(samples, input features, outputs) of a built-in task from its config alone, without
+    drawing it (``packing.task_shape`` draws it); None for a user task."""
     kind = getattr(task, "kind", "")
     if kind == "spiral":
-        return samples, 2, int(task.classes)
+        return task.samples, 2, task.classes
     if kind == "cubic":
-        return samples, 1, 1
+        return task.samples, 1, 1
     if kind == "digits":
-        return samples, 64, 10
+        return task.samples, 64, 10
     if kind == "mnist1d":
-        return samples, int(task.final_seq_length), 10
+        return task.samples, task.final_seq_length, 10
     return None
 
 
-def _model_sizes(model, features: int, outputs: int) -> tuple[int, list[int]]:
-    """(parameters, output values per sample of each layer) of a model config."""
+def _parameters(model, features: int, outputs: int) -> int:
+    """Weights and biases of a model config, as ``build_model`` would make them."""
     if model.kind == "cnn1d":
-        lengths = conv_lengths(model, features)
         channels = [model.in_channels or 1, *model.channels]
-        params = sum(channels[i + 1] * (channels[i] * model.kernel[i] + 1)
-                     for i in range(len(model.channels)))
-        flat = channels[-1] * lengths[-1]
-        values = [channels[i + 1] * lengths[i + 1] for i in range(len(model.channels))]
-        return params + flat * outputs + outputs, [*values, outputs]
+        conv = sum(channels[i + 1] * (channels[i] * model.kernel[i] + 1)
+                   for i in range(len(model.channels)))
+        flat = channels[-1] * conv_lengths(model, features)[-1]
+        return conv + flat * outputs + outputs
     widths = [features, *(model.hidden or ()), outputs]
-    params = sum(a * b + b for a, b in zip(widths, widths[1:]))
-    return params, widths[1:]
+    return sum(a * b + b for a, b in zip(widths, widths[1:]))
 
 
 def estimate(task, model, train) -> Estimate:
-    shape = task_shape(task)
+    from .packing import micro_batch_samples
+
+    shape = config_shape(task)
     samples, features, outputs = shape if shape else (None, _user_features(model), 1)
-    params, values = _model_sizes(model, features, outputs)
+    params = _parameters(model, features, outputs)
+    values = sum(v for v, _ in layer_costs(model, features, outputs))
     moments = {"adam": 2, "adamw": 2}.get(train.optimizer, 1 if train.momentum else 0)
     state = params * FLOAT * (2 + moments)  # weights, gradients, the optimizer's moments
-    if samples is None:
-        micro = 1 if train.batch_size == "full" else int(train.batch_size)
-    elif train.batch_size == "full":
-        micro = math.ceil(samples / train.accumulation_steps)
-    else:
-        micro = min(int(train.batch_size), samples)
-    activations = 2 * micro * sum(values) * FLOAT  # each layer's output and its gradient
+    micro = (micro_batch_samples(train, samples) if samples is not None
+             else 1 if train.batch_size == "full" else int(train.batch_size))
+    activations = 2 * micro * values * FLOAT  # each layer's output and its gradient
     data = None if samples is None else samples * (features * FLOAT + LABEL)
-    return Estimate(data, state, activations, params, samples)
+    return Estimate(data, state, activations, params, samples, micro, values)
 
 
 def _user_features(model) -> int:
@@ -162,18 +153,13 @@ def too_large(task, model, train, where: str) -> Problem | None:
         return None
     width = "model.channels" if model.kind == "cnn1d" else "model.hidden"
     samples_key = _SAMPLE_KEYS.get(getattr(task, "kind", ""), "the task")
-    per_sample, micro = est.activations // (2 * FLOAT), None
-    if est.samples is not None:
-        micro = (math.ceil(est.samples / train.accumulation_steps) if train.batch_size == "full"
-                 else min(int(train.batch_size), est.samples))
+    micro, values = est.micro, est.values
     batch_key = ("train.batch_size" if train.batch_size != "full"
                  else f"the full batch ({samples_key}) / train.accumulation_steps")
     data = (f"data {human(est.data)} ({est.samples:,} samples: {samples_key})"
             if est.data is not None else "data unknown (a user task)")
-    values = per_sample // micro if micro else per_sample
     acts = (f"activations {human(est.activations)} (micro-batches of {micro:,} samples: "
-            f"{batch_key}, x {values:,} values per sample: {width})" if micro
-            else f"activations {human(est.activations)} ({width})")
+            f"{batch_key}, x {values:,} values per sample: {width})")
     sample_key = "task"  # the one key that sets the number of samples
     if getattr(task, "kind", "") == "spiral":
         sample_key = "task.classes" if task.classes > task.points_per_class else "task.points_per_class"
@@ -182,7 +168,7 @@ def too_large(task, model, train, where: str) -> Problem | None:
     part = est.largest()
     if part == "data":
         key = sample_key
-    elif part == "model state" or (micro and values >= micro):
+    elif part == "model state" or values >= micro:
         key = width
     else:
         key = "train.batch_size" if train.batch_size != "full" else sample_key
@@ -204,7 +190,7 @@ def human(n: int | float) -> str:
 # -- what --dry-run says about the work ---------------------------------------------------------
 
 def training_samples(task) -> int | None:
-    shape = task_shape(task)
+    shape = config_shape(task)
     if shape is None:
         return None
     held = getattr(task, "test_fraction", 0.0) + getattr(task, "val_fraction", 0.0)
