@@ -32,6 +32,14 @@ class LiveTensorMeter(TorchDispatchMode):
         self.current = 0
         self.peak = 0
 
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # A TorchDispatchMode's __torch_dispatch__ is wrapped in torch._disable_dynamo unless
+        # this says no (torch/utils/_python_dispatch.py); the wrapper imports torch._dynamo on
+        # its first call, about 1 s in every process that measures a trial. Nothing the meter
+        # watches is compiled, so there is nothing for Dynamo to skip.
+        return False
+
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in tree_flatten(out)[0]:

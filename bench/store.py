@@ -207,7 +207,11 @@ class RunStore:
         self.manifest = manifest
         self.lock = lock
         self.quarantined: list[tuple[str, str]] = []  # (part, reason) set aside on opening
-        self._parts: dict[str, dict[str, pa.Table]] = {t: {} for t in TABLES}
+        # What the writer keeps between trials: each trial's status, and each table's rows so
+        # far as one growing Arrow table. Not the parts themselves: thousands of small tables
+        # kept alive between the training loop's multi-MB buffers fragment glibc's heap, and
+        # the process grew by about 1 MB per trial (README, "Measured").
+        self._status: dict[str, str] = {}
         self._merged: dict[str, pa.Table | None] = dict.fromkeys(TABLES)
         self._load_parts()
 
@@ -294,6 +298,7 @@ class RunStore:
         if not self.parts.is_dir():
             return
         hashes = self.suite_hashes()
+        read: dict[str, list[pa.Table]] = {t: [] for t in TABLES}
         for part in sorted(self.parts.iterdir()):
             if part.name.startswith("."):  # the quarantine, and temporaries of live writers
                 continue
@@ -304,8 +309,13 @@ class RunStore:
                     continue  # not the writer: leave it where it is
                 self._quarantine(part, str(bad))
                 continue
+            self._status[part.name] = tables["trials"].column("status")[0].as_py()
             for table, arrow in tables.items():
-                self._parts[table][part.name] = arrow
+                read[table].append(arrow)
+        for table, arrows in read.items():
+            if arrows:
+                self._merged[table] = pa.concat_tables(
+                    arrows, promote_options="permissive").combine_chunks()
 
     def _quarantine(self, part: Path, reason: str) -> None:
         folder = self.parts / QUARANTINE
@@ -322,7 +332,7 @@ class RunStore:
     # -- state --------------------------------------------------------------------------------
 
     def statuses(self) -> dict[str, str]:
-        return {tid: t.column("status")[0].as_py() for tid, t in self._parts["trials"].items()}
+        return dict(self._status)
 
     def done(self) -> set[str]:
         return {tid for tid, status in self.statuses().items() if status in DONE}
@@ -365,18 +375,18 @@ class RunStore:
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+        replaced = tid in self._status
+        self._status[tid] = row["status"]
         for table in TABLES:
-            replaced = self._parts[table].pop(tid, None) is not None
-            new = tables.get(table)
+            merged, new = self._merged[table], tables.get(table)
+            if replaced and merged is not None:  # the earlier attempt's rows go
+                merged = merged.filter(pc.not_equal(merged.column("trial_id"), tid))
             if new is not None:
-                self._parts[table][tid] = new
-            merged = self._merged[table]
-            if replaced or merged is None:
-                self._merged[table] = None  # rebuilt from the parts when next needed
-            elif new is not None:
-                merged = pa.concat_tables([merged, new], promote_options="permissive")
-                # one chunk per trial makes every later write slower; merge them now and then
-                self._merged[table] = merged.combine_chunks() if merged.column(0).num_chunks > 64 else merged
+                merged = new if merged is None else pa.concat_tables(
+                    [merged, new], promote_options="permissive")
+            if merged is not None and merged.column(0).num_chunks > 64:
+                merged = merged.combine_chunks()  # one chunk per trial slows every later write
+            self._merged[table] = merged
 
     def consolidate(self, order: list[str] | None = None) -> None:
         """Rewrite the three tables from the stored trials, in ``order`` (the grid's); the
@@ -384,10 +394,7 @@ class RunStore:
         for table in TABLES:
             merged = self._merged[table]
             if merged is None:
-                parts = list(self._parts[table].values())
-                merged = (pa.concat_tables(parts, promote_options="permissive") if parts
-                          else _empty(table))
-                self._merged[table] = merged
+                merged = _empty(table)
             if table == "trials":  # an ensemble's spread is a property of its grid point
                 merged = ensemble.with_spread(merged)
             write_table(_in_order(_columns_first(merged, table), order or []),
