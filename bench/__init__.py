@@ -16,13 +16,13 @@ __all__ = [*_API, "UserError", "expand", "plots", "__version__"]
 
 def __getattr__(name: str):
     if name in _API:
-        from . import api
+        from bench import api
         return getattr(api, name)
     if name == "UserError":
-        from .errors import UserError
+        from bench.errors import UserError
         return UserError
     if name == "expand":
-        from .suite import expand
+        from bench.suite.parse import expand
         return expand
     if name == "plots":
         import importlib

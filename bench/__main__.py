@@ -1,7 +1,7 @@
 import sys
 
 try:
-    from .cli import main
+    from bench.cli import main
 
     code = main()
 except KeyboardInterrupt:  # Ctrl-C before a run folder exists (while starting up, loading)

@@ -23,9 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from .errors import UserError
-from .suite import Suite, expand, parse_suite
-from .suite import load_suite as _load_suite_file
+from bench.errors import UserError
+from bench.suite.parse import Suite, expand, parse_suite
+from bench.suite.parse import load_suite as _load_suite_file
 
 
 def load_suite(source: str | Path) -> Suite:
@@ -79,7 +79,7 @@ def _named(value: Any, where: str) -> Any:
     """``value`` with every function or class in it replaced by its import path, so that a
     function written in a notebook cell can stand wherever a suite takes one (an activation,
     an init, a task kind, the fn of an inline table, a sweep's values)."""
-    from .plugins import reference
+    from bench.plugins import reference
 
     if isinstance(value, dict):
         return {k: _named(v, where) for k, v in value.items()}
@@ -109,7 +109,7 @@ class Run:
 
     @cached_property
     def _data(self):
-        from .rundata import RunData
+        from bench.results.reader import RunData
 
         return RunData.open(self.dir, trust_code=self._trust)
 
@@ -135,7 +135,7 @@ class Run:
 
     def check(self) -> Claims:
         """The claims of the suite stored with the run, each with its verdict."""
-        from .check import check
+        from bench.analysis.check import check
 
         return Claims(check(self._data))
 
@@ -143,7 +143,7 @@ class Run:
                out: str | Path | None = None) -> list[Path]:
         """Write the report as ``bench report`` does (with this run's ``trust_code``);
         returns the files written."""
-        from .report import parse_formats, render
+        from bench.reporting.report import parse_formats, render
 
         formats = format if isinstance(format, str) else ",".join(format)
         return render(self.dir, Path(out) if out is not None else None, parse_formats(formats),
@@ -151,7 +151,7 @@ class Run:
 
     def compare(self, other: Run | str | Path, fail_on: tuple[str, ...] = ()):
         """Changes from this run (A) to ``other`` (B), as ``bench compare A B``."""
-        from .compare import Threshold, compare
+        from bench.analysis.compare import Threshold, compare
 
         other = other if isinstance(other, Run) else open_run(other)
         return compare(self._data, other._data, [Threshold.parse(t) for t in fail_on])
@@ -173,7 +173,7 @@ class Claims(list):
         return bool(checked) and all(r.verdict == "pass" for r in checked)
 
     def to_frame(self) -> pd.DataFrame:
-        from .check import describe_point
+        from bench.analysis.check import describe_point
 
         return pd.DataFrame([{"claim": r.text(), "metric": r.claim.metric,
                               "value": describe_point(r), "bound": r.bound(),
@@ -201,8 +201,8 @@ def run(suite: Suite | str | Path, *, workers: int = 0, threads: int = 1,
     look at. ``resume`` continues a run folder of the same suite text; ``extend`` (with it)
     lets a changed suite go on that only adds grid points. Progress shows as a bar that
     renders in a notebook or a terminal."""
-    from .check import claimed_points
-    from .runner import Interrupted, RunOptions, run_suite
+    from bench.analysis.check import claimed_points
+    from bench.execution.run import Interrupted, RunOptions, run_suite
 
     _refuse_in_a_worker_importing_main()  # first: before the suite's code is imported again
     suite = suite if isinstance(suite, Suite) else load_suite(suite)
@@ -306,8 +306,8 @@ def _unguarded_script_call() -> str | None:
 def _starts_workers(suite: Suite, options) -> bool:
     """Whether the run may start processes that import the main script: local workers, a
     worker for user code, or a Dask LocalCluster (a remote scheduler's workers do not)."""
-    from .executor import _isolated
-    from .plugins import in_main
+    from bench.execution.local import _isolated
+    from bench.plugins import in_main
 
     if options.cluster is not None:
         return True

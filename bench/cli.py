@@ -19,19 +19,19 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from . import __version__
-from .activations import ACTIVATIONS
-from .errors import UserError
-from .inits import INITS
-from .optimizers import OPTIMIZERS
-from .packing import PackMode, packable, plan
-from .plugins import GROUPS, registered
-from .provenance import cuda_unavailable_reason
-from .rundata import show
-from .runner import Interrupted, RunOptions, Stopped, run_suite
-from .spec import TrialSpec
-from .suite import Suite, expand, load_suite
-from .tasks import TASKS, UncheckedUserTaskConfig
+from bench import __version__
+from bench.errors import UserError
+from bench.execution.run import Interrupted, RunOptions, Stopped, run_suite
+from bench.plugins import GROUPS, registered
+from bench.provenance import cuda_unavailable_reason
+from bench.results.reader import show
+from bench.suite.parse import Suite, expand, load_suite
+from bench.training.activations import ACTIVATIONS
+from bench.training.inits import INITS
+from bench.training.optimizers import OPTIMIZERS
+from bench.training.packing import PackMode, packable, plan
+from bench.training.spec import TrialSpec
+from bench.training.tasks import TASKS, UncheckedUserTaskConfig
 
 EXIT_FAILED = 1  # a failed trial, a failed or uncheckable claim, a report not drawn
 EXIT_USER_ERROR = 2
@@ -270,8 +270,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "report":
             return _report(args.run_dir, args.out, args.format, console, args.trust_code)
         if args.command == "perf":
-            from .perf import main as perf_main
-            from .perf import pack_main, scaling_main
+            from bench.perf import main as perf_main
+            from bench.perf import pack_main, scaling_main
             if args.pack:
                 reason = cuda_unavailable_reason(args.device)
                 if reason:
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                 return pack_main(args.epochs, args.repeats, args.threads, args.seeds,
                                  args.device, console)
             if args.orchestration:
-                from .orchestration import main as orchestration_main
+                from bench.orchestration import main as orchestration_main
                 return orchestration_main(args.repeats, console)
             if args.scaling:
                 return scaling_main(load_suite(args.scaling), args.epochs, args.repeats,
@@ -294,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
 def _locate(args: argparse.Namespace) -> None:
     """A suite named by its shipped name, and a run folder by its suite (``SUITE``,
     ``SUITE/latest``, ``SUITE/RUN_ID``), made paths (``bench.locate``); a path that exists wins."""
-    from .locate import resolve_run, resolve_suite
+    from bench.suite.locate import resolve_run, resolve_suite
 
     def run_dir(value: Path, root: Path = Path("results")) -> Path:
         path = resolve_run(value, root)
@@ -391,7 +391,7 @@ def _report_after_run(run_dir: Path, args: argparse.Namespace, suite: Suite,
 
 def _quick(suite: Suite, path: Path, console: Console) -> Suite:
     """The suite cut down to the points its claims look at (``bench.check.claimed_points``)."""
-    from .check import claimed_points
+    from bench.analysis.check import claimed_points
 
     if not suite.expect:
         raise UserError(f"{path}: --quick runs the grid points the suite's [[expect]] claims "
@@ -412,10 +412,10 @@ def _reason(exc: BaseException) -> str:
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
-    from .compare import Threshold, cell, compare, markdown
-    from .rundata import RunData
-    from .store import atomic_write_bytes
-    from .summary import short
+    from bench.analysis.compare import Threshold, cell, compare, markdown
+    from bench.analysis.summary import short
+    from bench.results.reader import RunData
+    from bench.results.writer import atomic_write_bytes
 
     thresholds = [Threshold.parse(t) for t in args.fail_on]
     a, b = (RunData.open(d, trust_code=args.trust_code) for d in (args.run_a, args.run_b))
@@ -465,8 +465,8 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
 
 
 def _check(run_dir: Path, console: Console, trust_code: bool = False) -> int:
-    from .check import check, claims_origin, describe_point
-    from .rundata import RunData
+    from bench.analysis.check import check, claims_origin, describe_point
+    from bench.results.reader import RunData
 
     run = RunData.open(run_dir, trust_code=trust_code)
     for note in run.notes:
@@ -505,10 +505,10 @@ def _check(run_dir: Path, console: Console, trust_code: bool = False) -> int:
 
 def _report(run_dir: Path, out: Path | None, formats: str, console: Console,
             trust_code: bool | frozenset[str] = False) -> int:
-    from .report import parse_formats, render
+    from bench.reporting.report import parse_formats, render
 
     written = render(run_dir, out, parse_formats(formats), trust_code=trust_code)
-    from .rundata import RunData  # the folder's state, said here too (the report has it)
+    from bench.results.reader import RunData  # the folder's state, said here too (the report has it)
     for note in RunData.open(run_dir).notes:
         console.print(f"note: {note}", soft_wrap=True, highlight=False, markup=False)
     for path in written:
@@ -519,7 +519,7 @@ def _report(run_dir: Path, out: Path | None, formats: str, console: Console,
 def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None:
     specs = expand(suite)
     if suite.tune is not None:
-        from .tuning import planned_total
+        from bench.suite.stages import planned_total
         title = (f"{suite.name}: {len(suite.points)} grid points; {planned_total(suite)} trials "
                  f"in two stages: {len(specs)} known now (tuning seeds "
                  f"{','.join(map(str, suite.tune.seeds))}, and what has nothing to tune), then "
@@ -586,8 +586,8 @@ def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None
 def _print_work(suite: Suite, console: Console, out: Path | None, workers: int | None) -> None:
     """The trial count, the work (trials x epochs x training samples) and, when a run of this
     suite has timings, the wall time they predict (the run's median time per sample-pass)."""
-    from .locate import runs_in
-    from .preflight import duration, seconds_per_sample, work
+    from bench.suite.locate import runs_in
+    from bench.suite.preflight import duration, seconds_per_sample, work
 
     specs = [s for s in expand(suite) if not cuda_unavailable_reason(s.train.device)]
     passes, unknown = work(specs)
@@ -704,7 +704,7 @@ def _list(console: Console, what: str | None = None) -> None:
         for name, about in entries.items():
             table.add_row(name, about)
         console.print(table)
-    from .locate import shipped_paths
+    from bench.suite.locate import shipped_paths
     console.print(f"shipped suites ({len(shipped_paths())}): `list suites` shows them; `run NAME` "
                   "runs one, e.g. `run activations`", highlight=False, markup=False,
                   soft_wrap=True)
@@ -713,7 +713,7 @@ def _list(console: Console, what: str | None = None) -> None:
 def _list_suites(console: Console) -> None:
     """The shipped suites, by the name ``run`` takes, with their TOML description (read with
     tomllib, never validated or run: no user code is imported)."""
-    from .locate import shipped_dir, shipped_suites
+    from bench.suite.locate import shipped_dir, shipped_suites
 
     suites = shipped_suites()
     table = Table(title=escape(f"shipped suites ({shipped_dir()}): `run NAME` runs one, "

@@ -28,12 +28,12 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from .model import build_model
-from .optimizers import build_optimizer
-from .spec import TrialSpec
-from .suite import expand, parse_suite
-from .tasks import draw_task
-from .train import run_trial
+from bench.suite.parse import expand, parse_suite
+from bench.training.loop import run_trial
+from bench.training.model import build_model
+from bench.training.optimizers import build_optimizer
+from bench.training.spec import TrialSpec
+from bench.training.tasks import draw_task
 
 _SUITE = """
 name = "perf"
@@ -183,7 +183,7 @@ def main(epochs: int, repeats: int, threads: int) -> int:
 def shortened(suite, epochs: int):
     """``suite`` with every point trained for ``epochs`` (CUDA points dropped where they would
     only be skipped): the same grid and trials, in a fraction of the time."""
-    from .provenance import cuda_unavailable_reason
+    from bench.provenance import cuda_unavailable_reason
 
     points = tuple(dataclasses.replace(p, train=p.train.model_copy(update={"epochs": epochs}))
                    for p in suite.points if not cuda_unavailable_reason(p.train.device))
@@ -197,8 +197,8 @@ def throughput(suite, configs: list[tuple[int | str, int]], repeats: int = 1) ->
     import tempfile
     from pathlib import Path
 
-    from .runner import RunOptions, run_suite
-    from .suite import expand
+    from bench.execution.run import RunOptions, run_suite
+    from bench.suite.parse import expand
 
     n = len(expand(suite))
     best: dict[tuple[int, int], float] = {}
@@ -303,7 +303,7 @@ def pack_speedup(epochs: int = 100, repeats: int = 3, threads: int = 1, seeds: i
     (the mean epoch after the warm-up; a packed trial's is its share of the pack's): the
     training loop's throughput, what a long run such as the MNIST-1D suite's 200 epochs is
     made of."""
-    from .train import run_pack
+    from bench.training.loop import run_pack
 
     torch.set_num_threads(threads)
     rows = []

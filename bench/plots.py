@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import matplotlib.figure
 
-from . import figures as _figures
-from .summary import sections as _sections
+from bench.analysis.summary import sections as _sections
+from bench.reporting import figures as _figures
 
 __all__ = ["curves", "heatmap", "dead_saturated", "layers_over_training", "dead_nets",
            "gradients", "timing", "accumulation", "accumulation_curves",
@@ -24,8 +24,8 @@ __all__ = ["curves", "heatmap", "dead_saturated", "layers_over_training", "dead_
 
 
 def _data(run):
-    from .api import Run
-    from .rundata import RunData
+    from bench.api import Run
+    from bench.results.reader import RunData
 
     if isinstance(run, RunData):
         return run
@@ -43,7 +43,7 @@ def _section(data, task: str | None):
     for section in found:
         if section.task == task:
             return _figures.by_variant(section)
-    from .errors import UserError
+    from bench.errors import UserError
 
     raise UserError(f"task {task!r} is not in this run; valid choices: "
                     f"{', '.join(s.task for s in found)}")

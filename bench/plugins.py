@@ -70,7 +70,7 @@ def user_path(what: str, name: str, builtins: Iterable[str]) -> str:
         return plugins[name][0]
     if ":" in name:
         return name
-    from .errors import unknown_name
+    from bench.errors import unknown_name
 
     raise ValueError(unknown_name(what, name, {*builtins, *plugins})
                      + "; or an import path 'package.module:name'")

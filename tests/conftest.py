@@ -3,7 +3,7 @@ import textwrap
 import pytest
 import torch
 
-from bench.suite import expand, parse_suite
+from bench.suite.parse import expand, parse_suite
 
 
 def make_suite(body: str, name: str = "t"):

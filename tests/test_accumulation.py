@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.train import _Trainer, run_trial, trial_row
+from bench.training.loop import _Trainer, run_trial, trial_row
 from tests.conftest import one_spec
 
 

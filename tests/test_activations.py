@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.activations import ACTIVATIONS
+from bench.training.activations import ACTIVATIONS
 
 X = torch.linspace(-6, 6, 1001, dtype=torch.float64)
 

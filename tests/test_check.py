@@ -3,12 +3,12 @@
 import pandas as pd
 import pytest
 
-from bench.check import check, lower_is_better
+from bench.analysis.check import check, lower_is_better
 from bench.cli import main
 from bench.errors import UserError
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.suite import parse_claims, parse_suite
+from bench.execution.run import RunOptions, run_suite
+from bench.results.reader import RunData
+from bench.suite.parse import parse_claims, parse_suite
 from tests.conftest import make_suite
 
 BODY = """

@@ -11,9 +11,9 @@ import time
 from pathlib import Path
 
 import pandas as pd
-import torch
 import pyarrow.parquet as pq
 import pytest
+import torch
 
 from tests.conftest import bench_command
 

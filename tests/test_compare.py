@@ -3,11 +3,11 @@
 import pandas as pd
 import pytest
 
+from bench.analysis.compare import Threshold, compare
 from bench.cli import main
-from bench.compare import Threshold, compare
 from bench.errors import UserError
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
+from bench.execution.run import RunOptions, run_suite
+from bench.results.reader import RunData
 from tests.conftest import make_suite
 
 BODY = """

@@ -8,12 +8,12 @@ import pytest
 import torch
 from torch import nn
 
-from bench.activations import ACTIVATIONS, SATURATION_MARGIN, resolve
-from bench.config import ModelConfig
-from bench.model import build_model
-from bench.packing import PackedModel
-from bench.probes import LayerProbe, _LayerStats
-from bench.suite import expand
+from bench.suite.parse import expand
+from bench.training.activations import ACTIVATIONS, SATURATION_MARGIN, resolve
+from bench.training.config import ModelConfig
+from bench.training.model import build_model
+from bench.training.packing import PackedModel
+from bench.training.probes import LayerProbe, _LayerStats
 from tests.conftest import make_suite, user_module
 
 CONV = dict(kind="cnn1d", channels=[6, 5], kernel=[3, 2], stride=[1, 2], padding=[1, 0])

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.activations import resolve
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
+from bench.execution.run import RunOptions, run_suite
+from bench.results.reader import RunData
+from bench.training.activations import resolve
 from tests.conftest import make_suite, user_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -115,8 +115,8 @@ COORDINATOR = """
 import sys
 from pathlib import Path
 sys.path[:0] = [{modules!r}, {root!r}]
-from bench.runner import RunOptions, run_suite
-from bench.suite import parse_suite
+from bench.execution.run import RunOptions, run_suite
+from bench.suite.parse import parse_suite
 suite = parse_suite({text!r}, source="slow.toml")
 run_suite(suite, RunOptions(out=Path({out!r}), workers=2))
 """

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from bench.train import run_trial
+from bench.training.loop import run_trial
 from tests.conftest import one_spec
 
 pytestmark = [
@@ -41,9 +41,9 @@ def test_cuda_index_out_of_range_is_skipped():
 
 
 def test_report_of_a_cpu_and_cuda_run_compares_devices(tmp_path):
-    from bench.report import render
-    from bench.rundata import RunData
-    from bench.runner import RunOptions, run_suite
+    from bench.execution.run import RunOptions, run_suite
+    from bench.reporting.report import render
+    from bench.results.reader import RunData
     from tests.conftest import make_suite
 
     suite = make_suite("""
@@ -81,7 +81,7 @@ def test_report_of_a_cpu_and_cuda_run_compares_devices(tmp_path):
 
 @pytest.mark.parametrize("batch", ['"full"', "16"])
 def test_a_cuda_pack_matches_its_trials_run_one_at_a_time(batch):
-    from bench.train import run_pack
+    from bench.training.loop import run_pack
 
     specs = [one_spec(train=TRAIN + f'device = "cuda"\nbatch_size = {batch}', seed=s)
              for s in range(4)]
@@ -141,7 +141,7 @@ def test_cuda_user_activation_init_and_task_match_the_cpu(monkeypatch):
 def test_checking_a_user_task_leaves_the_cuda_rng_alone(monkeypatch):
     from pathlib import Path
 
-    from bench import tasks
+    from bench.training import tasks
 
     monkeypatch.syspath_prepend(str(Path(__file__).resolve().parent.parent))
     torch.cuda.init()

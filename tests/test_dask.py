@@ -20,9 +20,9 @@ import torch
 
 distributed = pytest.importorskip("distributed", reason="Dask is not installed: pip install -e '.[dask]'")
 
-from bench import cluster as cluster_module  # noqa: E402
 from bench.cli import main  # noqa: E402
-from bench.spec import TrialSpec  # noqa: E402
+from bench.execution import dask_cluster as cluster_module  # noqa: E402
+from bench.training.spec import TrialSpec  # noqa: E402
 from tests.conftest import bench_command, one_spec  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -331,8 +331,8 @@ def test_a_long_sweep_is_submitted_in_bounded_batches(monkeypatch):
     """At most MAX_IN_FLIGHT units are on the scheduler at once; each completion lets one more
     in, and every unit's trials still arrive in full."""
     distributed = pytest.importorskip("distributed")
-    from bench import cluster
-    from bench.suite import expand
+    from bench.execution import dask_cluster as cluster
+    from bench.suite.parse import expand
     from tests.conftest import make_suite
 
     monkeypatch.setattr(cluster, "MAX_IN_FLIGHT", 2)

@@ -13,11 +13,11 @@ import pytest
 import torch
 
 import bench
-from bench.activations import resolve
+from bench.analysis.compare import compare, markdown
 from bench.cli import _parser, main
-from bench.compare import compare, markdown
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
+from bench.execution.run import RunOptions, run_suite
+from bench.results.reader import RunData
+from bench.training.activations import resolve
 from tests.conftest import make_suite, user_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -251,7 +251,7 @@ def test_compare_writes_nothing_unless_asked(pack_runs, tmp_path, monkeypatch, c
 
 
 def test_compare_notes_runs_not_trained_alike(pack_runs, tmp_path, capsys):
-    from bench.compare import execution_notes
+    from bench.analysis.compare import execution_notes
 
     out = tmp_path / "cmp.md"
     assert main(["compare", str(pack_runs["on"]), str(pack_runs["off"]), "--out",

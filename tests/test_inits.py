@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from bench.config import ModelConfig
-from bench.inits import INITS
-from bench.model import MLP
+from bench.training.config import ModelConfig
+from bench.training.inits import INITS
+from bench.training.model import MLP
 
 REFERENCE = {
     "xavier_uniform": lambda w: nn.init.xavier_uniform_(w),

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-import bench.tasks as tasks
+import bench.training.tasks as tasks
 from bench.errors import UserError
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.suite import expand
-from bench.tasks import Mnist1dConfig, draw_task, make_task
+from bench.execution.run import RunOptions, run_suite
+from bench.results.reader import RunData
+from bench.suite.parse import expand
+from bench.training.tasks import Mnist1dConfig, draw_task, make_task
 from tests.conftest import make_suite
 
 SMALL = {"num_samples": 1000}  # a fifth of the default: the keys' tests generate it quickly

@@ -7,14 +7,14 @@ import torch
 from torch import nn
 
 import bench
-from bench import packing
-from bench.activations import ACTIVATIONS
-from bench.config import ModelConfig
 from bench.errors import UserError
-from bench.model import MLP, CNN1d, build_model, conv_lengths, layer_costs
-from bench.packing import PackedModel, plan, worth_packing
-from bench.suite import expand
-from bench.train import run_pack, run_trial
+from bench.suite.parse import expand
+from bench.training import packing
+from bench.training.activations import ACTIVATIONS
+from bench.training.config import ModelConfig
+from bench.training.loop import run_pack, run_trial
+from bench.training.model import MLP, CNN1d, build_model, conv_lengths, layer_costs
+from bench.training.packing import PackedModel, plan, worth_packing
 from tests.conftest import make_suite, one_spec, user_module
 from tests.test_packing import assert_same_numbers, specs_of
 

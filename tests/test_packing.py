@@ -12,16 +12,16 @@ import pandas as pd
 import pytest
 import torch
 
-from bench import packing
-from bench import train as train_module
 from bench.cli import main
-from bench.executor import _retry
-from bench.model import MLP
-from bench.packing import AUTO_MAX_ACTIVATIONS, MAX_PACK, PackedMLP, plan
-from bench.report import render
-from bench.suite import expand, load_suite
-from bench.tasks import make_task
-from bench.train import run_pack, run_trial
+from bench.execution.local import _retry
+from bench.reporting.report import render
+from bench.suite.parse import expand, load_suite
+from bench.training import loop as train_module
+from bench.training import packing
+from bench.training.loop import run_pack, run_trial
+from bench.training.model import MLP
+from bench.training.packing import AUTO_MAX_ACTIVATIONS, MAX_PACK, PackedMLP, plan
+from bench.training.tasks import make_task
 from tests.conftest import make_suite, one_spec
 
 SPIRAL = 'kind = "spiral"\npoints_per_class = 40'

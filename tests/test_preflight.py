@@ -8,11 +8,11 @@ import textwrap
 import pytest
 
 from bench.cli import main
-from bench.config import ModelConfig, TrainConfig
 from bench.errors import UserError
-from bench.preflight import estimate, human, nonfinite
-from bench.suite import parse_suite
-from bench.tasks import Mnist1dConfig, SpiralConfig
+from bench.suite.parse import parse_suite
+from bench.suite.preflight import estimate, human, nonfinite
+from bench.training.config import ModelConfig, TrainConfig
+from bench.training.tasks import Mnist1dConfig, SpiralConfig
 
 BASE = {"task": 'kind = "spiral"', "model": 'hidden = [8]\nactivation = "relu"',
         "train": 'optimizer = "adam"\nlr = 0.01\nepochs = 3', "rest": ""}
@@ -73,7 +73,7 @@ def test_nonfinite_finds_every_inf_and_nan_with_its_path():
 def test_the_estimate_counts_parameters_as_pytorch_does_and_the_data_as_drawn():
     import torch
 
-    from bench.model import build_model
+    from bench.training.model import build_model
 
     for model in (ModelConfig(hidden=(100, 100), activation="relu"),
                   ModelConfig(kind="cnn1d", channels=(25, 25, 25), kernel=(5, 3, 3), stride=2,
@@ -85,7 +85,7 @@ def test_the_estimate_counts_parameters_as_pytorch_does_and_the_data_as_drawn():
         assert est.state == est.parameters * 4 * 4  # weights, grads and Adam's two moments
         x = torch.randn(100, 40)
         outputs = []
-        hooks = [m.register_forward_hook(lambda m, i, o: outputs.append(o.numel()))
+        hooks = [m.register_forward_hook(lambda m, i, o, outputs=outputs: outputs.append(o.numel()))
                  for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv1d))]
         net(x)
         for h in hooks:
@@ -99,8 +99,8 @@ def test_the_estimate_counts_parameters_as_pytorch_does_and_the_data_as_drawn():
 
 
 def test_every_shipped_suite_passes_the_preflight():
-    from bench.locate import shipped_paths
-    from bench.suite import load_suite
+    from bench.suite.locate import shipped_paths
+    from bench.suite.parse import load_suite
 
     paths = shipped_paths()
     assert len(paths) >= 10

@@ -6,10 +6,10 @@ import pytest
 import torch
 from torch import nn
 
-from bench.activations import ACTIVATIONS
-from bench.config import ModelConfig
-from bench.model import MLP
-from bench.probes import LayerProbe, _LayerStats, _Moments
+from bench.training.activations import ACTIVATIONS
+from bench.training.config import ModelConfig
+from bench.training.model import MLP
+from bench.training.probes import LayerProbe, _LayerStats, _Moments
 
 
 def stats(name, outputs, chunks=1):

@@ -8,9 +8,9 @@ import pytest
 from rich.console import Console
 from rich.progress import Progress
 
-from bench.executor import run_processes, run_serial
-from bench.runner import RunOptions, run_suite
-from bench.suite import expand
+from bench.execution.local import run_processes, run_serial
+from bench.execution.run import RunOptions, run_suite
+from bench.suite.parse import expand
 from tests.conftest import make_suite
 
 PACK = """

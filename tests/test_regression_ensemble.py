@@ -13,16 +13,17 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from bench.check import check
-from bench.claims import RESULT_METRICS
-from bench.model import MLP
-from bench.ensemble import COLUMNS as ENSEMBLE_COLUMNS, grid_points, spread, with_spread
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.store import RunStore
-from bench.suite import expand, load_suite
-from bench.tasks import draw_task
-from bench.train import run_pack, run_trial
+from bench.analysis.check import check
+from bench.execution.run import RunOptions, run_suite
+from bench.results.ensemble import COLUMNS as ENSEMBLE_COLUMNS
+from bench.results.ensemble import grid_points, spread, with_spread
+from bench.results.reader import RunData
+from bench.results.writer import RunStore
+from bench.suite.claims import RESULT_METRICS
+from bench.suite.parse import expand, load_suite
+from bench.training.loop import run_pack, run_trial
+from bench.training.model import MLP
+from bench.training.tasks import draw_task
 from tests.conftest import make_suite, one_spec
 
 REGRESSION = Path(__file__).resolve().parent.parent / "suites" / "regression.toml"
@@ -145,7 +146,7 @@ def test_the_probes_are_stored_as_lists_of_doubles(run):
 def test_the_ensemble_columns_are_numpys_std_over_the_seeds(run):
     trials = run.trials
     assert len(trials) == 6
-    for activation, group in trials.groupby("model.activation"):
+    for _activation, group in trials.groupby("model.activation"):
         inside = np.stack([np.asarray(v) for v in group["fit_probe_inside"]])   # seeds x x
         outside = np.stack([np.asarray(v) for v in group["fit_probe_outside"]])
         s_in = inside.std(axis=0, ddof=1).mean()

@@ -12,10 +12,10 @@ import torch
 from PIL import Image
 from scipy import stats as st
 
-from bench.report import render
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.summary import sections
+from bench.analysis.summary import sections
+from bench.execution.run import RunOptions, run_suite
+from bench.reporting.report import render
+from bench.results.reader import RunData
 from tests.conftest import make_suite
 
 SPIRAL = """
@@ -368,7 +368,7 @@ log_every = 5
 
 
 def test_deep_nets_get_per_init_layer_panels_and_layers_over_training(tmp_path):
-    from bench.figures import fig_gradients, fig_layers_over_training
+    from bench.reporting.figures import fig_gradients, fig_layers_over_training
 
     run = RunData.open(_run(tmp_path, DEEP, "deep"))
     (section,) = sections(run)
@@ -396,7 +396,7 @@ def test_deep_nets_get_per_init_layer_panels_and_layers_over_training(tmp_path):
 
 
 def test_a_one_layer_net_has_no_layers_over_training_figure(runs, reports):
-    from bench.figures import NothingToShow, fig_layers_over_training
+    from bench.reporting.figures import NothingToShow, fig_layers_over_training
 
     run = RunData.open(runs["spiral"])
     for s in sections(run):
@@ -407,7 +407,7 @@ def test_a_one_layer_net_has_no_layers_over_training_figure(runs, reports):
 
 
 def test_an_infinite_layer_value_does_not_stop_the_gradient_figure(tmp_path):
-    from bench.figures import fig_gradients
+    from bench.reporting.figures import fig_gradients
 
     run = RunData.open(_run(tmp_path, DEEP, "deep"))
     last = run.layers["epoch"] == run.layers["epoch"].max()

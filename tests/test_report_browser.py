@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from bench.report import render
-from bench.runner import RunOptions, run_suite
+from bench.execution.run import RunOptions, run_suite
+from bench.reporting.report import render
 from tests.conftest import make_suite
 
 pytestmark = pytest.mark.browser

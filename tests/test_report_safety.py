@@ -14,13 +14,13 @@ import pytest
 from markdown_it import MarkdownIt
 
 import bench
-from bench import figures as bench_figures
+from bench.analysis.summary import sections
 from bench.cli import main
 from bench.errors import UserError
-from bench.report import render
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.summary import sections
+from bench.execution.run import RunOptions, run_suite
+from bench.reporting import figures as bench_figures
+from bench.reporting.report import render
+from bench.results.reader import RunData
 from tests.conftest import make_suite
 
 SCRIPT = "<script>alert(1)</script>"
@@ -200,7 +200,7 @@ def test_an_honest_run_still_reports_and_compares_under_reports(plain_run, tmp_p
 
 
 def test_figure_file_names_from_task_names_stay_in_their_folder():
-    from bench.report import _figure_stems
+    from bench.reporting.report import _figure_stems
 
     stems = _figure_stems(["../../x", "pkg.mod:task", "pkg_mod_task", "/abs", "spiral"])
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+_", s) for s in stems.values())
@@ -227,7 +227,7 @@ def _tables(md: str) -> list[list[str]]:
 
 
 def test_markdown_report_escapes_every_payload(payload_run):
-    from bench.formatting import md_escape
+    from bench.analysis.formatting import md_escape
 
     run_dir, md, _ = payload_run
     run = RunData.open(run_dir)
@@ -272,7 +272,7 @@ def test_html_report_escapes_every_payload(payload_run):
 
 
 def test_md_escape():
-    from bench.formatting import md_escape
+    from bench.analysis.formatting import md_escape
 
     assert md_escape("a\n# H") == "a # H"
     assert md_escape("# H").startswith("\\#") and md_escape("- x").startswith("\\-")

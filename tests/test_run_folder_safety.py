@@ -11,12 +11,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import runlock, store as store_module
 from bench.errors import UserError
-from bench.rundata import RunData
-from bench.runfolder import QUARANTINE, quarantined, read_manifest
-from bench.runner import RunOptions, Stopped, run_suite
-from bench.store import RunStore
+from bench.execution.run import RunOptions, Stopped, run_suite
+from bench.results import lock as runlock
+from bench.results import writer as store_module
+from bench.results.folder import QUARANTINE, quarantined, read_manifest
+from bench.results.reader import RunData
+from bench.results.writer import RunStore
 from tests.conftest import make_suite
 
 BODY = """
@@ -99,7 +100,8 @@ seeds = [10]
 
 def tuned(lrs="[0.01, 0.05]", activations='["relu", "tanh"]'):
     body = BODY.format(epochs=3, activations=activations) + f'"train.lr" = {lrs}\n' + TUNED
-    return make_suite(body.replace('points_per_class = 20', 'points_per_class = 20\nval_fraction = 0.25\ntest_fraction = 0.25'),
+    held_out = 'points_per_class = 20\nval_fraction = 0.25\ntest_fraction = 0.25'
+    return make_suite(body.replace('points_per_class = 20', held_out),
                       name="safe")
 
 
@@ -215,7 +217,7 @@ def test_every_write_is_fsynced_before_its_rename(tmp_path, monkeypatch):
 # -- 3. one writer ------------------------------------------------------------------------------
 
 def test_a_second_writer_is_refused_and_told_who_holds_the_folder(finished, tmp_path):
-    script = ("import sys, time; from pathlib import Path; from bench.runlock import RunLock; "
+    script = ("import sys, time; from pathlib import Path; from bench.results.lock import RunLock; "
               "lock = RunLock.acquire(Path(sys.argv[1])); print('held', flush=True); "
               "time.sleep(60)")
     holder = subprocess.Popen([sys.executable, "-c", script, str(finished)],
@@ -250,7 +252,7 @@ class _held_elsewhere:
         self.folder = folder
 
     def __enter__(self):
-        script = ("import sys, time; from pathlib import Path; from bench.runlock import RunLock; "
+        script = ("import sys, time; from pathlib import Path; from bench.results.lock import RunLock; "
                   "RunLock.acquire(Path(sys.argv[1])); print('held', flush=True); time.sleep(60)")
         self.process = subprocess.Popen([sys.executable, "-c", script, str(self.folder)],
                                         stdout=subprocess.PIPE, text=True)

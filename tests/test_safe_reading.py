@@ -14,12 +14,12 @@ import pandas as pd
 import pytest
 
 import bench
-from bench.activations import resolve as resolve_activation
 from bench.cli import main
 from bench.errors import UserError
-from bench.inits import resolve as resolve_init
-from bench.rundata import RunData
-from bench.tasks import resolve_task
+from bench.results.reader import RunData
+from bench.training.activations import resolve as resolve_activation
+from bench.training.inits import resolve as resolve_init
+from bench.training.tasks import resolve_task
 
 ROOT = Path(__file__).resolve().parent.parent
 MODULE = "actbench_marked_act"  # a user activation that leaves a mark when it is imported

@@ -6,13 +6,13 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from bench.check import check
-from bench.config import ModelConfig, TrainConfig
-from bench.model import MLP
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.suite import load_suite
-from bench.tasks import SpiralConfig, spiral
+from bench.analysis.check import check
+from bench.execution.run import RunOptions, run_suite
+from bench.results.reader import RunData
+from bench.suite.parse import load_suite
+from bench.training.config import ModelConfig, TrainConfig
+from bench.training.model import MLP
+from bench.training.tasks import SpiralConfig, spiral
 
 SUITE = Path(__file__).resolve().parent.parent / "suites" / "seed_replication.toml"
 

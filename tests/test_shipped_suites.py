@@ -5,11 +5,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.check import check, claimed_points
+from bench.analysis.check import check, claimed_points
+from bench.execution.run import RunOptions, run_suite
 from bench.provenance import cuda_unavailable_reason
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.suite import expand, load_suite
+from bench.results.reader import RunData
+from bench.suite.parse import expand, load_suite
 
 SUITES = sorted((Path(__file__).resolve().parent.parent / "suites").glob("*.toml"))
 # seed_replication's claims are checked in tests/test_seed_replication.py, on the run whose

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats as st
 
-from bench.stats import holm, mean_ci, welch
+from bench.analysis.statistics import holm, mean_ci, welch
 
 
 def test_mean_ci_by_hand():

@@ -4,9 +4,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from bench.store import RunStore
-from bench.suite import expand
-from bench.train import run_trial
+from bench.results.writer import RunStore
+from bench.suite.parse import expand
+from bench.training.loop import run_trial
 from tests.conftest import make_suite
 
 SUITE = """

@@ -3,7 +3,7 @@
 import pytest
 
 from bench.errors import UserError
-from bench.suite import expand
+from bench.suite.parse import expand
 from tests.conftest import make_suite
 
 BASE = """

@@ -9,9 +9,9 @@ import textwrap
 import pytest
 
 import bench
-from bench import activations, inits, tasks
 from bench.cli import main
-from bench.suite import expand, load_suite
+from bench.suite.parse import expand, load_suite
+from bench.training import activations, inits, tasks
 from tests.conftest import user_module
 
 TRAIN = '[train]\noptimizer = "sgd"\nlr = 0.1\nepochs = 1\n'
@@ -153,7 +153,7 @@ def test_a_suite_read_without_user_code_cannot_be_trained(tmp_path, monkeypatch)
     suite = load_suite(path, user_code=False)
     assert not suite.user_code_checked and not marker.exists()
     with pytest.raises(ValueError, match="without importing or running its user code"):
-        suite.points[0].task.resolved
+        _ = suite.points[0].task.resolved
     full = load_suite(path)  # the same trials, checked
     assert full.user_code_checked and marker.exists()
     assert ([s.trial_id for s in expand(full)]

@@ -15,7 +15,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import UserError
-from bench.locate import resolve_run, resolve_suite, runs_in, shipped_dir, shipped_suites
+from bench.suite.locate import resolve_run, resolve_suite, runs_in, shipped_dir, shipped_suites
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "suites").glob("*.toml"))
@@ -211,8 +211,9 @@ def test_the_package_list_names_every_folder_of_the_package():
     # pyproject.toml lists the packages (so that bench.suites can map to suites/): a new folder
     # under bench/ must be added there, or a wheel leaves it out.
     config = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {"bench"} | {f"bench.{p.name}" for p in (ROOT / "bench").iterdir()
-                           if p.is_dir() and p.name != "__pycache__"}
+    package = ROOT / "bench"
+    folders = {"bench"} | {"bench." + ".".join(p.relative_to(package).parts)
+                           for p in package.rglob("*") if p.is_dir() and "__pycache__" not in p.parts}
     assert folders | {"bench.suites"} == set(config["packages"])
     assert config["package-dir"] == {"bench.suites": "suites"}
     assert "*.toml" in config["package-data"]["bench.suites"]
@@ -235,14 +236,14 @@ def test_a_wheel_ships_the_suites_and_an_install_finds_them_from_another_folder(
     with zipfile.ZipFile(wheel) as zf:
         names = set(zf.namelist())
         assert {f"bench/suites/{p.name}" for p in SHIPPED} <= names
-        assert {"bench/templates/report.html.j2", "bench/templates/report.md.j2"} <= names
+        assert {"bench/reporting/templates/report.html.j2", "bench/reporting/templates/report.md.j2"} <= names
         assert zf.read("bench/suites/regression.toml") == (ROOT / "suites/regression.toml").read_bytes()
         zf.extractall(tmp_path / "site")  # what `pip install` lays out in site-packages
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
     probe = subprocess.run(
-        [sys.executable, "-c", "import bench, bench.locate as l; "
+        [sys.executable, "-c", "import bench, bench.suite.locate as l; "
          "print(bench.__file__); print(l.resolve_suite('regression'))"],
         cwd=elsewhere, env=env, capture_output=True, text=True, timeout=120)
     assert probe.returncode == 0, probe.stderr

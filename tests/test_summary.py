@@ -7,8 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.summary import (BY_COLUMN, Section, best_and_fastest, at_ceiling, factor_effect,
-                           headline, pairwise, rankings)
+from bench.analysis.summary import (
+    BY_COLUMN,
+    Section,
+    at_ceiling,
+    best_and_fastest,
+    factor_effect,
+    headline,
+    pairwise,
+    rankings,
+)
 
 KEYS = ["model.activation", "model.init", "train.accumulation_steps"]
 

@@ -6,7 +6,7 @@ import re
 import pytest
 from rich.console import Console
 
-from bench.runner import RunOptions, _progress, run_suite
+from bench.execution.run import RunOptions, _progress, run_suite
 from tests.conftest import make_suite, one_spec
 
 

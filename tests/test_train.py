@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from bench.executor import run_processes, run_serial
-from bench.suite import expand
-from bench.train import run_trial
+from bench.execution.local import run_processes, run_serial
+from bench.suite.parse import expand
+from bench.training.loop import run_trial
 from tests.conftest import make_suite, one_spec
 
 
@@ -38,8 +38,8 @@ def test_curve_at_epoch_e_is_the_network_after_e_updates():
     # Full batch: epoch 1's loss is the forward pass after exactly one SGD update by hand.
     spec = one_spec(train="optimizer = \"sgd\"\nlr = 0.5\nepochs = 1\nlog_every = 1")
     r = run_trial(spec)
-    from bench.model import MLP
-    from bench.tasks import make_task
+    from bench.training.model import MLP
+    from bench.training.tasks import make_task
     torch.manual_seed(spec.seed)
     data = make_task(spec.task)
     model = MLP(spec.model, 2, 3)
@@ -141,7 +141,7 @@ def test_missing_cuda_is_a_skipped_row_with_the_reason():
 
 
 def test_a_crashing_trial_is_a_failed_row(monkeypatch):
-    import bench.train as train
+    import bench.training.loop as train
 
     def boom(*args, **kwargs):
         raise RuntimeError("boom")

@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from bench.errors import UserError
-from bench.model import MLP
-from bench.tasks import make_task
-from bench.train import run_pack, run_trial
+from bench.training.loop import run_pack, run_trial
+from bench.training.model import MLP
+from bench.training.tasks import make_task
 from tests.conftest import make_suite, one_spec
 
 
@@ -90,7 +90,7 @@ def test_a_pack_records_each_members_gradient_error():
         epochs = 1
         batch_size = 16
         """)
-    from bench.suite import expand
+    from bench.suite.parse import expand
     specs = expand(suite)
     alone = [run_trial(s).trial["grad_equivalence_error"] for s in specs]
     packed = [r.trial["grad_equivalence_error"] for r in run_pack(specs)]
@@ -222,7 +222,7 @@ def test_a_split_that_holds_out_everything_is_refused():
 
 
 def test_measuring_the_gradient_error_costs_the_step_no_memory(monkeypatch):
-    from bench import train
+    from bench.training import loop as train
 
     spec = one_spec(model='hidden = [256, 256]\nactivation = "relu"',
                     train='optimizer = "sgd"\nlr = 0.01\nepochs = 1\nbatch_size = 4')

@@ -8,15 +8,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.check import check
+from bench.analysis.check import check
+from bench.analysis.statistics import welch
+from bench.analysis.tuning import pick
 from bench.cli import main
 from bench.errors import UserError
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.stats import welch
-from bench.suite import expand
-from bench.tasks import draw_task
-from bench.tuning import pick, planned_total, second_stage, settings, tuning_specs
+from bench.execution.run import RunOptions, run_suite
+from bench.results.reader import RunData
+from bench.suite.parse import expand
+from bench.suite.stages import planned_total, second_stage, settings, tuning_specs
+from bench.training.tasks import draw_task
 from tests.conftest import make_suite, one_spec
 
 TUNED = """
@@ -85,7 +86,7 @@ def _frame(suite, values: dict[tuple[str, float], list[float]], status=None) -> 
     """A trials table for the tuning stage: values[(activation, lr)] = val loss per seed."""
     rows = []
     for setting in settings(suite):
-        for i, specs in tuning_specs(suite, setting).items():
+        for specs in tuning_specs(suite, setting).values():
             for spec in specs:
                 v = values[(spec.model.activation, spec.train.lr)][spec.seed]
                 st = (status or {}).get((spec.model.activation, spec.train.lr, spec.seed), "ok")
@@ -158,7 +159,7 @@ def test_a_tuned_run_evaluates_each_pick_on_fresh_seeds_and_reports_the_ranking(
     again = run_suite(suite, RunOptions(out=tmp_path, workers=1, resume=store.dir))
     assert json.loads((again.dir / "manifest.json").read_text())["sessions"][-1][
         "trials_planned"] == 0
-    from bench.report import render
+    from bench.reporting.report import render
     (md,) = render(store.dir, tmp_path / "report", ("md",))
     text = md.read_text()
     first_table = text.split("\n| ", 1)[1]

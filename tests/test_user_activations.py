@@ -8,13 +8,13 @@ import pytest
 import torch
 
 import bench
-from bench.activations import resolve
-from bench.model import MLP
-from bench.packing import plan
 from bench.plugins import registered
-from bench.suite import expand
-from bench.tasks import make_task
-from bench.train import run_trial
+from bench.suite.parse import expand
+from bench.training.activations import resolve
+from bench.training.loop import run_trial
+from bench.training.model import MLP
+from bench.training.packing import plan
+from bench.training.tasks import make_task
 from tests.conftest import make_suite, one_spec, user_module
 
 ROOT = Path(__file__).resolve().parent.parent

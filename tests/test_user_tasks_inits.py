@@ -11,13 +11,13 @@ import torch
 from torch import nn
 
 import bench
-from bench import inits, tasks
-from bench.packing import plan
-from bench.rundata import RunData
-from bench.runner import RunOptions, run_suite
-from bench.suite import expand
-from bench.tasks import make_task
-from bench.train import run_pack, run_trial
+from bench.execution.run import RunOptions, run_suite
+from bench.results.reader import RunData
+from bench.suite.parse import expand
+from bench.training import inits, tasks
+from bench.training.loop import run_pack, run_trial
+from bench.training.packing import plan
+from bench.training.tasks import make_task
 from tests.conftest import make_suite, one_spec, user_module
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -580,7 +580,7 @@ def test_compare_shows_an_absent_key_at_its_old_value_only_where_the_task_had_it
 
     import pandas as pd
 
-    from bench.compare import _values_by_variant
+    from bench.analysis.compare import _values_by_variant
 
     def run(kinds):
         return SimpleNamespace(trials=pd.DataFrame({"task.kind": kinds, "variant": ""}))

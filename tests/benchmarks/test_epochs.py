@@ -4,7 +4,7 @@ instrumented epoch of a deep (8 x 256) MLP."""
 import pytest
 
 from bench.perf import bare_epoch
-from bench.train import epoch_runner
+from bench.training.loop import epoch_runner
 from tests.benchmarks.conftest import DEVICES, describe, synchronized
 from tests.conftest import one_spec
 

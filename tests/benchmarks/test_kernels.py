@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils import benchmark as tbench
 
-from bench.activations import ACTIVATIONS
+from bench.training.activations import ACTIVATIONS
 from tests.benchmarks.conftest import DEVICES, describe, record_ratio, synchronized
 
 SIZES = [10_000, 1_000_000]

@@ -6,10 +6,10 @@ the same costs as whole processes, start-up included."""
 import torch
 import torch.nn.functional as F
 
-from bench.model import build_model
-from bench.store import to_arrow
-from bench.tasks import draw_task
-from bench.train import run_trial
+from bench.results.writer import to_arrow
+from bench.training.loop import run_trial
+from bench.training.model import build_model
+from bench.training.tasks import draw_task
 from tests.benchmarks.conftest import describe
 from tests.conftest import one_spec
 

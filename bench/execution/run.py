@@ -1,0 +1,422 @@
+"""The coordinator of ``bench run``: plans trials, feeds an executor, stores each result."""
+
+from __future__ import annotations
+
+import errno
+import math
+import os
+import time
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Column
+
+from bench import __version__
+from bench.analysis.tuning import pick
+from bench.analysis.tuning import warnings as tuning_warnings
+from bench.errors import UserError
+from bench.execution.local import run_processes, run_serial
+from bench.execution.resume import check_resume
+from bench.plugins import in_main
+from bench.provenance import cuda_unavailable_reason, machine, now_utc
+from bench.results.folder import QUARANTINE
+from bench.results.lock import describe as describe_holder
+from bench.results.writer import RunStore
+from bench.suite.parse import Suite, expand
+from bench.suite.stages import planned_total, second_stage, tune_device
+from bench.training.loop import TrialResult, run_trial
+from bench.training.packing import PackMode, plan
+from bench.training.spec import TrialSpec
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a run: every finished trial is stored in ``run_dir``."""
+
+    def __init__(self, run_dir: Path):
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+class Stopped(Exception):
+    """The run could not go on (its Dask scheduler went away); finished trials are stored."""
+
+    def __init__(self, run_dir: Path, reason: str, stored: int):
+        super().__init__(reason)
+        self.run_dir, self.reason, self.stored = run_dir, reason, stored
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    out: Path = Path("results")
+    workers: int = 0           # 0: one per CPU core
+    threads: int = 1           # intra-op threads per trial, pinned: numbers must not depend on workers
+    resume: Path | None = None
+    extend: bool = False       # with resume: a changed suite may add grid points (resume.py)
+    pack: PackMode = "auto"    # seeds of a grid point as one batched model (packing.py)
+    scheduler: str | None = None  # a Dask scheduler's address (cluster.py)
+    cluster: str | None = None    # "local" or "local:N": a LocalCluster for this run
+
+    @property
+    def dask(self) -> bool:
+        return self.scheduler is not None or self.cluster is not None
+
+    def resolved_workers(self) -> int:
+        return self.workers or max(1, os.cpu_count() or 1)
+
+
+def run_suite(suite: Suite, options: RunOptions, console: Console | None = None) -> RunStore:
+    """Run every trial of ``suite`` not already stored; returns the store of the run folder.
+    With a Dask scheduler or cluster the run connects first: an unreachable scheduler is a
+    user error before any folder is made."""
+    if not getattr(suite, "user_code_checked", True):
+        raise UserError("this suite was read without importing its user code (as --dry-run "
+                        "reads it), so it cannot be trained: load it with user_code=True",
+                        source=suite.source)
+    if options.extend and options.resume is None:
+        raise UserError("extend goes with resume: it lets a changed suite go on in a run folder",
+                        source=suite.source, key="extend")
+    if not options.dask:
+        return _run_suite(suite, options, console, None)
+    local = sorted({p for s in expand(suite) for p in _main_functions(s)})
+    if local:
+        raise UserError(f"{', '.join(local)} are defined in __main__ (a notebook or a script), "
+                        "which Dask workers cannot import: move them to a module the workers "
+                        "can import, or run without a scheduler", source=suite.source)
+    from bench.execution import dask_cluster as cluster
+    with cluster.connect(options.scheduler, options.cluster) as client:
+        cluster.check_workers(client)
+        return _run_suite(suite, options, console, client)
+
+
+def _main_functions(spec: TrialSpec) -> list[str]:
+    """The functions ``spec`` names that live in ``__main__``: only this process has them."""
+    return [p for p in (spec.model.activation, spec.model.init, spec.task.kind) if in_main(p)]
+
+
+def _run_suite(suite: Suite, options: RunOptions, console: Console | None, client) -> RunStore:
+    console = console or Console(stderr=True, emoji=False)
+    for warning in suite.warnings:
+        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, highlight=False)
+    specs = expand(suite)  # with [tune]: the tuning stage, and what has nothing to tune
+    store = _open_store(suite, options, console)
+    try:
+        return _run_stages(suite, options, console, client, specs, store)
+    finally:
+        store.close()
+
+
+def _run_stages(suite: Suite, options: RunOptions, console: Console, client,
+                specs: list[TrialSpec], store: RunStore) -> RunStore:
+    order = [s.trial_id for s in specs]
+    store.consolidate(order)  # the tables exist from the start (and a resume rebuilds them)
+    done = store.done()
+    todo = [s for s in specs if s.trial_id not in done]
+    total = planned_total(suite) if suite.tune is not None else len(specs)
+    if client is not None:
+        from bench.execution.dask_cluster import describe
+        where = describe(client)
+        workers, executor = where["workers"], "dask"
+    else:
+        workers = options.resolved_workers()
+        local = sorted({p for s in specs for p in _main_functions(s)})
+        if local and workers > 1:
+            console.print(f"{', '.join(local)}: defined in __main__ (a notebook or a script), "
+                          "so the trials run in this process, one at a time", soft_wrap=True,
+                          highlight=False, markup=False)
+            workers = 1
+        where, executor = {}, "processes" if workers > 1 else "serial"
+    session = {"started_at": now_utc(), "executor": executor, "workers": workers, **where,
+               "threads": options.threads, "pack": options.pack, "packs": 0,
+               "trials_packed": 0, "trials_planned": 0,
+               "trials_already_stored": len(specs) - len(todo)}
+    store.manifest.setdefault("sessions", []).append(session)
+    store.update_manifest(state="running", executor=executor, workers=workers,
+                          threads=options.threads, trials_total=total,
+                          scheduler=where.get("scheduler"), seeds=list(suite.seeds),
+                          **({"tune_seeds": list(suite.tune.seeds)} if suite.tune else {}))
+    on = f" on Dask {where['scheduler']}" if where else ""
+    if client is not None:
+        from bench.execution.dask_cluster import slow_malloc_workers
+        slow = slow_malloc_workers(client)
+        session["workers_with_malloc_trim_threshold"] = slow
+        if slow:
+            console.print(f"[yellow]warning:[/] {slow} Dask worker(s) run with "
+                          "MALLOC_TRIM_THRESHOLD_ set (the nanny's default), which makes "
+                          "training up to 2.4x slower: start workers with --no-nanny, or see "
+                          "the README's 'Scaling out'", soft_wrap=True, highlight=False)
+    staged = " in two stages (tune, then evaluate the picks)" if suite.tune is not None else ""
+    console.print(f"[bold]{escape(suite.name)}[/]: {total} trials{staged}, {len(todo)} to run "
+                  f"now, {workers} worker(s){on} x {options.threads} thread(s) -> {store.dir}",
+                  soft_wrap=True, highlight=False)
+
+    state = "interrupted"
+    progress = _progress(console)
+    stage = _Stage(store, options, client, workers, progress, order, session, console)
+    try:
+        with progress:
+            stage.run(specs, "tune" if suite.tune is not None else "")
+            if suite.tune is not None:
+                picks = pick(suite, pd.read_parquet(store.dir / "trials.parquet"))
+                for line in tuning_warnings(picks):
+                    console.print(f"[yellow]tuning:[/] {escape(line)}", soft_wrap=True,
+                                  highlight=False)
+                store.update_manifest(tuning={"keys": suite.tune.keys,
+                                              "metric": suite.tune.metric,
+                                              "seeds": list(suite.tune.seeds),
+                                              "device": tune_device(suite),
+                                              "picks": [p.as_json() for p in picks]})
+                evaluation = second_stage(suite, picks)
+                order += [s.trial_id for s in evaluation]
+                stage.run(evaluation, "eval")
+        state = "finished"
+    except KeyboardInterrupt:
+        raise Interrupted(store.dir) from None
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+        state = f"stopped: {exc.strerror}"
+        raise Stopped(store.dir, f"cannot write the run folder: {exc.strerror} ({exc.filename}); "
+                      "free space, then --resume rebuilds the tables from the stored trials",
+                      len(store.done())) from None
+    except Exception as exc:
+        if type(exc).__name__ != "SchedulerLost":
+            raise
+        state = "scheduler lost"
+        raise Stopped(store.dir, str(exc), len(store.done())) from None
+    finally:
+        _close_run(store, order, session, state)
+    return store
+
+
+# Write errors that stop a run (a full disk, a quota, a read-only or failing disk): the trials
+# stored so far are kept, and the run says how to go on.
+_CANNOT_WRITE = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO)
+
+
+def _close_run(store: RunStore, order: list[str], session: dict, state: str) -> None:
+    """The run's last word in its folder: the tables from every stored part, then the state.
+    On a full disk either may fail; the state then says the tables may lag the parts (or, if
+    even the manifest cannot be written, readers find a "running" run that no process holds)."""
+    try:
+        store.consolidate(order)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+        state = f"{state}; the tables may lack stored trials ({exc.strerror}): --resume rebuilds them"
+    counts = dict(Counter(store.statuses().values()))
+    session["finished_at"] = now_utc()
+    try:
+        store.update_manifest(state=state, finished_at=session["finished_at"],
+                              trials_by_status=counts)
+    except OSError as exc:
+        if exc.errno not in _CANNOT_WRITE:
+            raise
+
+
+class _Stage:
+    """Runs one list of trials (a stage) through the executor, storing each as it finishes."""
+
+    def __init__(self, store: RunStore, options: RunOptions, client, workers: int,
+                 progress: Progress, order: list[str], session: dict, console: Console):
+        self.store, self.options, self.client, self.workers = store, options, client, workers
+        self.progress, self.order, self.session, self.console = progress, order, session, console
+        self.pacer = _Pacer()
+        # On a Dask cluster a CUDA trial's device is the workers' concern (cluster.py), not
+        # this machine's.
+        self.remote_cuda = client is not None and options.scheduler is not None
+
+    def _missing(self, spec: TrialSpec) -> str | None:
+        return None if self.remote_cuda else cuda_unavailable_reason(spec.train.device)
+
+    def run(self, specs: list[TrialSpec], label: str) -> None:
+        store, options, session = self.store, self.options, self.session
+        done = store.done()
+        todo = [s for s in specs if s.trial_id not in done]
+        session["trials_planned"] += len(todo)
+        # Trials whose device is missing are rows too, recorded at once and never dropped.
+        skipped = [s for s in todo if self._missing(s)]
+        runnable = [s for s in specs if not self._missing(s)]
+        # Planned on the whole stage, so that a resumed run packs what its first session packed.
+        units = plan(runnable, options.pack, todo={s.trial_id for s in todo})
+        packs = [u for u in units if len(u) > 1]
+        session["packs"] += len(packs)
+        session["trials_packed"] += sum(len(u) for u in packs)
+        # Skipped trials are rows at once, but not progress: the bar and its ETA count the
+        # trials that train.
+        task = self.progress.add_task(label or self.store.manifest["suite"]["name"],
+                                      total=len(todo) - len(skipped), last="")
+        finished = [0]  # a closure counter for the one-line-per-trial log
+        pack_ends = {u[-1].trial_id for u in units if len(u) > 1}
+        total = len(todo) - len(skipped)
+        # Units in flight, in trials' worth of epochs done (a pack of 5 halfway is 2.5), so
+        # that the bar and its ETA move while a pack trains; a member's row takes 1 off.
+        partial: dict[str, float] = {}
+        member_of: dict[str, str] = {}
+        drawn = [0.0]
+
+        def shown() -> float:
+            return min(total, finished[0] + sum(partial.values()))
+
+        def on_progress(unit: list[TrialSpec], share: float) -> None:
+            key = unit[0].trial_id
+            partial[key] = len(unit) * share
+            member_of.update((s.trial_id, key) for s in unit)
+            now = time.monotonic()
+            if now - drawn[0] >= 0.1:  # the bar redraws at 10 Hz anyway
+                drawn[0] = now
+                self.progress.update(task, completed=shown())
+
+        def on_result(spec: TrialSpec, result: TrialResult) -> None:
+            store.add(result)
+            # The tables follow the parts closely, at a bounded cost; a pack's members arrive
+            # together, so its last one brings the tables up to date whatever the pacer says.
+            if self.pacer.due() or spec.trial_id in pack_ends:
+                with self.pacer.timed():
+                    store.consolidate(self.order)
+            finished[0] += 1
+            key = member_of.pop(spec.trial_id, None)
+            if key in partial:
+                partial[key] = max(0.0, partial[key] - 1)
+                if not partial[key]:
+                    del partial[key]
+            self.progress.update(task, completed=shown(), last=_headline(spec, result))
+            if self.progress.disable:  # a log file or CI: one line per trial instead of a bar
+                stage = f"{label} " if label else ""
+                self.console.print(f"[{stage}{finished[0]}/{len(todo) - len(skipped)}] "
+                                   f"{_headline(spec, result)}",
+                                   highlight=False, markup=False)
+
+        by_reason: dict[str, list[TrialSpec]] = {}
+        for spec in skipped:  # stored one by one, said in one line per reason
+            store.add(run_trial(spec, options.threads))
+            by_reason.setdefault(self._missing(spec), []).append(spec)
+        if skipped:
+            store.consolidate(self.order)
+        for reason, specs in by_reason.items():
+            devices = ", ".join(sorted({s.train.device for s in specs}))
+            self.console.print(f"{len(specs)} {devices} trial(s) recorded as skipped: {reason}",
+                               soft_wrap=True, highlight=False, markup=False)
+        bar = None if self.progress.disable else on_progress  # a log prints rows, not shares
+        cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
+        cuda = [u for u in units if u[0].train.device.startswith("cuda")]
+        if self.client is not None:
+            from bench.execution.dask_cluster import run_dask
+            run_dask(units, self.client, options.threads, on_result,
+                     local_cuda=options.cluster is not None)
+        elif self.workers > 1 and len(cpu) > 1:
+            run_processes(cpu, self.workers, options.threads, on_result, bar)
+        else:
+            run_serial(cpu, options.threads, on_result, bar)
+        if self.client is None:
+            # One GPU unit at a time: timings from a shared GPU mean nothing.
+            run_serial(cuda, options.threads, on_result, bar)
+        store.consolidate(self.order)
+
+
+class _Pacer:
+    """Rewrite the tables after every trial while that is cheap, backing off as they grow.
+
+    Rewriting costs O(rows stored), so a long run would pay O(n^2). A rewrite is due once the
+    time since the last one is at least ``1 / BUDGET`` times what the last one took: the tables
+    never cost more than about 5% of the coordinator's time, and for the suites here (a
+    rewrite of ~10-50 ms, trials of seconds) that still means after every trial.
+    """
+
+    BUDGET = 0.05
+
+    def __init__(self) -> None:
+        self._last_end = -math.inf
+        self._last_cost = 0.0
+
+    def due(self) -> bool:
+        return time.monotonic() - self._last_end >= self._last_cost / self.BUDGET
+
+    @contextmanager
+    def timed(self):
+        start = time.monotonic()
+        yield
+        self._last_end = time.monotonic()
+        self._last_cost = self._last_end - start
+
+
+def _open_store(suite: Suite, options: RunOptions, console: Console) -> RunStore:
+    if options.resume is None:
+        return RunStore.create(options.out, suite.name, {
+            "bench_version": __version__,
+            "suite": _suite_entry(suite),
+            "machine": machine()})
+    store = RunStore.open(options.resume)  # the lock first: no one else is writing now
+    try:
+        replaced = check_resume(store.manifest, suite, str(options.resume), options.extend)
+    except BaseException:
+        store.close()
+        raise
+    if store.lock is not None and store.lock.stale:
+        console.print(f"note: took over the lock left by {describe_holder(store.lock.stale)}, "
+                      "which is no longer running", soft_wrap=True, highlight=False,
+                      markup=False)
+    for part, reason in store.quarantined:
+        console.print(f"[yellow]quarantined:[/] {escape(part)}: {escape(reason)} (moved to "
+                      f"parts/{QUARANTINE}/; the trial runs again)", soft_wrap=True,
+                      highlight=False)
+    if replaced is not None:
+        store.manifest.setdefault("suite_history", []).append(replaced)
+        store.manifest["suite"] = _suite_entry(suite)
+        console.print(f"--extend: {suite.source} adds to the suite this run was run with; "
+                      "the stored suite is kept in the manifest's suite_history",
+                      soft_wrap=True, highlight=False, markup=False)
+        store.write_manifest()
+    return store
+
+
+def _suite_entry(suite: Suite) -> dict:
+    return {"name": suite.name, "source": suite.source, "sha256": suite.sha256,
+            "text": suite.text}
+
+
+def _progress(console: Console) -> Progress:
+    """A live bar in a terminal, and in a notebook (rich draws it in an ipywidgets output
+    there); elsewhere (a log, CI, a notebook without ipywidgets) it is off, and the run prints
+    one line per trial instead."""
+    live = console.is_terminal or (console.is_jupyter and _has_ipywidgets())
+    # Fixed widths for the count and the times, so that at 80 columns the last trial's text
+    # (which may be long) is cut with an ellipsis instead of pushing them off the line.
+    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}",
+                                                table_column=Column(no_wrap=True, max_width=16,
+                                                                    overflow="ellipsis")),
+                    BarColumn(bar_width=16), MofNCompleteColumn(table_column=Column(
+                        no_wrap=True, min_width=9)),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    TextColumn("{task.fields[last]}", markup=False,
+                               table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
+                    console=console, transient=False, disable=not live, expand=True)
+
+
+def _has_ipywidgets() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("ipywidgets") is not None
+
+
+def _headline(spec: TrialSpec, result: TrialResult) -> str:
+    row = result.trial
+    if row["status"] in ("skipped", "failed"):
+        return f"{spec.label()}: {row['status']}"
+    text = f"{spec.label()}: loss {row['final_loss']:.4g}"
+    if not math.isnan(row["final_accuracy"]):
+        text += f" acc {row['final_accuracy']:.3f}"
+    return text + ("" if row["status"] == "ok" else f" ({row['status']})")

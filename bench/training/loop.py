@@ -1,0 +1,642 @@
+"""``run_trial``: the one training loop, instrumented by probes, returning one TrialResult.
+
+Epoch e is the network after e epochs of updates, evaluated on the full training set; epoch 0
+is the network at initialization and the last recorded epoch is ``epochs``. With full-batch
+training the forward pass of update e+1 *is* the evaluation of epoch e, so logging costs no
+extra pass; the one extra pass is the evaluation after the last update. ``final_loss`` is
+therefore the loss *after* the last update (the homework prints the one before it, which is the
+curve's ``epoch = epochs - 1`` row).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+
+import torch
+import torch.nn.functional as F
+
+from bench.provenance import cuda_unavailable_reason, device_name, worker_id
+from bench.training.activations import resolve
+from bench.training.memory import LiveTensorMeter, PeakMemory, tensor_bytes
+from bench.training.model import build_model
+from bench.training.optimizers import build_optimizer
+from bench.training.packing import PackedModel, stack
+from bench.training.probes import LayerProbe
+from bench.training.spec import TrialSpec
+from bench.training.tasks import TaskData, draw_task, task_arguments
+
+
+@dataclass
+class TrialResult:
+    """One trial's rows for the three tables, and its final weights (CPU tensors)."""
+
+    trial: dict
+    curves: list[dict] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+    state_dict: dict | None = None
+    epoch_times: list[float] = field(default_factory=list)  # wall time of each training epoch
+
+    @property
+    def status(self) -> str:
+        return self.trial["status"]
+
+
+_METRICS = ("final_loss", "final_accuracy", "best_loss", "dead_fraction", "saturated_fraction",
+            "all_dead_layer", "init_activation_std_ratio", "init_grad_std_ratio",
+            "grad_equivalence_error", "extrapolation_slope_ratio", "grad_norm", "time_total_s",
+            "time_per_epoch_s", "time_warmup_s", "samples_per_s")
+
+
+def trial_row(spec: TrialSpec, threads: int, pack_size: int = 1) -> dict:
+    """The trials-table row of ``spec`` before it runs: config filled, metrics empty.
+    ``pack_size``: trials trained together as one packed model (1: alone)."""
+    return {"trial_id": spec.trial_id, "suite": spec.suite, "variant": spec.variant,
+            "stage": spec.stage, "seed": spec.seed, **spec.config, "status": "ok", "error": None,
+            "diverged_epoch": None, **{m: math.nan for m in _METRICS},
+            "epochs_to_target": None, "peak_memory_bytes": None, "n_params": None,
+            "lr_effective": spec.train.lr_effective, "device_name": None,
+            "threads": threads, "pack_size": pack_size, "worker": worker_id(),
+            "task_args": task_arguments(spec.task),
+            "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
+
+
+def not_trained(spec: TrialSpec, threads: int, status: str, error: str, pack_size: int = 1,
+                **columns) -> TrialResult:
+    """The result of a trial that did not train (skipped, failed): its row says why."""
+    row = trial_row(spec, threads, pack_size)
+    row.update(status=status, error=error, **columns)
+    return TrialResult(row)
+
+
+def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
+    """Train one trial. Never raises for a trial's own failure: that becomes its status."""
+    return run_pack([spec], threads)[0]
+
+
+def _shapes(data: TaskData) -> tuple:
+    """What the members of a pack must share: tensor shapes, the kind and the output width (a
+    user task may draw another number of classes for another seed)."""
+    tensors = (data.x_train, data.y_train, data.x_test, data.y_test, data.x_val, data.y_val)
+    return (data.kind, data.out_features, *(None if t is None else t.shape for t in tensors))
+
+
+def run_pack(specs: Sequence[TrialSpec], threads: int = 1,
+             on_progress: Callable[[float], None] | None = None) -> list[TrialResult]:
+    """Train trials that differ only in the seed, as one packed model when there are several
+    (packing.py), and return one result per spec, in order. A pack that cannot be built (its
+    members' data differ in shape) or that runs out of memory runs its members one at a time
+    instead. ``on_progress`` gets the share of the epochs done (0 to 1) after each epoch, so
+    that a progress bar can advance while a pack trains."""
+    reason = cuda_unavailable_reason(specs[0].train.device)
+    if reason:
+        return [not_trained(spec, threads, "skipped", reason) for spec in specs]
+    rows = [trial_row(spec, threads, len(specs)) for spec in specs]
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        return _Trainer(specs, rows).run(on_progress)
+    except _Unpackable:
+        pass  # its members run alone, below
+    except Exception as exc:  # a crashed trial is a row, and the run goes on
+        if not (isinstance(exc, torch.OutOfMemoryError) and len(specs) > 1):
+            trace = traceback.format_exc(limit=-4)
+            return [not_trained(spec, threads, "failed", f"{type(exc).__name__}: {exc}",
+                                len(specs), traceback=trace) for spec in specs]
+        # out of memory as a pack: its size may be the cause, so its members run alone (the
+        # cache is emptied below, once the exception's frames have let go of their tensors)
+    finally:
+        torch.set_num_threads(previous_threads)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    return [run_trial(spec, threads) for spec in specs]
+
+
+def epoch_runner(specs: TrialSpec | Sequence[TrialSpec], logged: bool) -> Callable[[], None]:
+    """One epoch of the training loop of ``specs`` (one trial, or a pack), to call again and
+    again (the benchmarks time it): with ``logged`` the epoch carries the probes, as every
+    ``log_every``-th epoch does."""
+    specs = [specs] if isinstance(specs, TrialSpec) else list(specs)
+    threads = torch.get_num_threads()
+    trainer = _Trainer(specs, [trial_row(s, threads, len(specs)) for s in specs])
+    epoch_fn = (trainer._full_batch_epoch if specs[0].train.batch_size == "full"
+                else trainer._mini_batch_epoch)
+
+    def epoch() -> None:
+        epoch_fn(1, logged, True, None)
+        for member in trainer.members:  # a benchmark calls this thousands of times
+            member.curves.clear()
+            member.layers.clear()
+
+    return epoch
+
+
+class _Unpackable(Exception):
+    """The members of a pack cannot share one model (their data differ in shape)."""
+
+
+@dataclass
+class _Member:
+    """One trial of the trainer: its row, its records and where it stopped."""
+
+    spec: TrialSpec
+    row: dict
+    curves: list[dict] = field(default_factory=list)
+    layers: list[dict] = field(default_factory=list)
+    best_loss: float = math.inf
+    epochs_to_target: int | None = None
+    diverged_at: int | None = None
+    state_dict: dict | None = None  # a pack member's weights, taken when it diverged
+    grad_equivalence_error: float = math.nan
+    extrapolation_slope_ratio: float = math.nan
+    fit_probe_inside: list[float] | None = None   # the final fit at _Trainer.probe_points
+    fit_probe_outside: list[float] | None = None  # ... and on the outer windows' points
+
+    @property
+    def active(self) -> bool:
+        return self.diverged_at is None
+
+
+class _Trainer:
+    """The training loop of one trial, or of a pack of trials that differ only in the seed.
+
+    Unpacked, the model (model.build_model: an MLP or a CNN1d) takes (samples x features)
+    tensors. Packed, it is a PackedModel on (members x samples x features) tensors: ``self.sd``
+    is the samples' dimension, losses and accuracies are per member, and a member that
+    diverges is recorded and left behind while the others train on.
+    """
+
+    def __init__(self, specs: Sequence[TrialSpec], rows: Sequence[dict]):
+        self.spec = spec = specs[0]
+        cfg = spec.train
+        self.packed = len(specs) > 1
+        self.members = [_Member(s, r) for s, r in zip(specs, rows)]
+        self.device = torch.device(cfg.device)
+        datas, models = [], []
+        for s in specs:
+            try:  # seeds torch (CUDA too) with the trial's seed: data, then init (notebook order)
+                data: TaskData = draw_task(s.task, s.seed)
+            except ValueError:
+                if len(specs) > 1:  # a user task that fails for one seed: each runs alone,
+                    raise _Unpackable from None  # so only that seed's trial fails
+                raise
+            datas.append(data)
+            models.append(build_model(s.model, data.x_train.shape[1], data.out_features))
+        first = datas[0]
+        if self.packed:
+            if any(_shapes(d) != _shapes(first) for d in datas):
+                raise _Unpackable
+            self.model = PackedModel(models)
+        else:
+            self.model = models[0]
+        self.model.to(self.device)
+        self.sd = 1 if self.packed else 0
+        self.n_train = first.x_train.shape[0]
+        self.classify = first.kind == "classification"
+
+        def joined(get):
+            tensor = stack([get(d) for d in datas]) if self.packed else get(first)
+            return tensor.to(self.device) if tensor is not None else None
+
+        self.x, self.y = joined(lambda d: d.x_train), joined(lambda d: d.y_train)
+        self.x_test, self.y_test = joined(lambda d: d.x_test), joined(lambda d: d.y_test)
+        self.x_val, self.y_val = joined(lambda d: d.x_val), joined(lambda d: d.y_val)
+        self.loss_fn = F.cross_entropy if self.classify else F.mse_loss
+        # Each member's own stream for the data order.
+        self.batches = [torch.Generator().manual_seed(s.seed) for s in specs]
+        self.activation = resolve(spec.model.activation, spec.model.activation_args)
+        k = cfg.accumulation_steps  # "full": the whole set in k near-equal micro-batches (views)
+        self.full_chunks = list(zip(self.x.tensor_split(k, dim=self.sd),
+                                    self.y.tensor_split(k, dim=self.sd)))
+        self._member_rows = torch.arange(len(specs), device=self.device).unsqueeze(1)
+        self.peak_memory: int | None = None
+        self._reference: torch.Tensor | None = None  # the full-set gradient at init (CPU)
+
+    # -- one optimizer step (or one evaluation) over a list of micro-batches ------------------
+
+    def _losses(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """The mean loss: a 0-d tensor, or one per member for a pack."""
+        if not self.packed:
+            return self.loss_fn(out, target)
+        per_sample = self.loss_fn(out.flatten(0, 1), target.flatten(0, 1), reduction="none")
+        return per_sample.reshape(len(self.members), -1).mean(1)
+
+    def _accumulate(self, chunks, probe: LayerProbe | None, want_correct: bool, fetch=None):
+        """Forward+backward over micro-batches; the gradient is that of the whole step.
+
+        Each micro-batch's mean loss is weighted by its share of the step's samples, so the sum
+        is (sum of per-sample losses) / (samples in the step), exact for ragged splits too.
+        Returns the step's loss as a tensor (0-d, or one per member; no host sync) and the
+        accuracy per member (NaN unless asked for). A pack backpropagates the sum of its
+        members' losses: member p's weights get member p's gradient.
+
+        With ``fetch``, ``chunks`` are sample indices and each micro-batch is gathered only when
+        its turn comes, so a step holds one micro-batch of inputs, not k.
+        """
+        self.model.zero_grad(set_to_none=True)
+        sizes = ([index.shape[-1] for index in chunks] if fetch is not None
+                 else [xb.shape[self.sd] for xb, _ in chunks])
+        n_step = sum(sizes)
+        total = correct = None
+        for chunk, size in zip(chunks, sizes):
+            if size == 0:
+                continue
+            xb, yb = fetch(chunk) if fetch is not None else chunk
+            out = self.model(xb)
+            loss = self._losses(out, yb)
+            if size != n_step:
+                loss = loss * (size / n_step)
+            (loss.sum() if self.packed else loss).backward()
+            total = loss.detach() if total is None else total + loss.detach()
+            if want_correct:
+                hits = (out.detach().argmax(-1) == yb).sum(-1)
+                correct = hits if correct is None else correct + hits
+            del xb, yb, out, loss  # before the next micro-batch is gathered: one at a time
+        accuracy = ([c / n_step for c in correct.reshape(-1).tolist()] if correct is not None
+                    else [math.nan] * len(self.members))
+        return total, accuracy
+
+    def _grad_norms(self) -> list[float]:
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        if not self.packed:
+            return [float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))]
+        per_tensor = torch.stack([g.flatten(1).norm(dim=1) for g in grads])  # tensors x members
+        return torch.linalg.vector_norm(per_tensor, dim=0).tolist()
+
+    @torch.no_grad()
+    def _held_out_metrics(self, x: torch.Tensor | None,
+                          y: torch.Tensor | None) -> tuple[list[float], list[float]]:
+        """Loss and accuracy per member on a held-out split (test or validation)."""
+        nan = [math.nan] * len(self.members)
+        if x is None:
+            return nan, nan
+        out = self.model(x)
+        loss = self._losses(out, y).reshape(-1).tolist()
+        acc = ((out.argmax(-1) == y).float().mean(-1).reshape(-1).tolist()
+               if self.classify else nan)
+        return loss, acc
+
+    # -- recording ----------------------------------------------------------------------------
+
+    def _record(self, epoch: int, losses: list[float], accuracies: list[float],
+                probe: LayerProbe | None) -> None:
+        with LiveTensorMeter.paused():  # logging is not the step's memory
+            self._record_unmetered(epoch, losses, accuracies, probe)
+
+    def _record_unmetered(self, epoch, losses, accuracies, probe) -> None:
+        test_losses, test_accs = self._held_out_metrics(self.x_test, self.y_test)
+        val_losses, val_accs = self._held_out_metrics(self.x_val, self.y_val)
+        norms = self._grad_norms() if probe else [math.nan] * len(self.members)
+        layer_rows = probe.member_rows(epoch) if probe else None
+        for p, m in enumerate(self.members):
+            if not m.active:
+                continue
+            row = {"epoch": epoch, "loss": losses[p], "accuracy": accuracies[p],
+                   "grad_norm": norms[p]}
+            if self.x_val is not None:  # validation and test columns exist only for tasks
+                row.update(val_loss=val_losses[p], val_accuracy=val_accs[p])  # with that split
+            if self.x_test is not None:
+                row.update(test_loss=test_losses[p], test_accuracy=test_accs[p])
+            m.curves.append(row)
+            if layer_rows is not None:
+                m.layers.extend(layer_rows[p])
+            self._check_target(m, epoch, {"loss": losses[p], "accuracy": accuracies[p],
+                                          "test_loss": test_losses[p],
+                                          "test_accuracy": test_accs[p],
+                                          "val_loss": val_losses[p], "val_accuracy": val_accs[p]})
+
+    def _check_target(self, member: _Member, epoch: int, values: dict) -> None:
+        target = self.spec.train.target
+        if target is None or member.epochs_to_target is not None:
+            return
+        value = values.get(target.metric, math.nan)
+        met = value <= target.value if target.metric.endswith("loss") else value >= target.value
+        if met:
+            member.epochs_to_target = epoch
+
+    def _probe(self, meter: PeakMemory | None = None) -> LayerProbe:
+        return LayerProbe(self.model, self.activation, metered=meter is not None)
+
+    def _logged(self, epoch: int) -> bool:
+        return epoch % self.spec.train.log_every == 0 or epoch == self.spec.train.epochs
+
+    def _evaluated(self, epoch: int, loss: torch.Tensor, accuracies: list[float]) -> list[float]:
+        """Check an evaluation's losses (one host sync): a member whose loss is not finite
+        diverged at ``epoch``. Returns the losses; the best losses of the others move on."""
+        losses = loss.reshape(-1).tolist()
+        for p, m in enumerate(self.members):
+            if not m.active:
+                continue
+            if math.isfinite(losses[p]):
+                m.best_loss = min(m.best_loss, losses[p])
+            else:
+                self._diverged(p, epoch, losses[p], accuracies[p])
+        return losses
+
+    @property
+    def _stopped(self) -> bool:
+        return not any(m.active for m in self.members)
+
+    @cached_property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """Built at the first step, not with the trainer: an init-only trial (epochs = 0) never
+        steps, and the first torch.optim optimizer of a process imports torch._dynamo (about
+        1.5 s). Building it takes no random numbers, so a trial's numbers do not change."""
+        cfg = self.spec.train
+        return build_optimizer(cfg.optimizer, self.model.parameters(), lr=cfg.lr_effective,
+                               weight_decay=cfg.weight_decay, momentum=cfg.momentum)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def run(self, on_progress: Callable[[float], None] | None = None) -> list[TrialResult]:
+        cfg = self.spec.train
+        resident = tensor_bytes([*self.model.parameters(), self.x, self.y,
+                                 self.x_test, self.y_test, self.x_val, self.y_val])
+        if cfg.epochs > 0 and cfg.batch_size == "full":
+            self._reference = self._full_set_gradient()
+        start = time.perf_counter()
+        epoch_times: list[float] = []
+        epoch_fn = self._full_batch_epoch if cfg.batch_size == "full" else self._mini_batch_epoch
+        for epoch in range(cfg.epochs + 1):
+            training = epoch < cfg.epochs
+            # Peak memory is measured over the first epoch of training (or, with epochs = 0, the
+            # one evaluation): the warm-up, which time_per_epoch_s leaves out.
+            meter = PeakMemory(self.device, resident) if epoch == 0 else None
+            t0 = time.perf_counter()
+            epoch_fn(epoch, self._logged(epoch), training, meter)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            if training:
+                epoch_times.append(time.perf_counter() - t0)
+            if meter is not None:
+                self.peak_memory = meter.peak
+            if training and on_progress is not None:
+                on_progress((epoch + 1) / cfg.epochs)
+            if self._stopped:
+                break
+        wall = time.perf_counter() - start
+        self._extrapolation()
+        results = []
+        for p, m in enumerate(self.members):
+            self._finish(m, wall, epoch_times)
+            if m.state_dict is None:
+                m.state_dict = self._state_dict(p)
+            share = [t / len(self.members) for t in epoch_times]
+            results.append(TrialResult(m.row, m.curves, m.layers, m.state_dict, share))
+        return results
+
+    # -- measurements outside the loop ------------------------------------------------------
+
+    def _per_member(self, tensors) -> torch.Tensor:
+        """Tensors (member first for a pack) -> members x values, in double on the CPU."""
+        flat = [t.detach().cpu().double().reshape(len(self.members) if self.packed else 1, -1)
+                for t in tensors]
+        return torch.cat(flat, dim=1)
+
+    def _full_set_gradient(self) -> torch.Tensor | None:
+        """Full batch: the gradient of the whole training set's mean loss at the initial
+        weights in one pass (members x parameters, on the CPU), the reference the k-chunked
+        first step is compared with. Computed before the clock and the memory meter start. A
+        device too small for the one pass (what accumulation is for) leaves the column NaN."""
+        try:
+            self._accumulate([(self.x, self.y)], None, False)
+        except torch.OutOfMemoryError:
+            self.model.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            return None
+        reference = self._per_member(p.grad for p in self.model.parameters())
+        self.model.zero_grad(set_to_none=True)
+        return reference
+
+    def _first_step(self) -> None:
+        """Call between the first step's backward and its update: records each member's
+        grad_equivalence_error, ||g_step - g_full|| / ||g_full||."""
+        reference, self._reference = self._reference, None
+        if reference is None:
+            return
+        with LiveTensorMeter.paused():  # copied to the CPU: not the step's memory on any device
+            step = self._per_member(p.grad for p in self.model.parameters())
+            errors = (step - reference).norm(dim=1) / reference.norm(dim=1)
+        for m, error in zip(self.members, errors.tolist()):
+            m.grad_equivalence_error = error if math.isfinite(error) else math.nan
+
+    @torch.no_grad()
+    def _extrapolation(self) -> None:
+        """Regression on one input: how the final fit continues far from the data. The slope
+        ratio is the mean absolute secant slope over [hi + w, hi + 1.5 w] and its mirror
+        [lo - 1.5 w, lo - w] (w = hi - lo, the training range; [3, 4] and [-4, -3] for cubic)
+        over that over the outer quarters of the training range. About 1: the fit goes on
+        linearly; about 0: it goes flat.
+
+        It also records the fit itself at fixed probe points, for the ensemble's spread over
+        seeds (ensemble.with_spread, when the store writes the trials table):
+        ``fit_probe_inside`` at PROBE_INSIDE evenly spaced x on [lo, hi], ``fit_probe_outside``
+        at PROBE_OUTSIDE evenly spaced x on [lo - 1.5 w, lo - w] and then as many on
+        [hi + w, hi + 1.5 w], each ascending."""
+        if self.classify or self.x.shape[-1] != 1:
+            return
+        xs = self.x.select(-1, 0).reshape(len(self.members), -1).double()  # members x samples
+        lo, hi = xs.amin(1, keepdim=True), xs.amax(1, keepdim=True)
+        w = hi - lo
+        # Four intervals per member: far right, far left, right edge, left edge.
+        starts = torch.cat([hi + w, lo - 1.5 * w, hi - w / 4, lo], dim=1)
+        widths = torch.cat([w / 2, w / 2, w / 4, w / 4], dim=1)
+        ends = torch.stack([starts, starts + widths], dim=2).reshape(len(self.members), -1)
+        probes = self.probe_points(lo, hi)  # members x (inside + outside)
+        f = self._fit(torch.cat([ends, probes], dim=1))
+        f_ends, f_probes = f[:, :8].reshape(len(self.members), 4, 2), f[:, 8:]
+        slope = (f_ends[:, :, 1] - f_ends[:, :, 0]).abs() / widths
+        ratios = slope[:, :2].mean(1) / slope[:, 2:].mean(1)
+        for m, ratio, fit in zip(self.members, ratios.tolist(), f_probes.tolist()):
+            if not m.active:
+                continue
+            if math.isfinite(ratio):
+                m.extrapolation_slope_ratio = ratio
+            if all(math.isfinite(v) for v in fit):
+                n = self.PROBE_INSIDE
+                m.fit_probe_inside, m.fit_probe_outside = fit[:n], fit[n:]
+
+    def _fit(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's prediction at ``x`` (members x points, one input): members x points, in
+        double."""
+        x = x.to(self.x.dtype).unsqueeze(-1)
+        f = self.model(x) if self.packed else self.model(x[0])
+        return f.double().reshape(len(self.members), -1)
+
+    PROBE_INSIDE = 21   # probe points on the training range [lo, hi]
+    PROBE_OUTSIDE = 11  # ... on each outer window, [lo - 1.5 w, lo - w] and [hi + w, hi + 1.5 w]
+
+    @classmethod
+    def probe_points(cls, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+        """The x at which a one-input regression's final fit is recorded (``fit_probe_inside``,
+        then ``fit_probe_outside``), for training ranges [lo, hi] (n x 1 tensors): n x
+        (PROBE_INSIDE + 2 PROBE_OUTSIDE), in lo's dtype and device. For cubic: [-1, 1] in
+        steps of 0.1, then [-4, -3] and [3, 4] in steps of 0.1."""
+        w = hi - lo
+        inside = torch.linspace(0, 1, cls.PROBE_INSIDE, dtype=lo.dtype, device=lo.device)
+        outside = torch.linspace(0, 0.5, cls.PROBE_OUTSIDE, dtype=lo.dtype, device=lo.device)
+        return torch.cat([lo + inside * w, lo - 1.5 * w + outside * w, hi + w + outside * w],
+                         dim=1)
+
+    def _state_dict(self, p: int) -> dict:
+        if self.packed:
+            return self.model.member_state_dict(p)
+        return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
+
+    @staticmethod
+    def _metered(meter: PeakMemory | None):
+        """The meter's window around a block; a no-op without a meter."""
+        return meter.window() if meter is not None else nullcontext()
+
+    def _full_batch_epoch(self, epoch, logged, training, meter) -> None:
+        """One full-batch step; its forward pass is also the evaluation of epoch ``epoch``.
+
+        The step is metered in two windows, forward+backward and the update, with the logging
+        in between left out (the allocator's peak on CUDA cannot be paused).
+        """
+        probe = self._probe(meter) if logged else None
+        try:
+            with self._metered(meter):
+                loss, acc = self._accumulate(self.full_chunks, probe, self.classify and logged)
+        finally:
+            if probe:
+                probe.close()
+        # One host sync per epoch: divergence is caught when it happens.
+        losses = self._evaluated(epoch, loss, acc)
+        if self._stopped:
+            return
+        if logged:
+            self._record(epoch, losses, acc, probe)
+        if training:
+            self._first_step()
+            with self._metered(meter):
+                self.optimizer.step()
+
+    EVAL_SAMPLES = 1000  # the logged evaluation's pieces (see _mini_batch_epoch)
+
+    def _sample(self, index: torch.Tensor):
+        """The micro-batch at ``index`` (samples; members x samples for a pack)."""
+        if not self.packed:
+            return self.x[index], self.y[index]
+        return self.x[self._member_rows, index], self.y[self._member_rows, index]
+
+    def _mini_batch_epoch(self, epoch, logged, training, meter) -> None:
+        """Evaluate epoch ``epoch`` on the whole training set if logged, then train one epoch.
+
+        The evaluation runs in chunks of at least EVAL_SAMPLES samples (one step's, if more);
+        the peak memory is that of the training micro-batches, so it is measured around them
+        only.
+        """
+        cfg = self.spec.train
+        k, b = cfg.accumulation_steps, int(cfg.batch_size)
+        if logged:
+            # In pieces of EVAL_SAMPLES (or one step's samples, if more): small steps would make
+            # the logged evaluation dispatch-bound (MNIST-1D's CNN: 49 ms per pass over the
+            # training set in pieces of 100, 28 ms in pieces of 500). One micro-batch when this
+            # evaluation is what the memory meter measures (epochs = 0). The weighting keeps
+            # the numbers those of the whole set.
+            size = b if meter is not None and not training else max(b * k, self.EVAL_SAMPLES)
+            chunks = list(zip(self.x.split(size, dim=self.sd), self.y.split(size, dim=self.sd)))
+            probe = self._probe(meter if not training else None)
+            try:
+                with self._metered(meter if not training else None):
+                    loss, acc = self._accumulate(chunks, probe, self.classify)
+            finally:
+                probe.close()
+            losses = self._evaluated(epoch, loss, acc)
+            if self._stopped:
+                return
+            self._record(epoch, losses, acc, probe)
+            if epoch == 0 and training:  # the full-set gradient at init, from that evaluation
+                with LiveTensorMeter.paused():
+                    self._reference = self._per_member(p.grad for p in self.model.parameters())
+        if not training:
+            return
+        orders = [torch.randperm(self.n_train, generator=g) for g in self.batches]
+        order = torch.stack(orders) if self.packed else orders[0]
+        micro = order.to(self.device).split(b, dim=self.sd)
+        epoch_loss = None
+        with self._metered(meter):
+            for s in range(0, len(micro), k):  # the last step may hold fewer than k: step on it
+                loss, _ = self._accumulate(micro[s:s + k], None, False, fetch=self._sample)
+                epoch_loss = loss if epoch_loss is None else epoch_loss + loss
+                self._first_step()
+                self.optimizer.step()
+        # One sync per epoch; a non-finite step poisons the weights, so the sum shows it.
+        for p, value in enumerate(epoch_loss.reshape(-1).tolist()):
+            if self.members[p].active and not math.isfinite(value):
+                self._diverged(p, epoch + 1, math.nan, math.nan)
+
+    def _diverged(self, p: int, epoch: int, loss: float, accuracy: float) -> None:
+        m = self.members[p]
+        m.curves.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
+                         "grad_norm": math.nan})
+        m.diverged_at = epoch
+        if self.packed:  # the pack trains on; keep this member's weights as they are now
+            m.state_dict = self._state_dict(p)
+
+    def _finish(self, m: _Member, wall: float, epoch_times: list[float]) -> None:
+        """Fill member ``m``'s trials row. A pack's time and memory are shared by its members:
+        each row holds the pack's figure divided by the pack's size (``pack_size``)."""
+        row, last = m.row, m.curves[-1]
+        share = len(self.members)
+        bounded = self.activation.bounds is not None or self.activation.user
+        final_layers = [r for r in m.layers if r["epoch"] == last["epoch"]]
+        init_layers = [r for r in m.layers if r["epoch"] == 0]
+        steady = epoch_times[1:]
+        per_epoch = sum(steady) / len(steady) / share if steady else math.nan
+        row.update(
+            final_loss=last["loss"], final_accuracy=last["accuracy"],
+            best_loss=m.best_loss if math.isfinite(m.best_loss) else math.nan,
+            epochs_to_target=m.epochs_to_target,
+            # DESIGN: the mean over ReLU-family layers; a net without any has no dead fraction
+            dead_fraction=_mean([r["dead_fraction"] for r in final_layers])
+            if self.activation.relu_family else math.nan,
+            saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded
+            else math.nan,
+            all_dead_layer=float(any(r["dead_fraction"] == 1.0 for r in final_layers))
+            if self.activation.relu_family and final_layers else math.nan,
+            init_activation_std_ratio=_ratio(init_layers, "activation_std", -1, 0),
+            init_grad_std_ratio=_ratio(init_layers, "backprop_grad_std", 0, -1),
+            grad_equivalence_error=m.grad_equivalence_error,
+            extrapolation_slope_ratio=m.extrapolation_slope_ratio,
+            fit_probe_inside=m.fit_probe_inside, fit_probe_outside=m.fit_probe_outside,
+            grad_norm=last["grad_norm"], time_total_s=wall / share, time_per_epoch_s=per_epoch,
+            time_warmup_s=epoch_times[0] / share if epoch_times else math.nan,
+            samples_per_s=self.n_train / per_epoch if steady else math.nan,
+            peak_memory_bytes=(round(self.peak_memory / share)
+                               if self.peak_memory is not None else None),
+            n_params=(self.model.member_params() if self.packed
+                      else sum(p.numel() for p in self.model.parameters())),
+            device_name=device_name(self.device))
+        if self.x_val is not None:
+            row.update(final_val_loss=last.get("val_loss", math.nan),
+                       final_val_accuracy=last.get("val_accuracy", math.nan))
+        if self.x_test is not None:
+            row.update(final_test_loss=last.get("test_loss", math.nan),
+                       final_test_accuracy=last.get("test_accuracy", math.nan))
+        if m.diverged_at is not None:
+            row.update(status="diverged", diverged_epoch=m.diverged_at,
+                       error=f"non-finite loss ({last['loss']}) at epoch {m.diverged_at}")
+        for r in m.curves:
+            r["trial_id"] = row["trial_id"]
+        for r in m.layers:
+            r["trial_id"] = row["trial_id"]
+
+
+def _ratio(layers: list[dict], column: str, top: int, bottom: int) -> float:
+    """layers[top][column] / layers[bottom][column]; NaN with fewer than two hidden layers."""
+    if len(layers) < 2:
+        return math.nan
+    num, den = layers[top][column], layers[bottom][column]
+    return num / den if den and math.isfinite(num) and math.isfinite(den) else math.nan
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
