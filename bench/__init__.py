@@ -8,7 +8,7 @@ workers import only what they need:
     bench.plots.curves(run), ...                     bench.UserError: every user mistake
 """
 
-__version__ = "0.1.0"
+from bench.version import __version__
 
 _API = ("load_suite", "make_suite", "run", "open_run", "Run", "Claims")
 __all__ = [*_API, "UserError", "expand", "plots", "__version__"]

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from bench import __version__
+from bench import schema
 from bench.errors import UserError
 from bench.execution.run import Interrupted, RunOptions, Stopped, run_suite
 from bench.plugins import GROUPS, registered
@@ -32,6 +32,7 @@ from bench.training.optimizers import OPTIMIZERS
 from bench.training.packing import PackMode, packable, plan
 from bench.training.spec import TrialSpec
 from bench.training.tasks import TASKS, UncheckedUserTaskConfig
+from bench.version import __version__
 
 EXIT_FAILED = 1  # a failed trial, a failed or uncheckable claim, a report not drawn
 EXIT_USER_ERROR = 2
@@ -111,7 +112,7 @@ def _seed_list(text: str) -> list[int]:
     return seeds
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     prog = _prog()
     raw = argparse.RawDescriptionHelpFormatter  # the epilogs' lists and tables as written
     parser = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, formatter_class=raw,
@@ -255,7 +256,7 @@ def _error(label: str, message: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     # In a log file or CI rich would wrap at 80 columns; tables are easier to read wider.
     console = _console() if sys.stdout.isatty() else _console(width=160)
     try:
@@ -638,10 +639,10 @@ def _print_summary(store, suite: Suite, console: Console) -> int:
     if trials.empty:
         return 0
     failed = int((trials.status == "failed").sum())
-    for (status, error), group in trials[trials.status.isin(["skipped", "failed"])].groupby(
+    for (status, error), group in trials[trials.status.isin(schema.NOT_TRAINED)].groupby(
             ["status", "error"], dropna=False):
         console.print(f"{len(group)} trials {status}: {error}", highlight=False, markup=False)
-    ran = trials[trials.status.isin(["ok", "diverged"])]
+    ran = trials[trials.status.isin(schema.TRAINED)]
     if ran.empty:
         return failed
     keys = [k for k in suite.varied_keys if k in ran.columns and ran[k].map(repr).nunique() > 1]

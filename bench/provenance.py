@@ -74,7 +74,7 @@ def git_commit(root: Path | None = None) -> str | None:
                     return commit.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
         except (OSError, subprocess.SubprocessError):
             pass
-    return _recorded_commit()
+    return recorded_commit()
 
 
 def _is_actbench_tree(root: Path) -> bool:
@@ -86,7 +86,7 @@ def _is_actbench_tree(root: Path) -> bool:
     return 'name = "actbench"' in text
 
 
-def _recorded_commit() -> str | None:
+def recorded_commit() -> str | None:
     """The commit in the installed distribution's PEP 610 direct_url.json, if pip wrote one."""
     from importlib import metadata
 

@@ -6,7 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench.training.loop import _Trainer, run_trial, trial_row
+from bench.training import run_trial, trial_row
+from bench.training.loop import Trainer
 from tests.conftest import one_spec
 
 
@@ -14,7 +15,7 @@ def trainer(train="optimizer = \"sgd\"\nlr = 0.1\nepochs = 5", points=50, hidden
             task="spiral"):
     task_keys = f'kind = "{task}"' + (f"\npoints_per_class = {points}" if task == "spiral" else "")
     spec = one_spec(task=task_keys, model=f"hidden = {hidden}\nactivation = \"tanh\"", train=train)
-    return _Trainer([spec], [trial_row(spec, 1)])
+    return Trainer([spec], [trial_row(spec, 1)])
 
 
 def grads(model):
@@ -97,7 +98,7 @@ def test_k_micro_batches_train_like_one_full_batch():
 def test_lr_scaling(scaling, factor):
     spec = one_spec(train=f"optimizer = \"sgd\"\nlr = 0.01\nepochs = 1\naccumulation_steps = 8\n"
                           f"lr_scaling = \"{scaling}\"")
-    t = _Trainer([spec], [trial_row(spec, 1)])
+    t = Trainer([spec], [trial_row(spec, 1)])
     assert t.optimizer.param_groups[0]["lr"] == pytest.approx(0.01 * factor)
     assert spec.train.lr_effective == pytest.approx(0.01 * factor)
 

@@ -151,6 +151,6 @@ def test_in_a_notebook_the_bar_renders_there_or_falls_back_to_lines(monkeypatch,
     monkeypatch.setattr(runner, "_has_ipywidgets", lambda: widgets)
     notebook = Console(force_jupyter=True)
     assert notebook.is_jupyter and not notebook.is_terminal
-    assert runner._progress(notebook).disable is (not widgets)
-    assert runner._progress(Console(force_terminal=True)).disable is False
-    assert runner._progress(Console(file=open("/dev/null", "w"))).disable is True
+    assert runner.progress_bar(notebook).disable is (not widgets)
+    assert runner.progress_bar(Console(force_terminal=True)).disable is False
+    assert runner.progress_bar(Console(file=open("/dev/null", "w"))).disable is True

@@ -95,7 +95,7 @@ def test_run_writes_the_contract_tables(tiny_run):
         assert cpu[col].notna().all(), col
     relu = cpu[cpu["model.activation"] == "relu"]
     tanh = cpu[cpu["model.activation"] == "tanh"]
-    assert relu.dead_fraction.notna().all()  # DESIGN: mean over ReLU-family layers ...
+    assert relu.dead_fraction.notna().all()  # docs/results.md: mean over ReLU-family layers ...
     assert tanh.dead_fraction.isna().all()   # ... and a tanh net has none
     assert tanh.saturated_fraction.notna().all()
     assert cpu[cpu["model.activation"] == "relu"].saturated_fraction.isna().all()

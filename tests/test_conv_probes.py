@@ -13,7 +13,7 @@ from bench.training.activations import ACTIVATIONS, SATURATION_MARGIN, resolve
 from bench.training.config import ModelConfig
 from bench.training.model import build_model
 from bench.training.packing import PackedModel
-from bench.training.probes import LayerProbe, _LayerStats
+from bench.training.probes import LayerProbe, LayerStats
 from tests.conftest import make_suite, user_module
 
 CONV = dict(kind="cnn1d", channels=[6, 5], kernel=[3, 2], stride=[1, 2], padding=[1, 0])
@@ -86,7 +86,7 @@ def test_a_channel_alive_at_one_position_only_is_alive():
     # channel 0: zero everywhere but one position of one sample; channel 1: zero everywhere
     a = torch.zeros(4, 2, 7)
     a[2, 0, 5] = 0.3
-    s = _LayerStats(ACTIVATIONS["relu"], positions=True)
+    s = LayerStats(ACTIVATIONS["relu"], positions=True)
     for chunk in a.tensor_split(2):
         s.add_output(chunk.unsqueeze(0))
     assert s.fraction_false(s.alive) == [0.5]

@@ -321,10 +321,10 @@ def test_workers_that_run_two_trials_at_once_are_refused():
 def test_a_run_no_worker_can_finish_is_noticed():
     cpu = [one_spec()]
     cuda = [one_spec(train='optimizer = "sgd"\nlr = 0.1\nepochs = 2\ndevice = "cuda"')]
-    assert cluster_module._runnable(_Info(a={}), [cpu])
-    assert not cluster_module._runnable(_Info(), [cpu])               # every worker gone
-    assert not cluster_module._runnable(_Info(a={}), [cuda])          # no GPU worker left
-    assert cluster_module._runnable(_Info(a={"resources": {"GPU": 1}}), [cuda])
+    assert cluster_module.can_run(_Info(a={}), [cpu])
+    assert not cluster_module.can_run(_Info(), [cpu])               # every worker gone
+    assert not cluster_module.can_run(_Info(a={}), [cuda])          # no GPU worker left
+    assert cluster_module.can_run(_Info(a={"resources": {"GPU": 1}}), [cuda])
 
 
 def test_a_long_sweep_is_submitted_in_bounded_batches(monkeypatch):

@@ -14,7 +14,7 @@ import torch
 
 import bench
 from bench.analysis.compare import compare, markdown
-from bench.cli import _parser, main
+from bench.cli import build_parser, main
 from bench.execution.run import RunOptions, run_suite
 from bench.results.reader import RunData
 from bench.training.activations import resolve
@@ -169,8 +169,8 @@ def test_quick_fails_when_no_claim_could_be_checked(tmp_path, capsys):
 
 
 def test_exit_statuses_are_documented():
-    top = _parser().format_help()
-    run = _parser()._subparsers._group_actions[0].choices["run"].format_help()
+    top = build_parser().format_help()
+    run = build_parser()._subparsers._group_actions[0].choices["run"].format_help()
     for text in (top, run):
         flat = " ".join(text.split())
         assert "exit status:" in flat
@@ -215,7 +215,7 @@ def test_top_level_help_is_prose_with_examples_not_the_docstring(capsys):
 
 
 def test_every_argument_of_every_command_has_help():
-    parser = _parser()
+    parser = build_parser()
     parsers = {"": parser, **{name: p for a in parser._actions
                               if isinstance(a, argparse._SubParsersAction)
                               for name, p in a.choices.items()}}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bench.cli import main
-from bench.execution.local import _retry
+from bench.execution.local import retry_unit
 from bench.reporting.report import render
 from bench.suite.parse import expand, load_suite
 from bench.training import loop as train_module
@@ -116,8 +116,8 @@ def test_mini_batch_members_diverge_apart_and_a_pack_with_none_left_stops(monkey
         assert_same_numbers(got, want)
     # Every member diverged: the pack stops there, and runs no further epochs
     epochs = []
-    monkeypatch.setattr(train_module._Trainer, "_mini_batch_epoch",
-                        _counting(train_module._Trainer._mini_batch_epoch, epochs))
+    monkeypatch.setattr(train_module.Trainer, "_mini_batch_epoch",
+                        _counting(train_module.Trainer._mini_batch_epoch, epochs))
     wild = specs_of(CUBIC, 'hidden = [32]\nactivation = "relu"',
                     'optimizer = "sgd"\nlr = 1e4\nepochs = 50\nbatch_size = 10')
     results = run_pack(wild)
@@ -154,10 +154,10 @@ def test_time_and_memory_are_the_packs_shared_by_its_members():
 def test_a_pack_whose_worker_died_is_retried_as_single_trials():
     specs = specs_of(*CASES["full batch, adam, relu"])
     attempts, pending, failed = {}, [], []
-    _retry(specs, attempts, pending, 1, lambda s, r: failed.append(r))
+    retry_unit(specs, attempts, pending, 1, lambda s, r: failed.append(r))
     assert pending == [[s] for s in specs] and not failed
     for unit in pending:
-        _retry(unit, attempts, [], 1, lambda s, r: failed.append(r))
+        retry_unit(unit, attempts, [], 1, lambda s, r: failed.append(r))
     assert [r.trial["trial_id"] for r in failed] == [s.trial_id for s in specs]
     assert {r.status for r in failed} == {"failed"}
     assert "worker process died" in failed[0].trial["error"]
@@ -252,14 +252,14 @@ def test_auto_leaves_cuda_alone():
 def test_a_pack_out_of_memory_runs_its_trials_alone(monkeypatch):
     specs = grid('optimizer = "adam"\nlr = 0.01')[:3]
     want = [run_trial(s) for s in specs]
-    real_run = train_module._Trainer.run
+    real_run = train_module.Trainer.run
 
     def run(self, on_progress=None):
         if self.packed:
             raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
         return real_run(self, on_progress)
 
-    monkeypatch.setattr(train_module._Trainer, "run", run)
+    monkeypatch.setattr(train_module.Trainer, "run", run)
     got = run_pack(specs)
     assert [g.status for g in got] == ["ok"] * 3 and [g.trial["pack_size"] for g in got] == [1] * 3
     assert [g.trial["final_loss"] for g in got] == [w.trial["final_loss"] for w in want]
@@ -267,7 +267,7 @@ def test_a_pack_out_of_memory_runs_its_trials_alone(monkeypatch):
     def out_of_memory(self, on_progress=None):
         raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
 
-    monkeypatch.setattr(train_module._Trainer, "run", out_of_memory)
+    monkeypatch.setattr(train_module.Trainer, "run", out_of_memory)
     (alone,) = run_pack(specs[:1])  # a single trial out of memory is a failed row, as before
     assert alone.status == "failed" and "out of memory" in alone.trial["error"]
 

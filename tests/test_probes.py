@@ -9,11 +9,11 @@ from torch import nn
 from bench.training.activations import ACTIVATIONS
 from bench.training.config import ModelConfig
 from bench.training.model import MLP
-from bench.training.probes import LayerProbe, _LayerStats, _Moments
+from bench.training.probes import LayerProbe, LayerStats, Moments
 
 
 def stats(name, outputs, chunks=1):
-    s = _LayerStats(ACTIVATIONS[name])
+    s = LayerStats(ACTIVATIONS[name])
     for chunk in torch.as_tensor(outputs, dtype=torch.float32).tensor_split(chunks):
         s.add_output(chunk.unsqueeze(0))  # member first: one member
     return s
@@ -73,7 +73,7 @@ def test_saturation_is_undefined_for_unbounded_activations():
 
 def test_moments_merge_across_chunks_exactly():
     x = torch.randn(1000, dtype=torch.float64) * 0.01 + 0.99  # mean dwarfs the spread
-    m = _Moments()
+    m = Moments()
     for chunk in x.tensor_split(7):
         m.add(chunk.unsqueeze(0))
     assert m.mean == [pytest.approx(x.mean().item(), rel=1e-12)]

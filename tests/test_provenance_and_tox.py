@@ -35,7 +35,7 @@ def test_the_checkout_records_its_own_commit():
 
 
 def test_another_projects_tree_is_not_actbenchs_commit(tmp_path, monkeypatch):
-    monkeypatch.setattr(provenance, "_recorded_commit", lambda: None)
+    monkeypatch.setattr(provenance, "recorded_commit", lambda: None)
     other = _repo(tmp_path / "other", "someone-elses-project")
     assert provenance.git_commit(other) is None
     # actbench vendored inside another project's repository: the tree is not actbench's own
@@ -61,10 +61,10 @@ def test_an_install_records_the_commit_pip_wrote(monkeypatch):
     sha = "0123456789abcdef0123456789abcdef01234567"
     monkeypatch.setattr(metadata, "distribution", lambda name: Dist(
         {"url": "git+https://example.org/actbench", "vcs_info": {"vcs": "git", "commit_id": sha}}))
-    assert provenance._recorded_commit() == sha
+    assert provenance.recorded_commit() == sha
     monkeypatch.setattr(metadata, "distribution",
                         lambda name: Dist({"url": "file:///x", "dir_info": {}}))
-    assert provenance._recorded_commit() is None  # a plain `pip install .`: no commit to claim
+    assert provenance.recorded_commit() is None  # a plain `pip install .`: no commit to claim
 
 
 def _tox():

@@ -200,12 +200,12 @@ def test_an_honest_run_still_reports_and_compares_under_reports(plain_run, tmp_p
 
 
 def test_figure_file_names_from_task_names_stay_in_their_folder():
-    from bench.reporting.report import _figure_stems
+    from bench.reporting.report import figure_stems
 
-    stems = _figure_stems(["../../x", "pkg.mod:task", "pkg_mod_task", "/abs", "spiral"])
+    stems = figure_stems(["../../x", "pkg.mod:task", "pkg_mod_task", "/abs", "spiral"])
     assert all(re.fullmatch(r"[A-Za-z0-9_-]+_", s) for s in stems.values())
     assert len(set(stems.values())) == len(stems)
-    assert _figure_stems(["../../x"]) == {"../../x": ""}  # one task: no prefix at all
+    assert figure_stems(["../../x"]) == {"../../x": ""}  # one task: no prefix at all
 
 
 # -- 2. the Markdown report shows user text as text --------------------------------------------

@@ -282,7 +282,7 @@ def test_a_stale_pid_file_without_flock_is_taken_over(finished, tmp_path, monkey
 
 def test_readers_never_delete_a_live_writers_temporaries(finished, tmp_path):
     with _held_elsewhere(finished) as other:
-        tag = store_module._HOST_TAG
+        tag = store_module.HOST_TAG
         live = finished / f".trials.parquet.{tag}.{other.process.pid}.0123abcd.tmp"
         live_part = finished / "parts" / f".abc.{tag}.{other.process.pid}.0123abcd"
         live.write_bytes(b"half")
@@ -300,7 +300,7 @@ def test_readers_never_delete_a_live_writers_temporaries(finished, tmp_path):
 
 def test_temporaries_of_a_dead_process_are_cleaned_up(finished, tmp_path):
     leftovers = [finished / ".manifest.json.k9abc",  # the old naming
-                 finished / f".manifest.json.{store_module._HOST_TAG}.999999999.0123abcd.tmp",
+                 finished / f".manifest.json.{store_module.HOST_TAG}.999999999.0123abcd.tmp",
                  finished / "parts" / ".stale.x.123"]
     leftovers[0].write_text("{}")
     leftovers[1].write_text("{}")

@@ -6,7 +6,7 @@ import re
 import pytest
 from rich.console import Console
 
-from bench.execution.run import RunOptions, _progress, run_suite
+from bench.execution.run import RunOptions, progress_bar, run_suite
 from tests.conftest import make_suite, one_spec
 
 
@@ -14,7 +14,7 @@ from tests.conftest import make_suite, one_spec
 def test_the_progress_line_keeps_its_count_and_eta_at_any_width(width):
     out = io.StringIO()
     console = Console(file=out, width=width, force_terminal=True, color_system=None)
-    progress = _progress(console)
+    progress = progress_bar(console)
     long = one_spec().label() + ": loss 0.01234 acc 0.999 " + "x" * 200
     with progress:
         task = progress.add_task("a-suite-with-a-long-name", total=192, last="")

@@ -227,7 +227,7 @@ def test_measuring_the_gradient_error_costs_the_step_no_memory(monkeypatch):
     spec = one_spec(model='hidden = [256, 256]\nactivation = "relu"',
                     train='optimizer = "sgd"\nlr = 0.01\nepochs = 1\nbatch_size = 4')
     measured = run_trial(spec).trial
-    monkeypatch.setattr(train._Trainer, "_first_step", lambda self: None)
+    monkeypatch.setattr(train.Trainer, "_first_step", lambda self: None)
     bare = run_trial(spec).trial
     assert math.isnan(bare["grad_equivalence_error"]) and measured["grad_equivalence_error"] > 0
     assert measured["peak_memory_bytes"] == bare["peak_memory_bytes"]

@@ -580,12 +580,12 @@ def test_compare_shows_an_absent_key_at_its_old_value_only_where_the_task_had_it
 
     import pandas as pd
 
-    from bench.analysis.compare import _values_by_variant
+    from bench.analysis.compare import values_by_variant
 
     def run(kinds):
         return SimpleNamespace(trials=pd.DataFrame({"task.kind": kinds, "variant": ""}))
 
-    assert _values_by_variant(run(["spiral"]), "task.test_fraction") == {"": "0"}
-    assert _values_by_variant(run(["spiral", "mod:moons"]), "task.test_fraction") == {
+    assert values_by_variant(run(["spiral"]), "task.test_fraction") == {"": "0"}
+    assert values_by_variant(run(["spiral", "mod:moons"]), "task.test_fraction") == {
         "": "(absent)"}
-    assert _values_by_variant(run(["mod:moons"]), "model.init_args") == {"": ""}
+    assert values_by_variant(run(["mod:moons"]), "model.init_args") == {"": ""}

@@ -20,16 +20,18 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from bench import schema
 from bench.analysis.statistics import mean_ci, welch
 from bench.errors import UserError, did_you_mean
 from bench.results.reader import RunData, equals, hashable, settings, show
 from bench.suite.parse import Expect, parse_claims
 
-LOWER_IS_BETTER = ("loss", "time", "memory", "epochs_to_target", "dead", "saturated", "error")
-
 
 def lower_is_better(metric: str) -> bool:
-    return any(word in metric for word in LOWER_IS_BETTER)
+    """Whether a smaller ``metric`` is the improvement ``by_at_least`` asks for: the results
+    schema's direction (bench/schema.py); a column without one (a ratio, a config key) counts
+    up."""
+    return schema.lower_is_better(metric)
 
 
 @dataclass
@@ -194,7 +196,7 @@ def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
         if set(vs_side["trial_id"]) == set(matched["trial_id"]):
             raise UserError(f"[[expect]] #{i}: vs changes nothing: it selects the same trials as "
                             "where", key="vs", value=claim.vs)
-    ran = matched[matched["status"].isin(("ok", "diverged"))]
+    ran = matched[matched["status"].isin(schema.TRAINED)]
     tuned = (run.manifest.get("tuning") or {}).get("keys") or []
     # at the evaluation stage the tuned keys are each setting's pick, not an axis to match on
     keys = [k for k in run.varied_keys if k not in claim.where
@@ -248,7 +250,7 @@ def _compared(run: RunData, vs_side: pd.DataFrame, point: dict, claim: Expect) -
     """The trials ``point`` is compared with: the ``vs`` side at the same values of the other
     keys, except keys the ``vs`` side never takes at those values (a ``[[variant]]`` that pins
     the activation: relu's variant is not identity's)."""
-    other = vs_side[vs_side["status"].isin(("ok", "diverged"))]
+    other = vs_side[vs_side["status"].isin(schema.TRAINED)]
     for key, value in point.items():
         if key in claim.vs:
             continue

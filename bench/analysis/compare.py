@@ -22,6 +22,8 @@ from bench.errors import UserError, did_you_mean
 from bench.results.names import check_run_names
 from bench.results.reader import RunData, equals, settings, show
 
+# What a comparison shows unless told: the report's metrics (bench/schema.py, ``summarized``)
+# but saturation, which is NaN for most activations.
 DEFAULT_METRICS = [m.column for m in METRICS if m.column != "saturated_fraction"]
 
 
@@ -113,7 +115,7 @@ def _fixed_differences(a: RunData, b: RunData, keys: list[str]) -> list[tuple[st
     for column in sorted(set(a.config_columns) | set(b.config_columns)):
         if column in keys:
             continue
-        va, vb = _values_by_variant(a, column), _values_by_variant(b, column)
+        va, vb = values_by_variant(a, column), values_by_variant(b, column)
         if va != vb:
             out.append((column, _describe(va), _describe(vb)))
     return out
@@ -165,7 +167,7 @@ def _devices(run: RunData) -> str:
     return " and ".join(names) or "an unrecorded device"
 
 
-def _values_by_variant(run: RunData, column: str) -> dict:
+def values_by_variant(run: RunData, column: str) -> dict:
     if column not in run.trials:
         from bench.training.spec import ADDED_KEYS
 

@@ -51,6 +51,16 @@ class Estimate:
         return (self.high - self.low) / 2
 
 
+def t_half_width(std, n, confidence: float = CONFIDENCE):
+    """Half-width of the t-interval of a mean, t(1-α/2, n-1) · s / √n; elementwise over arrays
+    of ``std`` and ``n`` (a figure's band, one x at a time). NaN where n < 2."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(over="ignore", invalid="ignore"):  # a huge finite loss before divergence
+        tcrit = _st.t.ppf(0.5 + confidence / 2, np.maximum(n - 1, 1))
+        half = tcrit * np.asarray(std, dtype=float) / np.sqrt(n)
+    return np.where(n >= MIN_SEEDS, half, np.nan)
+
+
 def mean_ci(values, confidence: float = CONFIDENCE) -> Estimate:
     """Mean of the finite values and its t-interval: mean ± t(1-α/2, n-1) · s / √n."""
     a = _finite(values)
@@ -60,8 +70,7 @@ def mean_ci(values, confidence: float = CONFIDENCE) -> Estimate:
     mean = float(a.mean())
     if n < MIN_SEEDS:
         return Estimate(mean, math.nan, math.nan, n)
-    with np.errstate(over="ignore"):  # a huge finite loss just before divergence
-        half = float(_st.t.ppf(0.5 + confidence / 2, n - 1) * a.std(ddof=1) / math.sqrt(n))
+    half = float(t_half_width(a.std(ddof=1), n, confidence))
     return Estimate(mean, mean - half, mean + half, n)
 
 

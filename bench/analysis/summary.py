@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import schema
 from bench.analysis.formatting import estimate, sig, signed, unit_for
 from bench.analysis.statistics import ALPHA, MIN_SEEDS, Difference, Estimate, holm, mean_ci, welch
 from bench.results.reader import RunData, equals, hashable, keyed, settings, show
@@ -51,20 +52,8 @@ class Metric:
         return {i for i, m in finite.items() if m == top}
 
 
-METRICS = (
-    Metric("final_loss", "train loss", "min"),
-    Metric("final_accuracy", "train accuracy", "max", "fraction"),
-    Metric("final_val_loss", "validation loss", "min"),
-    Metric("final_val_accuracy", "validation accuracy", "max", "fraction"),
-    Metric("final_test_loss", "test loss", "min"),
-    Metric("final_test_accuracy", "test accuracy", "max", "fraction"),
-    Metric("best_loss", "best train loss", "min"),
-    Metric("epochs_to_target", "epochs to target", "min", "epochs"),
-    Metric("dead_fraction", "dead units", "min", "fraction"),
-    Metric("saturated_fraction", "saturated units", "min", "fraction"),
-    Metric("time_per_epoch_s", "time / epoch", "min", "seconds"),
-    Metric("peak_memory_bytes", "peak memory", "min", "bytes"),
-)
+METRICS = tuple(Metric(c.name, c.label, c.better, c.kind)
+                for c in schema.metrics() if c.summarized)  # bench/schema.py
 BY_COLUMN = {m.column: m for m in METRICS}
 
 SHORT_NAMES = {"train.accumulation_steps": "k", "model.activation": "activation"}

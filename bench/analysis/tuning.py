@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench import schema
 from bench.analysis.statistics import Estimate, mean_ci
 from bench.suite.parse import Suite
 from bench.suite.stages import Setting, settings, show, tune_device, tuned_values, tuning_specs
@@ -68,7 +69,7 @@ def pick(suite: Suite, trials: pd.DataFrame) -> list[Pick]:
         for i, specs in tuning.items():
             ids = [s.trial_id for s in specs if s.trial_id in by_id.index]
             rows = by_id.loc[ids] if ids else by_id.iloc[0:0]
-            ran = rows[rows["status"].isin(("ok", "diverged"))] if len(rows) else rows
+            ran = rows[rows["status"].isin(schema.TRAINED)] if len(rows) else rows
             est = mean_ci(ran[metric] if metric in ran else [])
             loss = mean_ci(ran["final_val_loss"] if "final_val_loss" in ran else [])
             values = pd.to_numeric(ran[metric], errors="coerce") if metric in ran else pd.Series()

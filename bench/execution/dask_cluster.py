@@ -30,7 +30,8 @@ from contextlib import contextmanager, suppress
 
 from bench.errors import UserError
 from bench.execution.local import OnResult, Unit, _deliver, run_serial
-from bench.training.loop import TrialResult, not_trained, run_pack
+from bench.training.loop import run_pack
+from bench.training.result import TrialResult, not_trained
 
 # to reach a scheduler at the start (ACTBENCH_DASK_CONNECT_TIMEOUT_S overrides)
 CONNECT_TIMEOUT_S = float(os.environ.get("ACTBENCH_DASK_CONNECT_TIMEOUT_S", 10))
@@ -218,7 +219,7 @@ def _collect(distributed, client, futures: dict, threads: int, on_result: OnResu
         if done or not pending:
             stalled_since = None
             continue
-        if _runnable(client, [futures[f] for f in pending]):
+        if can_run(client, [futures[f] for f in pending]):
             stalled_since = None
         else:
             stalled_since = stalled_since or time.monotonic()
@@ -227,7 +228,7 @@ def _collect(distributed, client, futures: dict, threads: int, on_result: OnResu
                                     f"has been connected to {address} for {LOST_AFTER_S:g} s")
 
 
-def _runnable(client, units: list[Unit]) -> bool:
+def can_run(client, units: list[Unit]) -> bool:
     """Some worker can take some of ``units`` (a GPU worker for CUDA ones)."""
     try:
         where = describe(client)

@@ -41,7 +41,8 @@ import torch
 from bench.plugins import in_main
 from bench.training.activations import ACTIVATIONS
 from bench.training.inits import INITS
-from bench.training.loop import TrialResult, not_trained, run_pack
+from bench.training.loop import run_pack
+from bench.training.result import TrialResult, not_trained
 from bench.training.spec import TrialSpec
 from bench.training.tasks import TASKS
 
@@ -211,7 +212,7 @@ class _Slots:
                     future = pool.submit(_run_unit, unit, self.threads)
                 except BrokenProcessPool:  # died before it took the unit: charged, bounded
                     self._replace(slot)
-                    _retry(unit, self.attempts, pending, self.threads, on_result)
+                    retry_unit(unit, self.attempts, pending, self.threads, on_result)
                     continue
                 self.in_flight[future] = slot, unit
             if not self.in_flight:
@@ -228,7 +229,7 @@ class _Slots:
                     results = future.result()
                 except BrokenProcessPool:  # this slot's worker, so this unit's
                     self._replace(slot)
-                    _retry(unit, self.attempts, pending, self.threads, on_result)
+                    retry_unit(unit, self.attempts, pending, self.threads, on_result)
                     continue
                 _deliver(unit, results, on_result)
 
@@ -248,7 +249,7 @@ class _Slots:
         self.pools = [None] * len(self.pools)
 
 
-def _retry(unit: Unit, attempts: dict[str, int], pending: list[Unit], threads: int,
+def retry_unit(unit: Unit, attempts: dict[str, int], pending: list[Unit], threads: int,
            on_result: OnResult) -> None:
     """A unit whose worker died: its trials run again, alone (a pack's size may be what
     killed it), until each has had ``_MAX_ATTEMPTS``; then they are failed rows."""

@@ -25,7 +25,7 @@ from rich.progress import (
 )
 from rich.table import Column
 
-from bench import __version__
+from bench import schema
 from bench.analysis.tuning import pick
 from bench.analysis.tuning import warnings as tuning_warnings
 from bench.errors import UserError
@@ -38,9 +38,11 @@ from bench.results.lock import describe as describe_holder
 from bench.results.writer import RunStore
 from bench.suite.parse import Suite, expand
 from bench.suite.stages import planned_total, second_stage, tune_device
-from bench.training.loop import TrialResult, run_trial
+from bench.training.loop import run_trial
 from bench.training.packing import PackMode, plan
+from bench.training.result import TrialResult
 from bench.training.spec import TrialSpec
+from bench.version import __version__
 
 
 class Interrupted(Exception):
@@ -164,7 +166,7 @@ def _run_stages(suite: Suite, options: RunOptions, console: Console, client,
                   soft_wrap=True, highlight=False)
 
     state = "interrupted"
-    progress = _progress(console)
+    progress = progress_bar(console)
     stage = _Stage(store, options, client, workers, progress, order, session, console)
     try:
         with progress:
@@ -388,7 +390,7 @@ def _suite_entry(suite: Suite) -> dict:
             "text": suite.text}
 
 
-def _progress(console: Console) -> Progress:
+def progress_bar(console: Console) -> Progress:
     """A live bar in a terminal, and in a notebook (rich draws it in an ipywidgets output
     there); elsewhere (a log, CI, a notebook without ipywidgets) it is off, and the run prints
     one line per trial instead."""
@@ -414,7 +416,7 @@ def _has_ipywidgets() -> bool:
 
 def _headline(spec: TrialSpec, result: TrialResult) -> str:
     row = result.trial
-    if row["status"] in ("skipped", "failed"):
+    if row["status"] in schema.NOT_TRAINED:
         return f"{spec.label()}: {row['status']}"
     text = f"{spec.label()}: loss {row['final_loss']:.4g}"
     if not math.isnan(row["final_accuracy"]):

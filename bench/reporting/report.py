@@ -17,7 +17,6 @@ from pathlib import Path
 
 import jinja2
 
-from bench import __version__
 from bench.analysis.formatting import DASH, estimate, interval, md_escape, p_value, signed
 from bench.analysis.statistics import CONFIDENCE
 from bench.analysis.summary import (
@@ -34,6 +33,7 @@ from bench.errors import UserError
 from bench.results.names import check_run_names
 from bench.results.reader import RunData, hashable, show
 from bench.results.writer import atomic_write_bytes
+from bench.version import __version__
 
 FORMATS = ("html", "md")
 METHODS = (
@@ -396,7 +396,7 @@ def default_out(run: RunData, root: Path = Path("reports")) -> Path:
     return root / run.suite_name / run.run_id
 
 
-def _figure_stems(tasks: list[str]) -> dict[str, str]:
+def figure_stems(tasks: list[str]) -> dict[str, str]:
     """The file-name prefix of each task's figures where a run has several tasks: the task's
     name (a user task's import path, read from the trials table) with everything but letters,
     digits, '_' and '-' replaced, so that no figure file lands outside figures/; made unique."""
@@ -461,7 +461,7 @@ def build(run: RunData) -> dict:
     claims, claims_note = _claims(run)
     views = []
     secs = sections(run)
-    stems = _figure_stems([s.task for s in secs])
+    stems = figure_stems([s.task for s in secs])
     for section in secs:
         withheld = len(run.left_out)
         left_out: list[str] = []

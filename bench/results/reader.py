@@ -26,6 +26,7 @@ import pandas as pd
 import pyarrow as pa
 import torch
 
+from bench import schema
 from bench.errors import UserError
 from bench.results.folder import QUARANTINE, quarantined, read_manifest
 from bench.results.lock import describe, holder
@@ -37,7 +38,7 @@ from bench.training.model import build_model
 from bench.training.tasks import TASKS, TaskData, UserTaskConfig, draw_task
 
 CONFIG_SECTIONS = ("task.", "model.", "train.")
-RAN = ("ok", "diverged")  # trials that trained, and so have numbers
+RAN = schema.TRAINED  # trials that trained, and so have numbers
 
 
 def is_config(column: str) -> bool:

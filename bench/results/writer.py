@@ -43,46 +43,24 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from bench import schema
 from bench.errors import UserError
 from bench.provenance import now_utc
 from bench.results import ensemble
 from bench.results.folder import QUARANTINE, read_manifest
 from bench.results.lock import HOST, RunLock, pid_alive
-from bench.training.loop import TrialResult
+from bench.training.result import TrialResult
 
 SCHEMA_VERSION = 1
-TABLES = ("trials", "curves", "layers")
+TABLES = schema.TABLES
 _PART_FILES = {"trials": "trial", "curves": "curves", "layers": "layers"}  # names inside a part
-# Kept when resuming: trials with these statuses are not run again.
-DONE = ("ok", "diverged")
+DONE = schema.DONE  # kept when resuming: not run again
 
 # Columns whose type must not depend on the values a run happened to produce (a column that is
-# null in every row would otherwise be Arrow's null type).
-_TYPES = {
-    **dict.fromkeys(["seed", "epoch", "layer", "diverged_epoch", "epochs_to_target",
-                     "peak_memory_bytes", "n_params", "threads"], pa.int64()),
-    **dict.fromkeys(["trial_id", "suite", "variant", "stage", "status", "error", "worker",
-                     "device_name", "started_at", "train.target.metric", "suite_sha256"],
-                    pa.string()),
-    "train.target.value": pa.float64(),
-    "model.hidden": pa.list_(pa.int64()),
-    **dict.fromkeys(["model.channels", "model.kernel", "model.stride", "model.padding"],
-                    pa.list_(pa.int64())),
-    "model.in_channels": pa.int64(),
-    **dict.fromkeys(["model.kind", "unit"], pa.string()),
-    "model.residual": pa.bool_(),
-    **dict.fromkeys(["fit_probe_inside", "fit_probe_outside"], pa.list_(pa.float64())),
-}
-# The schema of a table with no rows (every trial skipped, or no hidden layers).
-_EMPTY = {
-    "trials": ["trial_id", "suite", "variant", "seed", "status", "error", "final_loss",
-               "final_accuracy", "best_loss", "epochs_to_target", "dead_fraction", "grad_norm",
-               "time_total_s", "time_per_epoch_s", "samples_per_s", "peak_memory_bytes",
-               "device_name", "threads", "worker"],
-    "curves": ["trial_id", "epoch", "loss", "accuracy", "grad_norm"],
-    "layers": ["trial_id", "epoch", "layer", "dead_fraction", "saturated_fraction",
-               "activation_mean", "activation_std", "weight_grad_norm", "backprop_grad_std"],
-}
+# null in every row would otherwise be Arrow's null type): the schema's pinned columns.
+_ARROW = {"int64": pa.int64(), "double": pa.float64(), "string": pa.string(), "bool": pa.bool_(),
+          "list<int64>": pa.list_(pa.int64()), "list<double>": pa.list_(pa.float64())}
+_TYPES = {name: _ARROW[dtype] for name, dtype in schema.pinned_types().items()}
 
 
 _UMASK = os.umask(0)
@@ -92,10 +70,10 @@ os.umask(_UMASK)
 def temp_path(path: Path, suffix: str = ".tmp") -> Path:
     """A temporary name beside ``path`` that no other process will use: it carries this
     host and pid (so a later writer can tell a dead process's leftovers from a live one's)."""
-    return path.with_name(f".{path.name}.{_HOST_TAG}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
+    return path.with_name(f".{path.name}.{HOST_TAG}.{os.getpid()}.{secrets.token_hex(4)}{suffix}")
 
 
-_HOST_TAG = re.sub(r"[^A-Za-z0-9-]", "-", HOST)[:40] or "host"
+HOST_TAG = re.sub(r"[^A-Za-z0-9-]", "-", HOST)[:40] or "host"
 _TEMP = re.compile(r"^\.(?P<name>.+)\.(?P<host>[A-Za-z0-9-]+)\.(?P<pid>\d+)\.[0-9a-f]{8}(\.tmp)?$")
 
 
@@ -184,7 +162,8 @@ def _typed(table: pa.Table, floats: set[str]) -> pa.Table:
 
 
 def _empty(table: str) -> pa.Table:
-    return pa.table({c: pa.array([], _TYPES.get(c, pa.float64())) for c in _EMPTY[table]})
+    """The table with no rows (every trial skipped, or no hidden layers), typed."""
+    return pa.table({c.name: pa.array([], _ARROW[c.dtype]) for c in schema.empty_columns(table)})
 
 
 def write_table(table: pa.Table, path: Path) -> None:
@@ -437,9 +416,6 @@ class _BadPart(Exception):
     """A part that cannot be read back; its message is the one-line reason."""
 
 
-_STATUSES = ("ok", "diverged", "failed", "skipped")
-
-
 def _read_part(part: Path, suite_hashes: set[str]) -> dict[str, pa.Table]:
     """A part's tables, checked: each file readable, one trial row naming this part, every row
     of its curves and layers this trial's, and (where recorded) a suite of this run."""
@@ -465,8 +441,9 @@ def _read_part(part: Path, suite_hashes: set[str]) -> dict[str, pa.Table]:
     if trial.num_rows != 1:
         raise _BadPart(f"trial.parquet holds {trial.num_rows} rows, not 1")
     status = trial.column("status")[0].as_py() if "status" in trial.column_names else None
-    if status not in _STATUSES:
-        raise _BadPart(f"trial.parquet has status {status!r}, not one of {', '.join(_STATUSES)}")
+    if status not in schema.STATUSES:
+        raise _BadPart(f"trial.parquet has status {status!r}, not one of "
+                       f"{', '.join(schema.STATUSES)}")
     if "suite_sha256" in trial.column_names and suite_hashes:
         sha = trial.column("suite_sha256")[0].as_py()
         if sha and sha not in suite_hashes:
@@ -488,7 +465,7 @@ def _remove_leftovers(folder: Path, folders_only: bool = False) -> None:
         if folders_only and not entry.is_dir():
             continue
         match = _TEMP.match(entry.name)
-        if match and match["host"] == _HOST_TAG and (
+        if match and match["host"] == HOST_TAG and (
                 int(match["pid"]) == os.getpid() or pid_alive(int(match["pid"]))):
             continue
         if folders_only and not match:

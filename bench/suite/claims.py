@@ -6,19 +6,15 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import schema
 from bench.errors import UserError, did_you_mean
 from bench.results.reader import hashable, show
 from bench.training.spec import TrialSpec
 
-# Result columns every trial row has (train.trial_row), numeric once the trial has run.
-RESULT_METRICS = ("final_loss", "final_accuracy", "best_loss", "dead_fraction",
-                  "saturated_fraction", "all_dead_layer", "init_activation_std_ratio",
-                  "init_grad_std_ratio", "grad_equivalence_error", "extrapolation_slope_ratio",
-                  "grad_norm", "time_total_s", "time_per_epoch_s", "time_warmup_s",
-                  "samples_per_s", "epochs_to_target", "peak_memory_bytes", "n_params",
-                  "lr_effective", "threads", "pack_size", "diverged_epoch", "seed",
-                  # per grid point, when the store writes the trials table (ensemble.with_spread)
-                  "ensemble_spread_inside", "ensemble_spread_outside", "ensemble_spread_ratio")
+# Result columns every trial row has (bench/schema.py; the splits' columns only where the task
+# has the split), numeric once the trial has run.
+RESULT_METRICS = tuple(c.name for c in schema.columns("trials")
+                       if c.dtype in ("int64", "double") and not c.split)
 _ACCURACY = ("final_accuracy", "final_val_accuracy", "final_test_accuracy")
 
 

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from bench import schema
 from bench.errors import Problem
 from bench.training.model import conv_lengths, layer_costs
 
@@ -221,7 +222,7 @@ def seconds_per_sample(run_dir) -> tuple[float, int] | None:
         trials = pd.read_parquet(run_dir / "trials.parquet", columns=["status", "samples_per_s"])
     except Exception:  # no table yet, an older one, or a folder being written: no estimate
         return None
-    rates = trials.loc[trials["status"].isin(["ok", "diverged"]), "samples_per_s"]
+    rates = trials.loc[trials["status"].isin(schema.TRAINED), "samples_per_s"]
     rates = rates[rates > 0].dropna()
     if rates.empty:
         return None

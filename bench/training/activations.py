@@ -19,7 +19,7 @@ class Activation:
     samples x members x units), to a mask over the other dimensions by reducing dimension 0:
     the unit is inactive for every sample of the chunk. By default that is output exactly 0 (so
     a sigmoid or tanh unit is practically never dead); LeakyReLU's rule is output negative
-    (DESIGN.md). A unit is dead when it is inactive in every chunk, i.e. on the whole training
+    (docs/results.md). A unit is dead when it is inactive in every chunk, i.e. on the whole training
     set. A conv layer's chunk has its positions last (samples x channels x positions; for a
     pack, samples x members x channels x positions) and the probe reduces the positions of the
     mask: a channel is inactive when it is at every position.
@@ -37,7 +37,8 @@ class Activation:
     user: bool = False  # user-defined: saturation from the derivative, by autograd
 
 
-# DESIGN.md: saturated = within 0.01 of a bound for every sample (|tanh| > 0.99; sigmoid < 0.01 or > 0.99).
+# docs/results.md: saturated = within 0.01 of a bound for every sample
+# (|tanh| > 0.99; sigmoid < 0.01 or > 0.99).
 SATURATION_MARGIN = 0.01
 
 def _never_negative(a: torch.Tensor) -> torch.Tensor:

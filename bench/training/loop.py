@@ -16,63 +16,21 @@ import traceback
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 
-from bench.provenance import cuda_unavailable_reason, device_name, worker_id
+from bench.provenance import cuda_unavailable_reason, device_name
 from bench.training.activations import resolve
 from bench.training.memory import LiveTensorMeter, PeakMemory, tensor_bytes
 from bench.training.model import build_model
 from bench.training.optimizers import build_optimizer
 from bench.training.packing import PackedModel, stack
 from bench.training.probes import LayerProbe
+from bench.training.result import TrialResult, not_trained, trial_row
 from bench.training.spec import TrialSpec
-from bench.training.tasks import TaskData, draw_task, task_arguments
-
-
-@dataclass
-class TrialResult:
-    """One trial's rows for the three tables, and its final weights (CPU tensors)."""
-
-    trial: dict
-    curves: list[dict] = field(default_factory=list)
-    layers: list[dict] = field(default_factory=list)
-    state_dict: dict | None = None
-    epoch_times: list[float] = field(default_factory=list)  # wall time of each training epoch
-
-    @property
-    def status(self) -> str:
-        return self.trial["status"]
-
-
-_METRICS = ("final_loss", "final_accuracy", "best_loss", "dead_fraction", "saturated_fraction",
-            "all_dead_layer", "init_activation_std_ratio", "init_grad_std_ratio",
-            "grad_equivalence_error", "extrapolation_slope_ratio", "grad_norm", "time_total_s",
-            "time_per_epoch_s", "time_warmup_s", "samples_per_s")
-
-
-def trial_row(spec: TrialSpec, threads: int, pack_size: int = 1) -> dict:
-    """The trials-table row of ``spec`` before it runs: config filled, metrics empty.
-    ``pack_size``: trials trained together as one packed model (1: alone)."""
-    return {"trial_id": spec.trial_id, "suite": spec.suite, "variant": spec.variant,
-            "stage": spec.stage, "seed": spec.seed, **spec.config, "status": "ok", "error": None,
-            "diverged_epoch": None, **{m: math.nan for m in _METRICS},
-            "epochs_to_target": None, "peak_memory_bytes": None, "n_params": None,
-            "lr_effective": spec.train.lr_effective, "device_name": None,
-            "threads": threads, "pack_size": pack_size, "worker": worker_id(),
-            "task_args": task_arguments(spec.task),
-            "started_at": datetime.now(UTC).isoformat(timespec="seconds")}
-
-
-def not_trained(spec: TrialSpec, threads: int, status: str, error: str, pack_size: int = 1,
-                **columns) -> TrialResult:
-    """The result of a trial that did not train (skipped, failed): its row says why."""
-    row = trial_row(spec, threads, pack_size)
-    row.update(status=status, error=error, **columns)
-    return TrialResult(row)
+from bench.training.tasks import TaskData, draw_task
 
 
 def run_trial(spec: TrialSpec, threads: int = 1) -> TrialResult:
@@ -101,7 +59,7 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1,
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _Trainer(specs, rows).run(on_progress)
+        return Trainer(specs, rows).run(on_progress)
     except _Unpackable:
         pass  # its members run alone, below
     except Exception as exc:  # a crashed trial is a row, and the run goes on
@@ -124,7 +82,7 @@ def epoch_runner(specs: TrialSpec | Sequence[TrialSpec], logged: bool) -> Callab
     ``log_every``-th epoch does."""
     specs = [specs] if isinstance(specs, TrialSpec) else list(specs)
     threads = torch.get_num_threads()
-    trainer = _Trainer(specs, [trial_row(s, threads, len(specs)) for s in specs])
+    trainer = Trainer(specs, [trial_row(s, threads, len(specs)) for s in specs])
     epoch_fn = (trainer._full_batch_epoch if specs[0].train.batch_size == "full"
                 else trainer._mini_batch_epoch)
 
@@ -155,7 +113,7 @@ class _Member:
     state_dict: dict | None = None  # a pack member's weights, taken when it diverged
     grad_equivalence_error: float = math.nan
     extrapolation_slope_ratio: float = math.nan
-    fit_probe_inside: list[float] | None = None   # the final fit at _Trainer.probe_points
+    fit_probe_inside: list[float] | None = None   # the final fit at Trainer.probe_points
     fit_probe_outside: list[float] | None = None  # ... and on the outer windows' points
 
     @property
@@ -163,7 +121,7 @@ class _Member:
         return self.diverged_at is None
 
 
-class _Trainer:
+class Trainer:
     """The training loop of one trial, or of a pack of trials that differ only in the seed.
 
     Unpacked, the model (model.build_model: an MLP or a CNN1d) takes (samples x features)
@@ -595,7 +553,7 @@ class _Trainer:
             final_loss=last["loss"], final_accuracy=last["accuracy"],
             best_loss=m.best_loss if math.isfinite(m.best_loss) else math.nan,
             epochs_to_target=m.epochs_to_target,
-            # DESIGN: the mean over ReLU-family layers; a net without any has no dead fraction
+            # docs/results.md: the mean over ReLU-family layers; NaN for a net without any
             dead_fraction=_mean([r["dead_fraction"] for r in final_layers])
             if self.activation.relu_family else math.nan,
             saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded

@@ -21,7 +21,7 @@ from bench.training.activations import SATURATION_MARGIN, SATURATION_SLOPE, Acti
 from bench.training.memory import LiveTensorMeter
 
 
-class _Moments:
+class Moments:
     """Count, mean and M2 per member, merged across chunks (Chan et al.), so chunking does not
     change std.
 
@@ -64,7 +64,7 @@ class _Moments:
         return [math.sqrt(m2 / (self.n - 1)) if self.n > 1 else math.nan for m2 in self.m2s]
 
 
-class _LayerStats:
+class LayerStats:
     """One hidden layer's statistics over a logged pass, per member (``members`` x units masks).
 
     ``positions``: the layer is a conv layer, whose chunks carry positions after the channels
@@ -75,8 +75,8 @@ class _LayerStats:
         self.activation, self.members, self.positions = activation, members, positions
         self.alive: torch.Tensor | None = None        # per unit: some sample is not "dead"
         self.unsaturated: torch.Tensor | None = None  # per unit: some sample is away from the bounds
-        self.out = _Moments(members)
-        self.grad = _Moments(members)
+        self.out = Moments(members)
+        self.grad = Moments(members)
 
     def _units(self, mask: torch.Tensor) -> torch.Tensor:
         """A mask reduced over the samples (units, or members x units; a conv layer's with
@@ -172,7 +172,7 @@ class LayerProbe:
         self._packed = hasattr(model, "members")
         self.unit = getattr(model, "unit", "neuron")
         self._channels = self.unit == "channel"
-        self.stats = [_LayerStats(activation, self.members, self._channels)
+        self.stats = [LayerStats(activation, self.members, self._channels)
                       for _ in model.hidden_activations]
         limit = 0 if metered else self.BUFFER_VALUES
         self._outputs = [_Buffer(limit, s.add_output) for s in self.stats]
