@@ -15,19 +15,20 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 import torch.nn.functional as F
 
-from bench.provenance import cuda_unavailable_reason, device_name
+from bench.provenance import cuda_unavailable_reason
+from bench.training import measures
 from bench.training.activations import resolve
 from bench.training.memory import LiveTensorMeter, PeakMemory, tensor_bytes
 from bench.training.model import build_model
 from bench.training.optimizers import build_optimizer
 from bench.training.packing import PackedModel, stack
 from bench.training.probes import LayerProbe
+from bench.training.recording import Member, diverged, finish_row, record_epoch
 from bench.training.result import TrialResult, not_trained, trial_row
 from bench.training.spec import TrialSpec
 from bench.training.tasks import TaskData, draw_task
@@ -99,26 +100,25 @@ class _Unpackable(Exception):
     """The members of a pack cannot share one model (their data differ in shape)."""
 
 
-@dataclass
-class _Member:
-    """One trial of the trainer: its row, its records and where it stopped."""
+def _metered(meter: PeakMemory | None):
+    """The meter's window around a block; a no-op without a meter."""
+    return meter.window() if meter is not None else nullcontext()
 
-    spec: TrialSpec
-    row: dict
-    curves: list[dict] = field(default_factory=list)
-    layers: list[dict] = field(default_factory=list)
-    best_loss: float = math.inf
-    epochs_to_target: int | None = None
-    diverged_at: int | None = None
-    state_dict: dict | None = None  # a pack member's weights, taken when it diverged
-    grad_equivalence_error: float = math.nan
-    extrapolation_slope_ratio: float = math.nan
-    fit_probe_inside: list[float] | None = None   # the final fit at Trainer.probe_points
-    fit_probe_outside: list[float] | None = None  # ... and on the outer windows' points
 
-    @property
-    def active(self) -> bool:
-        return self.diverged_at is None
+def _draw(specs: Sequence[TrialSpec]) -> tuple[list[TaskData], list[torch.nn.Module]]:
+    """Each trial's data and model, as the trial alone draws them: torch (CUDA too) seeded
+    with its seed, then the data, then the init (the course notebook's order)."""
+    datas, models = [], []
+    for s in specs:
+        try:
+            data: TaskData = draw_task(s.task, s.seed)
+        except ValueError:
+            if len(specs) > 1:  # a user task that fails for one seed: each runs alone,
+                raise _Unpackable from None  # so only that seed's trial fails
+            raise
+        datas.append(data)
+        models.append(build_model(s.model, data.x_train.shape[1], data.out_features))
+    return datas, models
 
 
 class Trainer:
@@ -134,18 +134,9 @@ class Trainer:
         self.spec = spec = specs[0]
         cfg = spec.train
         self.packed = len(specs) > 1
-        self.members = [_Member(s, r) for s, r in zip(specs, rows)]
+        self.members = [Member(s, r) for s, r in zip(specs, rows)]
         self.device = torch.device(cfg.device)
-        datas, models = [], []
-        for s in specs:
-            try:  # seeds torch (CUDA too) with the trial's seed: data, then init (notebook order)
-                data: TaskData = draw_task(s.task, s.seed)
-            except ValueError:
-                if len(specs) > 1:  # a user task that fails for one seed: each runs alone,
-                    raise _Unpackable from None  # so only that seed's trial fails
-                raise
-            datas.append(data)
-            models.append(build_model(s.model, data.x_train.shape[1], data.out_features))
+        datas, models = _draw(specs)
         first = datas[0]
         if self.packed:
             if any(_shapes(d) != _shapes(first) for d in datas):
@@ -220,63 +211,14 @@ class Trainer:
                     else [math.nan] * len(self.members))
         return total, accuracy
 
-    def _grad_norms(self) -> list[float]:
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        if not self.packed:
-            return [float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads])))]
-        per_tensor = torch.stack([g.flatten(1).norm(dim=1) for g in grads])  # tensors x members
-        return torch.linalg.vector_norm(per_tensor, dim=0).tolist()
-
-    @torch.no_grad()
-    def _held_out_metrics(self, x: torch.Tensor | None,
-                          y: torch.Tensor | None) -> tuple[list[float], list[float]]:
-        """Loss and accuracy per member on a held-out split (test or validation)."""
-        nan = [math.nan] * len(self.members)
-        if x is None:
-            return nan, nan
-        out = self.model(x)
-        loss = self._losses(out, y).reshape(-1).tolist()
-        acc = ((out.argmax(-1) == y).float().mean(-1).reshape(-1).tolist()
-               if self.classify else nan)
-        return loss, acc
 
     # -- recording ----------------------------------------------------------------------------
 
     def _record(self, epoch: int, losses: list[float], accuracies: list[float],
                 probe: LayerProbe | None) -> None:
         with LiveTensorMeter.paused():  # logging is not the step's memory
-            self._record_unmetered(epoch, losses, accuracies, probe)
+            record_epoch(self, epoch, losses, accuracies, probe)
 
-    def _record_unmetered(self, epoch, losses, accuracies, probe) -> None:
-        test_losses, test_accs = self._held_out_metrics(self.x_test, self.y_test)
-        val_losses, val_accs = self._held_out_metrics(self.x_val, self.y_val)
-        norms = self._grad_norms() if probe else [math.nan] * len(self.members)
-        layer_rows = probe.member_rows(epoch) if probe else None
-        for p, m in enumerate(self.members):
-            if not m.active:
-                continue
-            row = {"epoch": epoch, "loss": losses[p], "accuracy": accuracies[p],
-                   "grad_norm": norms[p]}
-            if self.x_val is not None:  # validation and test columns exist only for tasks
-                row.update(val_loss=val_losses[p], val_accuracy=val_accs[p])  # with that split
-            if self.x_test is not None:
-                row.update(test_loss=test_losses[p], test_accuracy=test_accs[p])
-            m.curves.append(row)
-            if layer_rows is not None:
-                m.layers.extend(layer_rows[p])
-            self._check_target(m, epoch, {"loss": losses[p], "accuracy": accuracies[p],
-                                          "test_loss": test_losses[p],
-                                          "test_accuracy": test_accs[p],
-                                          "val_loss": val_losses[p], "val_accuracy": val_accs[p]})
-
-    def _check_target(self, member: _Member, epoch: int, values: dict) -> None:
-        target = self.spec.train.target
-        if target is None or member.epochs_to_target is not None:
-            return
-        value = values.get(target.metric, math.nan)
-        met = value <= target.value if target.metric.endswith("loss") else value >= target.value
-        if met:
-            member.epochs_to_target = epoch
 
     def _probe(self, meter: PeakMemory | None = None) -> LayerProbe:
         return LayerProbe(self.model, self.activation, metered=meter is not None)
@@ -317,7 +259,7 @@ class Trainer:
         resident = tensor_bytes([*self.model.parameters(), self.x, self.y,
                                  self.x_test, self.y_test, self.x_val, self.y_val])
         if cfg.epochs > 0 and cfg.batch_size == "full":
-            self._reference = self._full_set_gradient()
+            self._reference = measures.full_set_gradient(self)
         start = time.perf_counter()
         epoch_times: list[float] = []
         epoch_fn = self._full_batch_epoch if cfg.batch_size == "full" else self._mini_batch_epoch
@@ -339,10 +281,10 @@ class Trainer:
             if self._stopped:
                 break
         wall = time.perf_counter() - start
-        self._extrapolation()
+        measures.extrapolation(self)
         results = []
         for p, m in enumerate(self.members):
-            self._finish(m, wall, epoch_times)
+            finish_row(self, m, wall, epoch_times)
             if m.state_dict is None:
                 m.state_dict = self._state_dict(p)
             share = [t / len(self.members) for t in epoch_times]
@@ -351,106 +293,11 @@ class Trainer:
 
     # -- measurements outside the loop ------------------------------------------------------
 
-    def _per_member(self, tensors) -> torch.Tensor:
-        """Tensors (member first for a pack) -> members x values, in double on the CPU."""
-        flat = [t.detach().cpu().double().reshape(len(self.members) if self.packed else 1, -1)
-                for t in tensors]
-        return torch.cat(flat, dim=1)
-
-    def _full_set_gradient(self) -> torch.Tensor | None:
-        """Full batch: the gradient of the whole training set's mean loss at the initial
-        weights in one pass (members x parameters, on the CPU), the reference the k-chunked
-        first step is compared with. Computed before the clock and the memory meter start. A
-        device too small for the one pass (what accumulation is for) leaves the column NaN."""
-        try:
-            self._accumulate([(self.x, self.y)], None, False)
-        except torch.OutOfMemoryError:
-            self.model.zero_grad(set_to_none=True)
-            torch.cuda.empty_cache()
-            return None
-        reference = self._per_member(p.grad for p in self.model.parameters())
-        self.model.zero_grad(set_to_none=True)
-        return reference
-
-    def _first_step(self) -> None:
-        """Call between the first step's backward and its update: records each member's
-        grad_equivalence_error, ||g_step - g_full|| / ||g_full||."""
-        reference, self._reference = self._reference, None
-        if reference is None:
-            return
-        with LiveTensorMeter.paused():  # copied to the CPU: not the step's memory on any device
-            step = self._per_member(p.grad for p in self.model.parameters())
-            errors = (step - reference).norm(dim=1) / reference.norm(dim=1)
-        for m, error in zip(self.members, errors.tolist()):
-            m.grad_equivalence_error = error if math.isfinite(error) else math.nan
-
-    @torch.no_grad()
-    def _extrapolation(self) -> None:
-        """Regression on one input: how the final fit continues far from the data. The slope
-        ratio is the mean absolute secant slope over [hi + w, hi + 1.5 w] and its mirror
-        [lo - 1.5 w, lo - w] (w = hi - lo, the training range; [3, 4] and [-4, -3] for cubic)
-        over that over the outer quarters of the training range. About 1: the fit goes on
-        linearly; about 0: it goes flat.
-
-        It also records the fit itself at fixed probe points, for the ensemble's spread over
-        seeds (ensemble.with_spread, when the store writes the trials table):
-        ``fit_probe_inside`` at PROBE_INSIDE evenly spaced x on [lo, hi], ``fit_probe_outside``
-        at PROBE_OUTSIDE evenly spaced x on [lo - 1.5 w, lo - w] and then as many on
-        [hi + w, hi + 1.5 w], each ascending."""
-        if self.classify or self.x.shape[-1] != 1:
-            return
-        xs = self.x.select(-1, 0).reshape(len(self.members), -1).double()  # members x samples
-        lo, hi = xs.amin(1, keepdim=True), xs.amax(1, keepdim=True)
-        w = hi - lo
-        # Four intervals per member: far right, far left, right edge, left edge.
-        starts = torch.cat([hi + w, lo - 1.5 * w, hi - w / 4, lo], dim=1)
-        widths = torch.cat([w / 2, w / 2, w / 4, w / 4], dim=1)
-        ends = torch.stack([starts, starts + widths], dim=2).reshape(len(self.members), -1)
-        probes = self.probe_points(lo, hi)  # members x (inside + outside)
-        f = self._fit(torch.cat([ends, probes], dim=1))
-        f_ends, f_probes = f[:, :8].reshape(len(self.members), 4, 2), f[:, 8:]
-        slope = (f_ends[:, :, 1] - f_ends[:, :, 0]).abs() / widths
-        ratios = slope[:, :2].mean(1) / slope[:, 2:].mean(1)
-        for m, ratio, fit in zip(self.members, ratios.tolist(), f_probes.tolist()):
-            if not m.active:
-                continue
-            if math.isfinite(ratio):
-                m.extrapolation_slope_ratio = ratio
-            if all(math.isfinite(v) for v in fit):
-                n = self.PROBE_INSIDE
-                m.fit_probe_inside, m.fit_probe_outside = fit[:n], fit[n:]
-
-    def _fit(self, x: torch.Tensor) -> torch.Tensor:
-        """The model's prediction at ``x`` (members x points, one input): members x points, in
-        double."""
-        x = x.to(self.x.dtype).unsqueeze(-1)
-        f = self.model(x) if self.packed else self.model(x[0])
-        return f.double().reshape(len(self.members), -1)
-
-    PROBE_INSIDE = 21   # probe points on the training range [lo, hi]
-    PROBE_OUTSIDE = 11  # ... on each outer window, [lo - 1.5 w, lo - w] and [hi + w, hi + 1.5 w]
-
-    @classmethod
-    def probe_points(cls, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
-        """The x at which a one-input regression's final fit is recorded (``fit_probe_inside``,
-        then ``fit_probe_outside``), for training ranges [lo, hi] (n x 1 tensors): n x
-        (PROBE_INSIDE + 2 PROBE_OUTSIDE), in lo's dtype and device. For cubic: [-1, 1] in
-        steps of 0.1, then [-4, -3] and [3, 4] in steps of 0.1."""
-        w = hi - lo
-        inside = torch.linspace(0, 1, cls.PROBE_INSIDE, dtype=lo.dtype, device=lo.device)
-        outside = torch.linspace(0, 0.5, cls.PROBE_OUTSIDE, dtype=lo.dtype, device=lo.device)
-        return torch.cat([lo + inside * w, lo - 1.5 * w + outside * w, hi + w + outside * w],
-                         dim=1)
 
     def _state_dict(self, p: int) -> dict:
         if self.packed:
             return self.model.member_state_dict(p)
         return {k: v.detach().cpu() for k, v in self.model.state_dict().items()}
-
-    @staticmethod
-    def _metered(meter: PeakMemory | None):
-        """The meter's window around a block; a no-op without a meter."""
-        return meter.window() if meter is not None else nullcontext()
 
     def _full_batch_epoch(self, epoch, logged, training, meter) -> None:
         """One full-batch step; its forward pass is also the evaluation of epoch ``epoch``.
@@ -460,7 +307,7 @@ class Trainer:
         """
         probe = self._probe(meter) if logged else None
         try:
-            with self._metered(meter):
+            with _metered(meter):
                 loss, acc = self._accumulate(self.full_chunks, probe, self.classify and logged)
         finally:
             if probe:
@@ -473,7 +320,7 @@ class Trainer:
             self._record(epoch, losses, acc, probe)
         if training:
             self._first_step()
-            with self._metered(meter):
+            with _metered(meter):
                 self.optimizer.step()
 
     EVAL_SAMPLES = 1000  # the logged evaluation's pieces (see _mini_batch_epoch)
@@ -503,7 +350,7 @@ class Trainer:
             chunks = list(zip(self.x.split(size, dim=self.sd), self.y.split(size, dim=self.sd)))
             probe = self._probe(meter if not training else None)
             try:
-                with self._metered(meter if not training else None):
+                with _metered(meter if not training else None):
                     loss, acc = self._accumulate(chunks, probe, self.classify)
             finally:
                 probe.close()
@@ -513,14 +360,15 @@ class Trainer:
             self._record(epoch, losses, acc, probe)
             if epoch == 0 and training:  # the full-set gradient at init, from that evaluation
                 with LiveTensorMeter.paused():
-                    self._reference = self._per_member(p.grad for p in self.model.parameters())
+                    self._reference = measures.per_member(
+                        self, (p.grad for p in self.model.parameters()))
         if not training:
             return
         orders = [torch.randperm(self.n_train, generator=g) for g in self.batches]
         order = torch.stack(orders) if self.packed else orders[0]
         micro = order.to(self.device).split(b, dim=self.sd)
         epoch_loss = None
-        with self._metered(meter):
+        with _metered(meter):
             for s in range(0, len(micro), k):  # the last step may hold fewer than k: step on it
                 loss, _ = self._accumulate(micro[s:s + k], None, False, fetch=self._sample)
                 epoch_loss = loss if epoch_loss is None else epoch_loss + loss
@@ -531,70 +379,10 @@ class Trainer:
             if self.members[p].active and not math.isfinite(value):
                 self._diverged(p, epoch + 1, math.nan, math.nan)
 
+    def _first_step(self) -> None:
+        """Between the first step's backward and its update (measures.grad_equivalence)."""
+        measures.grad_equivalence(self)
+
     def _diverged(self, p: int, epoch: int, loss: float, accuracy: float) -> None:
-        m = self.members[p]
-        m.curves.append({"epoch": epoch, "loss": loss, "accuracy": accuracy,
-                         "grad_norm": math.nan})
-        m.diverged_at = epoch
-        if self.packed:  # the pack trains on; keep this member's weights as they are now
-            m.state_dict = self._state_dict(p)
-
-    def _finish(self, m: _Member, wall: float, epoch_times: list[float]) -> None:
-        """Fill member ``m``'s trials row. A pack's time and memory are shared by its members:
-        each row holds the pack's figure divided by the pack's size (``pack_size``)."""
-        row, last = m.row, m.curves[-1]
-        share = len(self.members)
-        bounded = self.activation.bounds is not None or self.activation.user
-        final_layers = [r for r in m.layers if r["epoch"] == last["epoch"]]
-        init_layers = [r for r in m.layers if r["epoch"] == 0]
-        steady = epoch_times[1:]
-        per_epoch = sum(steady) / len(steady) / share if steady else math.nan
-        row.update(
-            final_loss=last["loss"], final_accuracy=last["accuracy"],
-            best_loss=m.best_loss if math.isfinite(m.best_loss) else math.nan,
-            epochs_to_target=m.epochs_to_target,
-            # docs/results.md: the mean over ReLU-family layers; NaN for a net without any
-            dead_fraction=_mean([r["dead_fraction"] for r in final_layers])
-            if self.activation.relu_family else math.nan,
-            saturated_fraction=_mean([r["saturated_fraction"] for r in final_layers]) if bounded
-            else math.nan,
-            all_dead_layer=float(any(r["dead_fraction"] == 1.0 for r in final_layers))
-            if self.activation.relu_family and final_layers else math.nan,
-            init_activation_std_ratio=_ratio(init_layers, "activation_std", -1, 0),
-            init_grad_std_ratio=_ratio(init_layers, "backprop_grad_std", 0, -1),
-            grad_equivalence_error=m.grad_equivalence_error,
-            extrapolation_slope_ratio=m.extrapolation_slope_ratio,
-            fit_probe_inside=m.fit_probe_inside, fit_probe_outside=m.fit_probe_outside,
-            grad_norm=last["grad_norm"], time_total_s=wall / share, time_per_epoch_s=per_epoch,
-            time_warmup_s=epoch_times[0] / share if epoch_times else math.nan,
-            samples_per_s=self.n_train / per_epoch if steady else math.nan,
-            peak_memory_bytes=(round(self.peak_memory / share)
-                               if self.peak_memory is not None else None),
-            n_params=(self.model.member_params() if self.packed
-                      else sum(p.numel() for p in self.model.parameters())),
-            device_name=device_name(self.device))
-        if self.x_val is not None:
-            row.update(final_val_loss=last.get("val_loss", math.nan),
-                       final_val_accuracy=last.get("val_accuracy", math.nan))
-        if self.x_test is not None:
-            row.update(final_test_loss=last.get("test_loss", math.nan),
-                       final_test_accuracy=last.get("test_accuracy", math.nan))
-        if m.diverged_at is not None:
-            row.update(status="diverged", diverged_epoch=m.diverged_at,
-                       error=f"non-finite loss ({last['loss']}) at epoch {m.diverged_at}")
-        for r in m.curves:
-            r["trial_id"] = row["trial_id"]
-        for r in m.layers:
-            r["trial_id"] = row["trial_id"]
-
-
-def _ratio(layers: list[dict], column: str, top: int, bottom: int) -> float:
-    """layers[top][column] / layers[bottom][column]; NaN with fewer than two hidden layers."""
-    if len(layers) < 2:
-        return math.nan
-    num, den = layers[top][column], layers[bottom][column]
-    return num / den if den and math.isfinite(num) and math.isfinite(den) else math.nan
-
-
-def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
+        diverged(self.members[p], epoch, loss, accuracy,
+                 self._state_dict(p) if self.packed else None)  # a pack trains on without it
