@@ -146,7 +146,7 @@ def test_plots_return_figures_with_the_reports_data(api_run):
 def test_in_a_notebook_the_bar_renders_there_or_falls_back_to_lines(monkeypatch, widgets):
     from rich.console import Console
 
-    from bench.execution import run as runner
+    from bench.execution import reporter as runner
 
     monkeypatch.setattr(runner, "_has_ipywidgets", lambda: widgets)
     notebook = Console(force_jupyter=True)

@@ -77,7 +77,7 @@ def test_the_docs_exist_and_the_readme_is_a_front_page():
     install = 'pip install torch==2.13.0 -e ".[test]"'
     assert first == [f"{install} && python -m bench run suites/activations.toml",
                      f"{install} && python -m pytest -q"]
-    assert readme.index("```") < readme.index("\n\n", readme.index("# actbench") + 10) + 2
+    assert readme.startswith("# actbench\n\n```bash\n"), "the set-up commands come first"
     for page in DOCS:
         assert f"docs/{page.name}" in readme, f"the README does not link docs/{page.name}"
 

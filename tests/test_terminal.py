@@ -6,7 +6,8 @@ import re
 import pytest
 from rich.console import Console
 
-from bench.execution.run import RunOptions, progress_bar, run_suite
+from bench.execution.reporter import progress_bar
+from bench.execution.run import RunOptions, run_suite
 from tests.conftest import make_suite, one_spec
 
 

@@ -13,23 +13,12 @@ from pathlib import Path
 
 import pandas as pd
 from rich.console import Console
-from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Column
 
-from bench import schema
 from bench.analysis.tuning import pick
 from bench.analysis.tuning import warnings as tuning_warnings
 from bench.errors import UserError
 from bench.execution.local import run_processes, run_serial
+from bench.execution.reporter import RunReporter
 from bench.execution.resume import check_resume
 from bench.plugins import in_main
 from bench.provenance import cuda_unavailable_reason, machine, now_utc
@@ -110,23 +99,60 @@ def _main_functions(spec: TrialSpec) -> list[str]:
 
 
 def _run_suite(suite: Suite, options: RunOptions, console: Console | None, client) -> RunStore:
-    console = console or Console(stderr=True, emoji=False)
+    """The phases of a run: open the run folder, plan, execute the stages, close."""
+    reporter = RunReporter(console or Console(stderr=True, emoji=False))
     for warning in suite.warnings:
-        console.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True, highlight=False)
+        reporter.warning(warning)
     specs = expand(suite)  # with [tune]: the tuning stage, and what has nothing to tune
-    store = _open_store(suite, options, console)
+    store = _open_store(suite, options, reporter)
     try:
-        return _run_stages(suite, options, console, client, specs, store)
+        run = _plan(suite, options, client, specs, store, reporter)
+        _start(run, store, suite, options, client, reporter)
+        state = "interrupted"
+        try:
+            _execute(run, store, suite, options, client, reporter)
+            state = "finished"
+        except KeyboardInterrupt:
+            raise Interrupted(store.dir) from None
+        except OSError as exc:
+            if exc.errno not in _CANNOT_WRITE:
+                raise
+            state = f"stopped: {exc.strerror}"
+            raise Stopped(store.dir, f"cannot write the run folder: {exc.strerror} "
+                          f"({exc.filename}); free space, then --resume rebuilds the tables "
+                          "from the stored trials", len(store.done())) from None
+        except Exception as exc:
+            if type(exc).__name__ != "SchedulerLost":
+                raise
+            state = "scheduler lost"
+            raise Stopped(store.dir, str(exc), len(store.done())) from None
+        finally:
+            _close_run(store, run.order, run.session, state)
+        return store
     finally:
         store.close()
 
 
-def _run_stages(suite: Suite, options: RunOptions, console: Console, client,
-                specs: list[TrialSpec], store: RunStore) -> RunStore:
-    order = [s.trial_id for s in specs]
-    store.consolidate(order)  # the tables exist from the start (and a resume rebuilds them)
+@dataclass
+class _Run:
+    """What the plan decided: the trials in grid order, where they run, and this session's
+    entry in the manifest (filled as the stages run)."""
+
+    specs: list[TrialSpec]
+    order: list[str]            # trial ids in grid order (the tables' row order)
+    to_run: int
+    total: int                  # both stages of a [tune] suite
+    workers: int
+    executor: str               # serial | processes | dask
+    where: dict                 # the Dask scheduler's description; {} locally
+    session: dict
+
+
+def _plan(suite: Suite, options: RunOptions, client, specs: list[TrialSpec], store: RunStore,
+          reporter: RunReporter) -> _Run:
+    store.consolidate([s.trial_id for s in specs])  # the tables exist from the start
     done = store.done()
-    todo = [s for s in specs if s.trial_id not in done]
+    to_run = sum(s.trial_id not in done for s in specs)
     total = planned_total(suite) if suite.tune is not None else len(specs)
     if client is not None:
         from bench.execution.dask_cluster import describe
@@ -136,72 +162,57 @@ def _run_stages(suite: Suite, options: RunOptions, console: Console, client,
         workers = options.resolved_workers()
         local = sorted({p for s in specs for p in _main_functions(s)})
         if local and workers > 1:
-            console.print(f"{', '.join(local)}: defined in __main__ (a notebook or a script), "
-                          "so the trials run in this process, one at a time", soft_wrap=True,
-                          highlight=False, markup=False)
+            reporter.line(f"{', '.join(local)}: defined in __main__ (a notebook or a script), "
+                          "so the trials run in this process, one at a time")
             workers = 1
         where, executor = {}, "processes" if workers > 1 else "serial"
     session = {"started_at": now_utc(), "executor": executor, "workers": workers, **where,
                "threads": options.threads, "pack": options.pack, "packs": 0,
                "trials_packed": 0, "trials_planned": 0,
-               "trials_already_stored": len(specs) - len(todo)}
-    store.manifest.setdefault("sessions", []).append(session)
-    store.update_manifest(state="running", executor=executor, workers=workers,
-                          threads=options.threads, trials_total=total,
-                          scheduler=where.get("scheduler"), seeds=list(suite.seeds),
+               "trials_already_stored": len(specs) - to_run}
+    return _Run(specs, [s.trial_id for s in specs], to_run, total, workers, executor, where,
+                session)
+
+
+def _start(run: _Run, store: RunStore, suite: Suite, options: RunOptions, client,
+           reporter: RunReporter) -> None:
+    """The session in the manifest, and the run's first line."""
+    store.manifest.setdefault("sessions", []).append(run.session)
+    store.update_manifest(state="running", executor=run.executor, workers=run.workers,
+                          threads=options.threads, trials_total=run.total,
+                          scheduler=run.where.get("scheduler"), seeds=list(suite.seeds),
                           **({"tune_seeds": list(suite.tune.seeds)} if suite.tune else {}))
-    on = f" on Dask {where['scheduler']}" if where else ""
     if client is not None:
         from bench.execution.dask_cluster import slow_malloc_workers
         slow = slow_malloc_workers(client)
-        session["workers_with_malloc_trim_threshold"] = slow
+        run.session["workers_with_malloc_trim_threshold"] = slow
         if slow:
-            console.print(f"[yellow]warning:[/] {slow} Dask worker(s) run with "
-                          "MALLOC_TRIM_THRESHOLD_ set (the nanny's default), which makes "
-                          "training up to 2.4x slower: start workers with --no-nanny, or see "
-                          "the README's 'Scaling out'", soft_wrap=True, highlight=False)
-    staged = " in two stages (tune, then evaluate the picks)" if suite.tune is not None else ""
-    console.print(f"[bold]{escape(suite.name)}[/]: {total} trials{staged}, {len(todo)} to run "
-                  f"now, {workers} worker(s){on} x {options.threads} thread(s) -> {store.dir}",
-                  soft_wrap=True, highlight=False)
+            reporter.warning(f"{slow} Dask worker(s) run with MALLOC_TRIM_THRESHOLD_ set (the "
+                             "nanny's default), which makes training up to 2.4x slower: start "
+                             "workers with --no-nanny, or see docs/performance.md")
+    reporter.started(suite.name, run.total, suite.tune is not None, run.to_run, run.workers,
+                     run.where.get("scheduler", ""), options.threads, store.dir)
 
-    state = "interrupted"
-    progress = progress_bar(console)
-    stage = _Stage(store, options, client, workers, progress, order, session, console)
-    try:
-        with progress:
-            stage.run(specs, "tune" if suite.tune is not None else "")
-            if suite.tune is not None:
-                picks = pick(suite, pd.read_parquet(store.dir / "trials.parquet"))
-                for line in tuning_warnings(picks):
-                    console.print(f"[yellow]tuning:[/] {escape(line)}", soft_wrap=True,
-                                  highlight=False)
-                store.update_manifest(tuning={"keys": suite.tune.keys,
-                                              "metric": suite.tune.metric,
-                                              "seeds": list(suite.tune.seeds),
-                                              "device": tune_device(suite),
-                                              "picks": [p.as_json() for p in picks]})
-                evaluation = second_stage(suite, picks)
-                order += [s.trial_id for s in evaluation]
-                stage.run(evaluation, "eval")
-        state = "finished"
-    except KeyboardInterrupt:
-        raise Interrupted(store.dir) from None
-    except OSError as exc:
-        if exc.errno not in _CANNOT_WRITE:
-            raise
-        state = f"stopped: {exc.strerror}"
-        raise Stopped(store.dir, f"cannot write the run folder: {exc.strerror} ({exc.filename}); "
-                      "free space, then --resume rebuilds the tables from the stored trials",
-                      len(store.done())) from None
-    except Exception as exc:
-        if type(exc).__name__ != "SchedulerLost":
-            raise
-        state = "scheduler lost"
-        raise Stopped(store.dir, str(exc), len(store.done())) from None
-    finally:
-        _close_run(store, order, session, state)
-    return store
+
+def _execute(run: _Run, store: RunStore, suite: Suite, options: RunOptions, client,
+             reporter: RunReporter) -> None:
+    """Each stage through the executor: one, or with [tune] the tuning stage, the picks, and
+    the evaluation of the picks."""
+    stage = _Stage(store, options, client, run.workers, reporter, run.order, run.session)
+    with reporter.progress:
+        stage.run(run.specs, "tune" if suite.tune is not None else "")
+        if suite.tune is None:
+            return
+        picks = pick(suite, pd.read_parquet(store.dir / "trials.parquet"))
+        for line in tuning_warnings(picks):
+            reporter.warning(line, label="tuning")
+        store.update_manifest(tuning={"keys": suite.tune.keys, "metric": suite.tune.metric,
+                                      "seeds": list(suite.tune.seeds),
+                                      "device": tune_device(suite),
+                                      "picks": [p.as_json() for p in picks]})
+        evaluation = second_stage(suite, picks)
+        run.order += [s.trial_id for s in evaluation]
+        stage.run(evaluation, "eval")
 
 
 # Write errors that stop a run (a full disk, a quota, a read-only or failing disk): the trials
@@ -233,9 +244,9 @@ class _Stage:
     """Runs one list of trials (a stage) through the executor, storing each as it finishes."""
 
     def __init__(self, store: RunStore, options: RunOptions, client, workers: int,
-                 progress: Progress, order: list[str], session: dict, console: Console):
+                 reporter: RunReporter, order: list[str], session: dict):
         self.store, self.options, self.client, self.workers = store, options, client, workers
-        self.progress, self.order, self.session, self.console = progress, order, session, console
+        self.reporter, self.order, self.session = reporter, order, session
         self.pacer = _Pacer()
         # On a Dask cluster a CUDA trial's device is the workers' concern (cluster.py), not
         # this machine's.
@@ -257,30 +268,12 @@ class _Stage:
         packs = [u for u in units if len(u) > 1]
         session["packs"] += len(packs)
         session["trials_packed"] += sum(len(u) for u in packs)
+        self._record_skipped(skipped)
         # Skipped trials are rows at once, but not progress: the bar and its ETA count the
         # trials that train.
-        task = self.progress.add_task(label or self.store.manifest["suite"]["name"],
-                                      total=len(todo) - len(skipped), last="")
-        finished = [0]  # a closure counter for the one-line-per-trial log
+        progress = self.reporter.stage(label, label or store.manifest["suite"]["name"],
+                                       len(todo) - len(skipped))
         pack_ends = {u[-1].trial_id for u in units if len(u) > 1}
-        total = len(todo) - len(skipped)
-        # Units in flight, in trials' worth of epochs done (a pack of 5 halfway is 2.5), so
-        # that the bar and its ETA move while a pack trains; a member's row takes 1 off.
-        partial: dict[str, float] = {}
-        member_of: dict[str, str] = {}
-        drawn = [0.0]
-
-        def shown() -> float:
-            return min(total, finished[0] + sum(partial.values()))
-
-        def on_progress(unit: list[TrialSpec], share: float) -> None:
-            key = unit[0].trial_id
-            partial[key] = len(unit) * share
-            member_of.update((s.trial_id, key) for s in unit)
-            now = time.monotonic()
-            if now - drawn[0] >= 0.1:  # the bar redraws at 10 Hz anyway
-                drawn[0] = now
-                self.progress.update(task, completed=shown())
 
         def on_result(spec: TrialSpec, result: TrialResult) -> None:
             store.add(result)
@@ -289,44 +282,39 @@ class _Stage:
             if self.pacer.due() or spec.trial_id in pack_ends:
                 with self.pacer.timed():
                     store.consolidate(self.order)
-            finished[0] += 1
-            key = member_of.pop(spec.trial_id, None)
-            if key in partial:
-                partial[key] = max(0.0, partial[key] - 1)
-                if not partial[key]:
-                    del partial[key]
-            self.progress.update(task, completed=shown(), last=_headline(spec, result))
-            if self.progress.disable:  # a log file or CI: one line per trial instead of a bar
-                stage = f"{label} " if label else ""
-                self.console.print(f"[{stage}{finished[0]}/{len(todo) - len(skipped)}] "
-                                   f"{_headline(spec, result)}",
-                                   highlight=False, markup=False)
+            progress.trial_done(spec, result)
 
+        # a log prints rows, not shares
+        bar = progress.unit_progress if self.reporter.live else None
+        self._dispatch(units, on_result, bar)
+        store.consolidate(self.order)
+
+    def _record_skipped(self, skipped: list[TrialSpec]) -> None:
+        """Trials with no device here: stored one by one, said in one line per reason."""
         by_reason: dict[str, list[TrialSpec]] = {}
-        for spec in skipped:  # stored one by one, said in one line per reason
-            store.add(run_trial(spec, options.threads))
+        for spec in skipped:
+            self.store.add(run_trial(spec, self.options.threads))
             by_reason.setdefault(self._missing(spec), []).append(spec)
         if skipped:
-            store.consolidate(self.order)
-        for reason, specs in by_reason.items():
-            devices = ", ".join(sorted({s.train.device for s in specs}))
-            self.console.print(f"{len(specs)} {devices} trial(s) recorded as skipped: {reason}",
-                               soft_wrap=True, highlight=False, markup=False)
-        bar = None if self.progress.disable else on_progress  # a log prints rows, not shares
+            self.store.consolidate(self.order)
+        self.reporter.skipped(by_reason)
+
+    def _dispatch(self, units, on_result, bar) -> None:
+        """The units to their executor: Dask, the process pool, or this process."""
+        threads = self.options.threads
         cpu = [u for u in units if not u[0].train.device.startswith("cuda")]
         cuda = [u for u in units if u[0].train.device.startswith("cuda")]
         if self.client is not None:
             from bench.execution.dask_cluster import run_dask
-            run_dask(units, self.client, options.threads, on_result,
-                     local_cuda=options.cluster is not None)
-        elif self.workers > 1 and len(cpu) > 1:
-            run_processes(cpu, self.workers, options.threads, on_result, bar)
+            run_dask(units, self.client, threads, on_result,
+                     local_cuda=self.options.cluster is not None)
+            return
+        if self.workers > 1 and len(cpu) > 1:
+            run_processes(cpu, self.workers, threads, on_result, bar)
         else:
-            run_serial(cpu, options.threads, on_result, bar)
-        if self.client is None:
-            # One GPU unit at a time: timings from a shared GPU mean nothing.
-            run_serial(cuda, options.threads, on_result, bar)
-        store.consolidate(self.order)
+            run_serial(cpu, threads, on_result, bar)
+        # One GPU unit at a time: timings from a shared GPU mean nothing.
+        run_serial(cuda, threads, on_result, bar)
 
 
 class _Pacer:
@@ -355,7 +343,7 @@ class _Pacer:
         self._last_cost = self._last_end - start
 
 
-def _open_store(suite: Suite, options: RunOptions, console: Console) -> RunStore:
+def _open_store(suite: Suite, options: RunOptions, reporter: RunReporter) -> RunStore:
     if options.resume is None:
         return RunStore.create(options.out, suite.name, {
             "bench_version": __version__,
@@ -368,19 +356,16 @@ def _open_store(suite: Suite, options: RunOptions, console: Console) -> RunStore
         store.close()
         raise
     if store.lock is not None and store.lock.stale:
-        console.print(f"note: took over the lock left by {describe_holder(store.lock.stale)}, "
-                      "which is no longer running", soft_wrap=True, highlight=False,
-                      markup=False)
+        reporter.line(f"note: took over the lock left by {describe_holder(store.lock.stale)}, "
+                      "which is no longer running")
     for part, reason in store.quarantined:
-        console.print(f"[yellow]quarantined:[/] {escape(part)}: {escape(reason)} (moved to "
-                      f"parts/{QUARANTINE}/; the trial runs again)", soft_wrap=True,
-                      highlight=False)
+        reporter.warning(f"{part}: {reason} (moved to parts/{QUARANTINE}/; the trial runs "
+                         "again)", label="quarantined")
     if replaced is not None:
         store.manifest.setdefault("suite_history", []).append(replaced)
         store.manifest["suite"] = _suite_entry(suite)
-        console.print(f"--extend: {suite.source} adds to the suite this run was run with; "
-                      "the stored suite is kept in the manifest's suite_history",
-                      soft_wrap=True, highlight=False, markup=False)
+        reporter.line(f"--extend: {suite.source} adds to the suite this run was run with; "
+                      "the stored suite is kept in the manifest's suite_history")
         store.write_manifest()
     return store
 
@@ -388,37 +373,3 @@ def _open_store(suite: Suite, options: RunOptions, console: Console) -> RunStore
 def _suite_entry(suite: Suite) -> dict:
     return {"name": suite.name, "source": suite.source, "sha256": suite.sha256,
             "text": suite.text}
-
-
-def progress_bar(console: Console) -> Progress:
-    """A live bar in a terminal, and in a notebook (rich draws it in an ipywidgets output
-    there); elsewhere (a log, CI, a notebook without ipywidgets) it is off, and the run prints
-    one line per trial instead."""
-    live = console.is_terminal or (console.is_jupyter and _has_ipywidgets())
-    # Fixed widths for the count and the times, so that at 80 columns the last trial's text
-    # (which may be long) is cut with an ellipsis instead of pushing them off the line.
-    return Progress(SpinnerColumn(), TextColumn("[bold]{task.description}",
-                                                table_column=Column(no_wrap=True, max_width=16,
-                                                                    overflow="ellipsis")),
-                    BarColumn(bar_width=16), MofNCompleteColumn(table_column=Column(
-                        no_wrap=True, min_width=9)),
-                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                    TextColumn("{task.fields[last]}", markup=False,
-                               table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
-                    console=console, transient=False, disable=not live, expand=True)
-
-
-def _has_ipywidgets() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("ipywidgets") is not None
-
-
-def _headline(spec: TrialSpec, result: TrialResult) -> str:
-    row = result.trial
-    if row["status"] in schema.NOT_TRAINED:
-        return f"{spec.label()}: {row['status']}"
-    text = f"{spec.label()}: loss {row['final_loss']:.4g}"
-    if not math.isnan(row["final_accuracy"]):
-        text += f" acc {row['final_accuracy']:.3f}"
-    return text + ("" if row["status"] == "ok" else f" ({row['status']})")

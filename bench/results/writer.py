@@ -189,7 +189,7 @@ class RunStore:
         # What the writer keeps between trials: each trial's status, and each table's rows so
         # far as one growing Arrow table. Not the parts themselves: thousands of small tables
         # kept alive between the training loop's multi-MB buffers fragment glibc's heap, and
-        # the process grew by about 1 MB per trial (README, "Measured").
+        # the process grew by about 1 MB per trial (docs/performance.md).
         self._status: dict[str, str] = {}
         self._merged: dict[str, pa.Table | None] = dict.fromkeys(TABLES)
         self._load_parts()

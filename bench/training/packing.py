@@ -59,7 +59,7 @@ ELEMENTWISE_OPTIMIZERS = frozenset({"sgd", "adam", "adamw"})
 
 # auto packs a CPU grid point when one micro-batch of one member is small enough that
 # per-operator overhead, not arithmetic, bounds its speed. `bench perf --pack` measured, with six
-# seeds (README): packed 1.7x-4.7x faster up to these limits, 0.8x-1.3x beyond them (a spiral
+# seeds (docs/performance.md): packed 1.7x-4.7x faster up to these limits, 0.8x-1.3x beyond them (a spiral
 # full batch of 3000 through [100]: 300k activations; 100 samples through [512, 512]: 26M
 # multiply-adds in the 512 x 512 layer; 0.97x at 32 samples, 8.4M).
 AUTO_MAX_ACTIVATIONS = 65_536   # samples x the widest hidden layer
