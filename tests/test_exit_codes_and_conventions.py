@@ -101,12 +101,12 @@ def test_diverged_and_skipped_trials_are_results_not_failures(tmp_path, capsys):
 
 
 def test_a_report_that_cannot_be_drawn_still_fails_the_run(tmp_path, monkeypatch, capsys):
-    import bench.cli as cli
+    from bench.commands import report
 
     def broken(*args, **kwargs):
         raise RuntimeError("no figures today")
 
-    monkeypatch.setattr(cli, "_report", broken)
+    monkeypatch.setattr(report, "write_report", broken)
     path = _suite(tmp_path, TINY)
     assert main(["run", str(path), "--workers", "1", "--out", str(tmp_path / "out"),
                  "--reports", str(tmp_path / "reports")]) == 1
