@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from bench.analysis.formatting import DASH, md_code, md_escape, p_value, sig, signed
+from bench.analysis.formatting import DASH, md_code, md_escape, p_value, setting_text, short, sig, signed
 from bench.analysis.statistics import ALPHA, mean_ci, welch
-from bench.analysis.summary import METRICS, short
+from bench.analysis.summary import METRICS
 from bench.errors import UserError, did_you_mean
 from bench.results.names import check_run_names
 from bench.results.reader import RunData, equals, settings, show
@@ -279,7 +279,7 @@ def markdown(result: RunComparison) -> str:
                          and math.isfinite(c.diff) and c.diff != 0), key=lambda c: -abs(c.diff))
         if ranked:
             c = ranked[0]
-            where = e(", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items()))
+            where = e(setting_text(list(c.point), list(c.point.values()))) if c.point else ""
             lines.append(f"- {md_code(metric)}: {sig(c.a)} → {sig(c.b)} at "
                          f"{where or 'the only point'} (p {p_value(c.p)}, {c.n_a} vs {c.n_b} seeds)")
     if result.failures:

@@ -9,6 +9,7 @@ import re
 import numpy as np
 
 from bench.analysis.statistics import Estimate
+from bench.results.reader import show
 
 DASH = "–"
 
@@ -144,3 +145,23 @@ def md_code(text: object) -> str:
     fence = "`" * (max((len(r) for r in re.findall(r"`+", text)), default=0) + 1)
     pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
     return f"{fence}{pad}{text}{pad}{fence}"
+
+
+# -- settings: a grid point's keys and values, as every table, figure and sentence names them --
+
+SHORT_NAMES = {"train.accumulation_steps": "k", "model.activation": "activation"}
+
+
+def short(key: str) -> str:
+    """``train.lr`` -> ``lr``: the name a column header uses."""
+    return SHORT_NAMES.get(key, key.split(".", 1)[-1])
+
+
+def setting(key: str, value) -> str:
+    """One key of a setting: ``lr = 0.01``."""
+    return f"{short(key)} = {show(value)}"
+
+
+def setting_text(keys, values) -> str:
+    """A setting: ``activation = relu, lr = 0.01`` ("all trials" for none)."""
+    return ", ".join(setting(k, v) for k, v in zip(keys, values)) or "all trials"

@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from bench import schema
-from bench.analysis.formatting import estimate, sig, signed, unit_for
+from bench.analysis.formatting import estimate, setting_text, short, sig, signed, unit_for
 from bench.analysis.statistics import ALPHA, MIN_SEEDS, Difference, Estimate, holm, mean_ci, welch
 from bench.results.reader import RunData, equals, hashable, keyed, settings, show
 
@@ -56,14 +56,6 @@ METRICS = tuple(Metric(c.name, c.label, c.better, c.kind)
                 for c in schema.metrics() if c.summarized)  # bench/schema.py
 BY_COLUMN = {m.column: m for m in METRICS}
 
-SHORT_NAMES = {"train.accumulation_steps": "k", "model.activation": "activation"}
-
-
-def short(key: str) -> str:
-    """``train.lr`` -> ``lr``: the name a column header uses."""
-    return SHORT_NAMES.get(key, key.split(".", 1)[-1])
-
-
 def main_metric(frame: pd.DataFrame, problem: str) -> Metric:
     """What "better" means for a task: held-out accuracy where there is a test split, else
     training accuracy for classification and training loss for regression."""
@@ -73,10 +65,6 @@ def main_metric(frame: pd.DataFrame, problem: str) -> Metric:
     if problem == "classification":
         return BY_COLUMN["final_test_accuracy" if has("final_test_accuracy") else "final_accuracy"]
     return BY_COLUMN["final_test_loss" if has("final_test_loss") else "final_loss"]
-
-
-def setting_text(keys: list[str], values: tuple) -> str:
-    return ", ".join(f"{short(k)} = {show(v)}" for k, v in zip(keys, values)) or "all trials"
 
 
 # -- the headline table ---------------------------------------------------------------------------

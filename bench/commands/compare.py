@@ -45,7 +45,7 @@ class Compare:
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
     from bench.analysis.compare import Threshold, cell, compare, markdown
-    from bench.analysis.summary import short
+    from bench.analysis.formatting import setting_text, short
     from bench.results.reader import RunData
     from bench.results.writer import atomic_write_bytes
 
@@ -89,7 +89,7 @@ def _compare(args: argparse.Namespace, console: Console) -> int:
         console.print(f"markdown: {out}", highlight=False, soft_wrap=True, markup=False)
     if result.failures:
         for c in result.failures:
-            where = ", ".join(f"{short(k)} = {show(v)}" for k, v in c.point.items())
+            where = setting_text(list(c.point), list(c.point.values())) if c.point else ""
             console.print(f"regression: {c.metric} {c.a:.4g} → {c.b:.4g} at {where} "
                           f"(past {', '.join(map(str, c.failed))})", highlight=False, markup=False)
         return 1

@@ -10,9 +10,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
-from bench.analysis.formatting import unit_for
+from bench.analysis.formatting import short, unit_for
 from bench.analysis.statistics import mean_ci
-from bench.analysis.summary import ACTIVATION, Section, short
+from bench.analysis.summary import ACTIVATION, Section
 from bench.reporting.figures.kit import (
     Figure,
     at_reference,

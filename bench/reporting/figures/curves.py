@@ -6,7 +6,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import seaborn as sns
 
-from bench.analysis.summary import ACTIVATION, Section, short
+from bench.analysis.formatting import short
+from bench.analysis.summary import ACTIVATION, Section
 from bench.reporting.figures.kit import (
     Figure,
     NothingToShow,

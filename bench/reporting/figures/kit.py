@@ -17,9 +17,10 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from bench.analysis.formatting import setting, short
 from bench.analysis.statistics import t_half_width
-from bench.analysis.summary import ACTIVATION, Section, short
-from bench.results.reader import equals, is_config, keyed, show
+from bench.analysis.summary import ACTIVATION, Section
+from bench.results.reader import equals, is_config, keyed
 from bench.training.activations import ACTIVATIONS
 
 DPI = 96
@@ -144,7 +145,7 @@ def at_reference(section: Section, keep: list[str], frame: pd.DataFrame | None =
         else:
             level = levels[0]
         frame = frame[equals(frame[key], level)]
-        fixed.append(f"{short(key)} = {show(level)}")
+        fixed.append(setting(key, level))
     return frame, ", ".join(fixed)
 
 
@@ -156,7 +157,7 @@ def labelled(frame: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Readable facet labels: a column "lr" with "lr = 0.001" for each key."""
     frame = frame.copy()
     for key in keys:
-        frame[short(key)] = frame[key].map(lambda v, k=key: f"{short(k)} = {show(v)}")
+        frame[short(key)] = frame[key].map(lambda v, k=key: setting(k, v))
     return frame
 
 

@@ -15,13 +15,13 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from bench.analysis.formatting import sig
-from bench.analysis.summary import ACTIVATION, Section, short
+from bench.analysis.formatting import setting_text, sig
+from bench.analysis.summary import ACTIVATION, Section
 from bench.reporting.figures.kit import (
     Figure,
     color,
 )
-from bench.results.reader import TRUST_HINT, RunData, equals, settings, show
+from bench.results.reader import TRUST_HINT, RunData, equals, settings
 
 # -- 7. spiral decision boundaries ----------------------------------------------------------------
 
@@ -62,7 +62,7 @@ def _picks(section: Section) -> list[tuple[str, pd.DataFrame]]:
     if several:
         picks[(per_act.max(axis=1) - per_act.min(axis=1)).idxmax()] = "where the activations differ most"
     picks.setdefault(best, "where they do best on average" if several else "the best setting")
-    return [(", ".join(f"{short(k)} = {show(v)}" for k, v in zip(others, values)) + f" ({why})",
+    return [(setting_text(others, values) + f" ({why})",
              _in_setting(section, others, labels, values)) for values, why in picks.items()]
 
 

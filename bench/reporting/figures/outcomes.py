@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from bench.analysis.formatting import short
 from bench.analysis.statistics import mean_ci
-from bench.analysis.summary import ACTIVATION, Section, short
+from bench.analysis.summary import ACTIVATION, Section
 from bench.reporting.figures.kit import (
     Figure,
     NothingToShow,
