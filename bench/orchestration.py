@@ -38,13 +38,10 @@ epochs = 0
 PLAIN = """
 import sys, torch, torch.nn.functional as F
 from bench.suite import load_suite, expand
-from bench.tasks import draw_task
-from bench.model import build_model
+from bench.training import draw_trial
 torch.set_num_threads(1)
 for spec in expand(load_suite(sys.argv[1])):
-    data = draw_task(spec.task, spec.seed)
-    torch.manual_seed(spec.seed)
-    model = build_model(spec.model, data.x_train.shape[1], data.out_features)
+    data, model = draw_trial(spec)
     with torch.no_grad():
         float(F.cross_entropy(model(data.x_train), data.y_train))
 """

@@ -29,11 +29,9 @@ from rich.console import Console
 from rich.table import Table
 
 from bench.suite.parse import expand, parse_suite
-from bench.training.loop import run_trial
-from bench.training.model import build_model
+from bench.training.loop import draw_trial, run_trial
 from bench.training.optimizers import build_optimizer
 from bench.training.spec import TrialSpec
-from bench.training.tasks import draw_task
 
 _SUITE = """
 name = "perf"
@@ -91,8 +89,7 @@ def bare_epoch(spec: TrialSpec) -> Callable[[], None]:
     """One epoch of the plain loop on ``spec`` as a callable: full batch in k micro-batches,
     or, with a batch size, a shuffled pass in steps of k micro-batches of it."""
     cfg = spec.train
-    data = draw_task(spec.task, spec.seed)
-    model = build_model(spec.model, data.x_train.shape[1], data.out_features)
+    data, model = draw_trial(spec)
     opt = build_optimizer(cfg.optimizer, model.parameters(), lr=cfg.lr_effective,
                           weight_decay=cfg.weight_decay, momentum=cfg.momentum)
     x, y, n = data.x_train, data.y_train, len(data.x_train)

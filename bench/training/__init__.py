@@ -13,7 +13,7 @@ Nothing here knows about suites, run folders or reports.
 from bench.training.activations import ACTIVATIONS
 from bench.training.config import ModelConfig, TrainConfig
 from bench.training.inits import INITS
-from bench.training.loop import run_pack, run_trial
+from bench.training.loop import draw_trial, run_pack, run_trial
 from bench.training.model import build_model
 from bench.training.optimizers import OPTIMIZERS
 from bench.training.result import TrialResult, not_trained, trial_row
@@ -21,5 +21,5 @@ from bench.training.spec import TrialSpec
 from bench.training.tasks import TASKS, draw_task, make_task
 
 __all__ = ["ACTIVATIONS", "INITS", "OPTIMIZERS", "TASKS", "ModelConfig", "TrainConfig", "TrialResult",
-           "TrialSpec", "build_model", "draw_task", "make_task", "not_trained", "run_pack",
+           "TrialSpec", "build_model", "draw_task", "draw_trial", "make_task", "not_trained", "run_pack",
            "run_trial", "trial_row"]

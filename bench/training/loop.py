@@ -105,19 +105,27 @@ def _metered(meter: PeakMemory | None):
     return meter.window() if meter is not None else nullcontext()
 
 
+def draw_trial(spec: TrialSpec) -> tuple[TaskData, torch.nn.Module]:
+    """A trial's data and its model at init, as the trial draws them: torch (CUDA too) seeded
+    with its seed, then the data, then the init (the course notebook's order). The one place
+    that does it: the loop, ``bench perf``'s plain loops and the orchestration baseline."""
+    data = draw_task(spec.task, spec.seed)
+    return data, build_model(spec.model, data.x_train.shape[1], data.out_features)
+
+
 def _draw(specs: Sequence[TrialSpec]) -> tuple[list[TaskData], list[torch.nn.Module]]:
-    """Each trial's data and model, as the trial alone draws them: torch (CUDA too) seeded
-    with its seed, then the data, then the init (the course notebook's order)."""
+    """Each trial's data and model (``draw_trial``); a pack whose user task fails for one
+    seed is unpackable, so that each runs alone and only that seed's trial fails."""
     datas, models = [], []
     for s in specs:
         try:
-            data: TaskData = draw_task(s.task, s.seed)
+            data, model = draw_trial(s)
         except ValueError:
-            if len(specs) > 1:  # a user task that fails for one seed: each runs alone,
-                raise _Unpackable from None  # so only that seed's trial fails
+            if len(specs) > 1:
+                raise _Unpackable from None
             raise
         datas.append(data)
-        models.append(build_model(s.model, data.x_train.shape[1], data.out_features))
+        models.append(model)
     return datas, models
 
 
