@@ -35,6 +35,7 @@ from bench.training.activations import ACTIVATIONS
 from bench.training.config import ModelConfig
 from bench.training.inits import INITS
 from bench.training.model import build_model
+from bench.training.state import rng_kept
 from bench.training.tasks import TASKS, TaskData, UserTaskConfig, draw_task
 
 CONFIG_SECTIONS = ("task.", "model.", "train.")
@@ -254,7 +255,7 @@ class RunData:
                 raise ValueError(f"trial {row['trial_id']} stored no task_args to draw "
                                  f"{kind!r} again with")
             cfg = UserTaskConfig(kind=kind, **json.loads(args or "{}"))
-        with torch.random.fork_rng(devices=[]):
+        with rng_kept():
             return draw_task(cfg, int(row["seed"]))  # as the trial drew it
 
     def model(self, row: pd.Series) -> torch.nn.Module | None:

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from bench.plugins import arguments, check_user_path, import_object, resolver, user_path
+from bench.training.state import rng_kept
 
 
 @dataclass(frozen=True)
@@ -117,7 +118,7 @@ def resolve(name: str, args: str = "") -> Activation:
         raise ValueError(f"{path!r} is neither an nn.Module class nor a function of one tensor")
     try:
         x = torch.linspace(-3, 3, 12).reshape(4, 3)
-        with torch.random.fork_rng(devices=[]):  # a module may draw its parameters
+        with rng_kept():  # a module may draw its parameters
             y = build()(x)
     except Exception as exc:
         raise ValueError(f"{path!r} with arguments {kwargs} fails on a (4 x 3) tensor: "

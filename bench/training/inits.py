@@ -23,6 +23,7 @@ from bench.plugins import (
     resolver,
     user_path,
 )
+from bench.training.state import rng_kept
 
 # Glorot & Bengio (2010) and the orthogonal init use gain 1; He et al. (2015) use the ReLU gain
 # sqrt(2) with fan_in, which is what "kaiming" means here whatever the activation.
@@ -109,7 +110,7 @@ def resolve(name: str, args: str = "") -> InitFn:
                 layer.weight.copy_(out)
 
     try:
-        with torch.random.fork_rng(devices=[]), python_and_numpy_seeded(0):  # a check at
+        with rng_kept(), python_and_numpy_seeded(0):  # a check at
             # load, not a draw of any trial's: every RNG is left as it was
             probe = nn.Linear(3, 4)
             init(probe)

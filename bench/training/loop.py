@@ -31,6 +31,7 @@ from bench.training.probes import LayerProbe
 from bench.training.recording import Member, diverged, finish_row, record_epoch
 from bench.training.result import TrialResult, not_trained, trial_row
 from bench.training.spec import TrialSpec
+from bench.training.state import intra_op_threads
 from bench.training.tasks import TaskData, draw_task
 
 
@@ -57,10 +58,9 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1,
     if reason:
         return [not_trained(spec, threads, "skipped", reason) for spec in specs]
     rows = [trial_row(spec, threads, len(specs)) for spec in specs]
-    previous_threads = torch.get_num_threads()
-    torch.set_num_threads(threads)
     try:
-        return Trainer(specs, rows).run(on_progress)
+        with intra_op_threads(threads):
+            return Trainer(specs, rows).run(on_progress)
     except _Unpackable:
         pass  # its members run alone, below
     except Exception as exc:  # a crashed trial is a row, and the run goes on
@@ -70,8 +70,6 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1,
                                 len(specs), traceback=trace) for spec in specs]
         # out of memory as a pack: its size may be the cause, so its members run alone (the
         # cache is emptied below, once the exception's frames have let go of their tensors)
-    finally:
-        torch.set_num_threads(previous_threads)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
     return [run_trial(spec, threads) for spec in specs]

@@ -50,6 +50,7 @@ from torch import nn
 
 from bench.training.model import hidden_forward, layer_costs
 from bench.training.spec import TrialSpec
+from bench.training.state import rng_kept
 from bench.training.tasks import draw_task
 
 PackMode = Literal["auto", "on", "off"]
@@ -126,7 +127,7 @@ def pack_key(spec: TrialSpec) -> str:
 def task_shape(spec: TrialSpec) -> tuple[int, int, int]:
     """Training samples, input features and outputs of ``spec``'s task (built once, without
     touching the global RNG)."""
-    with torch.random.fork_rng(devices=[]):
+    with rng_kept():
         data = draw_task(spec.task, spec.seed)
     return int(data.x_train.shape[0]), int(data.x_train.shape[1]), int(data.out_features)
 

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bench.plugins import import_object, plain_value_problem, python_and_numpy_seeded, resolver, user_path
+from bench.training.state import rng_kept
 
 
 @dataclass(frozen=True)
@@ -475,11 +476,7 @@ def resolve_task(kind: str, args: str) -> UserTask:
     task = UserTask(path, fn, kwargs, takes_seed, "classification", False, False)
     # A check, not any trial's draw: every RNG it could touch is left as it was (CUDA's too,
     # where this process has started CUDA; torch.manual_seed would reseed it).
-    cuda = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    with torch.random.fork_rng(devices=cuda):
-        torch.default_generator.manual_seed(0)
-        for device in cuda:
-            torch.cuda.default_generators[device].manual_seed(0)
+    with rng_kept(seed=0, cuda=True):
         data = task.draw(0)
     return UserTask(path, fn, kwargs, takes_seed, data.kind, data.x_test is not None,
                     data.x_val is not None)
@@ -620,6 +617,5 @@ def draw_task(cfg: TaskConfig, seed: int) -> TaskData:
     fixed = data_seed(cfg)
     if fixed is None:
         return make_task(cfg, seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(fixed)
+    with rng_kept(seed=fixed):
         return make_task(cfg, fixed)
