@@ -359,7 +359,7 @@ def pack_main(epochs: int, repeats: int, threads: int, seeds: int, device: str,
     pack_speedup(epochs, repeats, threads, seeds, device, on_row=row)
     console.print(table)
     console.print("The Δ columns are float drift, not a different computation: a packed step "
-                  "matches the trial's own to 1e-5 (tests/test_packing.py), and over thousands "
+                  "matches the trial's own to 1e-5 (tests/training/test_packing.py), and over thousands "
                   "of Adam steps any change of summation order grows, as the same trial run on "
                   "2 threads instead of 1 does (the reference CNN: ~0.5% in final loss after "
                   "2,000 steps, either way).", soft_wrap=True)

@@ -1,31 +1,7 @@
-import textwrap
+"""Fixtures every test gets (helpers that tests import by name are in tests/helpers.py)."""
 
 import pytest
 import torch
-
-from bench.suite.parse import expand, parse_suite
-
-
-def make_suite(body: str, name: str = "t"):
-    """A suite from TOML text; ``body`` holds everything but the name."""
-    return parse_suite(f'name = "{name}"\n' + textwrap.dedent(body), source="test.toml")
-
-
-def one_spec(task="kind = \"spiral\"\npoints_per_class = 50", model="hidden = [8]\nactivation = \"relu\"",
-             train="optimizer = \"sgd\"\nlr = 0.1\nepochs = 5", seed=0):
-    suite = make_suite(f"seeds = [{seed}]\n[task]\n{task}\n[model]\n{model}\n[train]\n{train}\n")
-    (spec,) = expand(suite)
-    return spec
-
-
-def user_module(tmp_path, monkeypatch, body: str, name: str) -> str:
-    """Write ``body`` as module ``name`` in ``tmp_path`` and make it importable (fresh)."""
-    import sys
-
-    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
-    monkeypatch.syspath_prepend(str(tmp_path))
-    sys.modules.pop(name, None)
-    return name
 
 
 @pytest.fixture(autouse=True)
@@ -34,21 +10,3 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(previous)
-
-
-# `python -m bench` as a shell starts it: Ctrl-C (SIGINT) delivered and handled. A child of the
-# test process would otherwise inherit whatever signal state the test session has, and a
-# SIGINT ignored or blocked there would make an interrupt test see a run that ignores Ctrl-C.
-CTRL_C_AS_IN_A_SHELL = (
-    "import runpy, signal, sys; "
-    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
-    "signal.signal(signal.SIGINT, signal.default_int_handler); "
-    "sys.argv = ['bench', *sys.argv[1:]]; "
-    "runpy.run_module('bench', run_name='__main__', alter_sys=True)")
-
-
-def bench_command(*args) -> list[str]:
-    """The argv of ``python -m bench ARGS`` with SIGINT as a terminal delivers it."""
-    import sys
-
-    return [sys.executable, "-c", CTRL_C_AS_IN_A_SHELL, *map(str, args)]

@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from tests.conftest import bench_command
+from tests.helpers import bench_command
 
 TINY = """
 name = "tiny"

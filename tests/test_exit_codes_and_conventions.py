@@ -18,7 +18,7 @@ from bench.cli import build_parser, main
 from bench.execution.run import RunOptions, run_suite
 from bench.results.reader import RunData
 from bench.training.activations import resolve
-from tests.conftest import make_suite, user_module
+from tests.helpers import make_suite, user_module
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -12,7 +12,7 @@ from bench.results.reader import RunData
 from bench.suite.parse import expand, load_suite
 
 SUITES = sorted((Path(__file__).resolve().parent.parent / "suites").glob("*.toml"))
-# seed_replication's claims are checked in tests/test_seed_replication.py, on the run whose
+# seed_replication's claims are checked in tests/training/test_seed_replication.py, on the run whose
 # exact numbers that module pins: running its two 1000-epoch trials twice would cost CI 14 s.
 # mnist1d's 85 trials (8000 Adam steps each) take about 8 minutes on 2 cores, more than this
 # test suite's budget: .ci/run checks its claims on its shipped seeds and on seeds + 1000 with

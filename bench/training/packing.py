@@ -11,7 +11,7 @@ elementwise, and a cnn1d's conv layers run as one batched matmul over the member
 sum of the members' mean losses, whose gradient with respect to member p's weights is member
 p's own gradient; SGD, Adam and AdamW update each element from its own gradient and state, so
 every member gets its own update, and its numbers match the one-at-a-time run to float
-tolerance (``tests/test_packing.py``).
+tolerance (``tests/training/test_packing.py``).
 
 When packing pays (``python -m bench perf --pack`` measures it): the speed-up comes from issuing
 one kernel for P models, so it is large where per-operator overhead dominates (small
@@ -34,7 +34,7 @@ batches of 100, Adam, log_every = 25, 50 epochs, 5 seeds, one thread, best of 3,
 
 The MLPs' packed weights are bit-identical to the trials' own. The CNN's drift over 2,000 Adam
 steps (0.6% in final loss) is the size of the drift between the same trial on 1 and on 2
-threads: one packed step matches to 1e-5 (tests/test_model_families.py), and any change of
+threads: one packed step matches to 1e-5 (tests/training/test_model_families.py), and any change of
 summation order grows over a long run.
 """
 

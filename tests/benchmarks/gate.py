@@ -42,7 +42,7 @@ def main(argv: list[str]) -> int:
                     f"--benchmark-compare-fail=median:{args.threshold:g}%"]
     else:
         print(f"no saved benchmark run in {STORAGE}: this run becomes the baseline", flush=True)
-    sys.path.insert(0, str(ROOT))  # `tests.conftest` is imported as a package from the root
+    sys.path.insert(0, str(ROOT))  # `tests.helpers` is imported as a package from the root
     return pytest.main(options + rest)
 
 

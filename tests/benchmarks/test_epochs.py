@@ -6,7 +6,7 @@ import pytest
 from bench.perf import bare_epoch
 from bench.training.loop import epoch_runner
 from tests.benchmarks.conftest import DEVICES, describe, synchronized
-from tests.conftest import one_spec
+from tests.helpers import one_spec
 
 SPIRAL = dict(task='kind = "spiral"', model='hidden = [100]\nactivation = "relu"')
 DEEP = dict(task='kind = "spiral"', model='hidden = [256, 256, 256, 256, 256, 256, 256, 256]\n'

@@ -11,7 +11,7 @@ from bench.training.loop import run_trial
 from bench.training.model import build_model
 from bench.training.tasks import draw_task
 from tests.benchmarks.conftest import describe
-from tests.conftest import one_spec
+from tests.helpers import one_spec
 
 INIT_ONLY = dict(task='kind = "spiral"', model='hidden = [100]\nactivation = "relu"',
                  train='optimizer = "adam"\nlr = 0.01\nepochs = 0')

@@ -1,0 +1,47 @@
+"""What many tests share: suites from text, one trial's spec, user modules on the path, and
+``python -m bench`` as a shell starts it. Imported by name (``from tests.helpers import ...``);
+conftest.py holds only the fixtures pytest applies itself."""
+
+import textwrap
+
+from bench.suite import expand, parse_suite
+
+
+def make_suite(body: str, name: str = "t"):
+    """A suite from TOML text; ``body`` holds everything but the name."""
+    return parse_suite(f'name = "{name}"\n' + textwrap.dedent(body), source="test.toml")
+
+
+def one_spec(task="kind = \"spiral\"\npoints_per_class = 50", model="hidden = [8]\nactivation = \"relu\"",
+             train="optimizer = \"sgd\"\nlr = 0.1\nepochs = 5", seed=0):
+    suite = make_suite(f"seeds = [{seed}]\n[task]\n{task}\n[model]\n{model}\n[train]\n{train}\n")
+    (spec,) = expand(suite)
+    return spec
+
+
+def user_module(tmp_path, monkeypatch, body: str, name: str) -> str:
+    """Write ``body`` as module ``name`` in ``tmp_path`` and make it importable (fresh)."""
+    import sys
+
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(body))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    sys.modules.pop(name, None)
+    return name
+
+
+# `python -m bench` as a shell starts it: Ctrl-C (SIGINT) delivered and handled. A child of the
+# test process would otherwise inherit whatever signal state the test session has, and a
+# SIGINT ignored or blocked there would make an interrupt test see a run that ignores Ctrl-C.
+CTRL_C_AS_IN_A_SHELL = (
+    "import runpy, signal, sys; "
+    "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}); "
+    "signal.signal(signal.SIGINT, signal.default_int_handler); "
+    "sys.argv = ['bench', *sys.argv[1:]]; "
+    "runpy.run_module('bench', run_name='__main__', alter_sys=True)")
+
+
+def bench_command(*args) -> list[str]:
+    """The argv of ``python -m bench ARGS`` with SIGINT as a terminal delivers it."""
+    import sys
+
+    return [sys.executable, "-c", CTRL_C_AS_IN_A_SHELL, *map(str, args)]
