@@ -2,7 +2,12 @@
 ``python -m bench`` as a shell starts it. Imported by name (``from tests.helpers import ...``);
 conftest.py holds only the fixtures pytest applies itself."""
 
+import math
 import textwrap
+
+import pandas as pd
+import pytest
+import torch
 
 from bench.suite import expand, parse_suite
 
@@ -45,3 +50,33 @@ def bench_command(*args) -> list[str]:
     import sys
 
     return [sys.executable, "-c", CTRL_C_AS_IN_A_SHELL, *map(str, args)]
+
+
+# The trials columns a packed trial must share with the same trial run alone.
+PACKED_COLUMNS = ["status", "final_loss", "final_accuracy", "best_loss", "epochs_to_target",
+           "dead_fraction", "saturated_fraction", "grad_norm", "n_params", "diverged_epoch",
+           "final_test_loss", "final_test_accuracy"]
+
+
+def specs_of(task, model, train, seeds=(0, 1, 2)):
+    """One spec per seed of the same trial (a pack's members)."""
+    return [one_spec(task=task, model=model, train=train, seed=s) for s in seeds]
+
+
+def assert_same_numbers(packed, alone):
+    """One packed result against the same trial run alone."""
+    for key in PACKED_COLUMNS:
+        a, b = packed.trial.get(key), alone.trial.get(key)
+        if isinstance(b, float) and not math.isnan(b):
+            assert a == pytest.approx(b, rel=1e-5, abs=1e-6), key
+        elif isinstance(b, float):
+            assert math.isnan(a), key
+        else:
+            assert a == b, key
+    for table in ("curves", "layers"):
+        got, want = pd.DataFrame(getattr(packed, table)), pd.DataFrame(getattr(alone, table))
+        assert list(got.columns) == list(want.columns)
+        pd.testing.assert_frame_equal(got, want, rtol=1e-5, atol=1e-6)
+    assert packed.state_dict.keys() == alone.state_dict.keys()
+    for key, weight in alone.state_dict.items():
+        torch.testing.assert_close(packed.state_dict[key], weight, rtol=1e-5, atol=1e-6)

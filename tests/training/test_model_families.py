@@ -15,8 +15,7 @@ from bench.training.config import ModelConfig
 from bench.training.loop import run_pack, run_trial
 from bench.training.model import MLP, CNN1d, build_model, conv_lengths, layer_costs
 from bench.training.packing import PackedModel, plan, worth_packing
-from tests.helpers import make_suite, one_spec, user_module
-from tests.test_packing import assert_same_numbers, specs_of
+from tests.helpers import assert_same_numbers, make_suite, one_spec, specs_of, user_module
 
 REFERENCE_CNN = dict(kind="cnn1d", channels=[25, 25, 25], kernel=[5, 3, 3], stride=2, padding=1,
                      activation="relu")

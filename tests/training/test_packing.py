@@ -4,7 +4,6 @@ Every packed result is compared with ``run_trial`` of the same spec: the trials 
 curve and layer row, and the final weights.
 """
 
-import math
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from bench.training.loop import run_pack, run_trial
 from bench.training.model import MLP
 from bench.training.packing import AUTO_MAX_ACTIVATIONS, MAX_PACK, PackedMLP, plan
 from bench.training.tasks import make_task
-from tests.helpers import make_suite, one_spec
+from tests.helpers import assert_same_numbers, make_suite, specs_of
 
 SPIRAL = 'kind = "spiral"\npoints_per_class = 40'
 CUBIC = 'kind = "cubic"'
@@ -48,34 +47,6 @@ CASES = {
     "no hidden layer": (SPIRAL, 'hidden = []\nactivation = "identity"',
                         'optimizer = "sgd"\nlr = 0.5\nepochs = 10'),
 }
-
-METRICS = ["status", "final_loss", "final_accuracy", "best_loss", "epochs_to_target",
-           "dead_fraction", "saturated_fraction", "grad_norm", "n_params", "diverged_epoch",
-           "final_test_loss", "final_test_accuracy"]
-
-
-def specs_of(task, model, train, seeds=(0, 1, 2)):
-    return [one_spec(task=task, model=model, train=train, seed=s) for s in seeds]
-
-
-def assert_same_numbers(packed, alone):
-    """One packed result against the same trial run alone."""
-    for key in METRICS:
-        a, b = packed.trial.get(key), alone.trial.get(key)
-        if isinstance(b, float) and not math.isnan(b):
-            assert a == pytest.approx(b, rel=1e-5, abs=1e-6), key
-        elif isinstance(b, float):
-            assert math.isnan(a), key
-        else:
-            assert a == b, key
-    for table in ("curves", "layers"):
-        got, want = pd.DataFrame(getattr(packed, table)), pd.DataFrame(getattr(alone, table))
-        assert list(got.columns) == list(want.columns)
-        pd.testing.assert_frame_equal(got, want, rtol=1e-5, atol=1e-6)
-    assert packed.state_dict.keys() == alone.state_dict.keys()
-    for key, weight in alone.state_dict.items():
-        torch.testing.assert_close(packed.state_dict[key], weight, rtol=1e-5, atol=1e-6)
-
 
 @pytest.mark.parametrize("case", CASES, ids=list(CASES))
 def test_a_pack_matches_its_trials_run_one_at_a_time(case):
