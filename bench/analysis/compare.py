@@ -18,6 +18,7 @@ import pandas as pd
 from bench.analysis.formatting import DASH, md_code, md_escape, p_value, setting_text, short, sig, signed
 from bench.analysis.statistics import ALPHA, mean_ci, welch
 from bench.analysis.summary import METRICS
+from bench.analysis.tables import Cell, Table
 from bench.errors import UserError, did_you_mean
 from bench.results.names import check_run_names
 from bench.results.reader import RunData, equals, settings, show
@@ -249,6 +250,18 @@ def cell(change: Change) -> str:
     return text
 
 
+def table(result: RunComparison) -> Table:
+    """The comparison's grid: a row per point, a column per metric (``cell``), a crossed
+    threshold in bold red; drawn as Markdown (``markdown``) and in the terminal."""
+    rows = [[Cell(show(point[k])) for k in result.keys]
+            + [Cell(cell(c), style="bold red" if c.failed else None) for c in row]
+            for point, row in _rows(result)]
+    return Table([short(k) for k in result.keys] + [f"Δ {m}" for m in result.metrics], rows,
+                 [False] * len(result.keys) + [True] * len(result.metrics),
+                 title=f"{result.a.suite_name} {result.a.run_id} → {result.b.run_id}: change of "
+                       "the mean over seeds (B − A; * Welch p < 0.05)")
+
+
 def markdown(result: RunComparison) -> str:
     """The comparison as Markdown; every name and value from the runs is escaped (md_escape)."""
     a, b = result.a, result.b
@@ -268,12 +281,7 @@ def markdown(result: RunComparison) -> str:
         if points:
             lines.append(f"Grid points {label} (not compared): {len(points)}")
             lines.append("")
-    header = [e(short(k)) for k in result.keys] + [f"Δ {e(m)}" for m in result.metrics]
-    lines += ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]
-    for point, row in _rows(result):
-        cells = [e(show(point[k])) for k in result.keys] + [cell(c) for c in row]  # our numbers
-        lines.append("| " + " | ".join(cells) + " |")
-    lines += ["", "Per metric, largest moves:", ""]
+    lines += [table(result).markdown(), "", "Per metric, largest moves:", ""]
     for metric in result.metrics:
         ranked = sorted((c for c in result.changes if c.metric == metric
                          and math.isfinite(c.diff) and c.diff != 0), key=lambda c: -abs(c.diff))

@@ -6,8 +6,6 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from bench.commands.common import EXIT_FAILED, named_run
 
@@ -42,6 +40,7 @@ class Check:
 
 def check_claims(run_dir: Path, console: Console, trust_code: bool = False) -> int:
     from bench.analysis.check import check, claims_origin, describe_point
+    from bench.analysis.tables import Cell, Table
     from bench.results.reader import RunData
 
     run = RunData.open(run_dir, trust_code=trust_code)
@@ -53,15 +52,12 @@ def check_claims(run_dir: Path, console: Console, trust_code: bool = False) -> i
         console.print(f"{run.suite_name}: the suite text stored with this run has no [[expect]] "
                       "claims", highlight=False, markup=False)
         return 0
-    table = Table(title=escape(f"{run.suite_name}: claims on run {run.run_id}"))
-    for column in ("#", "claim", "metric", "value", "bound", "verdict"):
-        table.add_column(column, justify="right" if column == "#" else "left")
     style = {"pass": "green", "fail": "bold red", "not checked": "yellow"}
-    for r in results:
-        table.add_row(str(r.index), escape(r.text()), escape(r.claim.metric),
-                      escape(describe_point(r)), escape(r.bound()),
-                      f"[{style[r.verdict]}]{r.verdict}[/]")
-    console.print(table)
+    rows = [[Cell(str(r.index)), Cell(r.text()), Cell(r.claim.metric), Cell(describe_point(r)),
+             Cell(r.bound()), Cell(r.verdict, style=style[r.verdict])] for r in results]
+    console.print(Table(["#", "claim", "metric", "value", "bound", "verdict"], rows,
+                        [True] + [False] * 5,
+                        title=f"{run.suite_name}: claims on run {run.run_id}").rich())
     for r in results:
         if r.warning and r.verdict != "not checked":
             console.print(f"warning: claim #{r.index}: {r.warning}", highlight=False,

@@ -6,12 +6,9 @@ import argparse
 from pathlib import Path
 
 from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from bench.commands.common import named_run
 from bench.errors import UserError
-from bench.results.reader import show
 
 
 class Compare:
@@ -44,27 +41,15 @@ class Compare:
 
 
 def _compare(args: argparse.Namespace, console: Console) -> int:
-    from bench.analysis.compare import Threshold, cell, compare, markdown
-    from bench.analysis.formatting import setting_text, short
+    from bench.analysis.compare import Threshold, compare, markdown, table
+    from bench.analysis.formatting import setting_text
     from bench.results.reader import RunData
     from bench.results.writer import atomic_write_bytes
 
     thresholds = [Threshold.parse(t) for t in args.fail_on]
     a, b = (RunData.open(d, trust_code=args.trust_code) for d in (args.run_a, args.run_b))
     result = compare(a, b, thresholds)
-    table = Table(title=escape(f"{a.suite_name} {a.run_id} → {b.run_id}: change of the mean over "
-                               "seeds (B − A; * Welch p < 0.05)"))
-    for key in result.keys:
-        table.add_column(escape(short(key)))
-    for metric in result.metrics:
-        table.add_column(escape(f"Δ {metric}"), justify="right")
-    rows = {}
-    for c in result.changes:
-        rows.setdefault(tuple(c.point.values()), []).append(c)
-    for values, changes in rows.items():
-        table.add_row(*[escape(show(v)) for v in values],
-                      *[f"[bold red]{cell(c)}[/]" if c.failed else escape(cell(c)) for c in changes])
-    console.print(table)
+    console.print(table(result).rich())
     if a.suite_name != b.suite_name:
         console.print(f"note: these are runs of different suites ({a.suite_name!r}, "
                       f"{b.suite_name!r}); points are matched on {', '.join(result.keys)}",

@@ -29,6 +29,7 @@ from bench.analysis.summary import (
     short,
     tuned_keys,
 )
+from bench.analysis.tables import Cell, Table
 from bench.errors import UserError
 from bench.results.names import check_run_names
 from bench.results.reader import RunData, hashable, show
@@ -45,31 +46,6 @@ METHODS = (
     "α = 0.05. With fewer than two seeds on a side there is no test, and the table says so. "
     "Bands and error bars in the figures are the same t-intervals."
 )
-
-
-@dataclass
-class Cell:
-    text: str
-    sort: float | str | None = None   # what the HTML table sorts by
-    best: bool = False
-
-
-@dataclass
-class Table:
-    columns: list[str]
-    rows: list[list[Cell]]
-    numeric: list[bool] = field(default_factory=list)  # right-aligned columns
-
-    def markdown(self) -> str:
-        def cell(c: Cell) -> str:
-            text = md_escape(c.text)
-            return f"**{text}**" if c.best and c.text != DASH and text else text
-
-        align = [("---:" if n else ":---") for n in (self.numeric or [False] * len(self.columns))]
-        lines = ["| " + " | ".join(md_escape(c) for c in self.columns) + " |",
-                 "|" + "|".join(align) + "|"]
-        lines += ["| " + " | ".join(cell(c) for c in row) + " |" for row in self.rows]
-        return "\n".join(lines)
 
 
 @dataclass
