@@ -11,9 +11,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Table as RichTable
 
 from bench import schema
+from bench.analysis.tables import Cell, Table
 from bench.commands import check, report
 from bench.commands.common import (
     EXIT_FAILED,
@@ -195,39 +196,61 @@ def _quick(suite: Suite, path: Path, console: Console) -> Suite:
 
 
 def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None:
+    """--dry-run's grid: one row per point (its swept values, seeds or stage, packed or
+    skipped), then what the run will decide or skip, and the user code it would import."""
     specs = expand(suite)
+    packed, undecided = _packed(suite, specs, pack)
+    table, reasons = _grid_table(suite, specs, packed)
+    console.print(table.rich())
     if suite.tune is not None:
-        from bench.suite.stages import planned_total
-        title = (f"{suite.name}: {len(suite.points)} grid points; {planned_total(suite)} trials "
-                 f"in two stages: {len(specs)} known now (tuning seeds "
-                 f"{','.join(map(str, suite.tune.seeds))}, and what has nothing to tune), then "
-                 f"each setting's pick of {', '.join(suite.tune.keys)} on the evaluation seeds")
-    else:
-        title = (f"{suite.name}: {len(suite.points)} grid points x {len(suite.seeds)} seeds = "
-                 f"{len(specs)} trials")
-    table = Table(title=escape(title))
-    keys = suite.varied_keys
-    has_variants = any(p.variant for p in suite.points)
-    table.add_column("#", justify="right")
-    if has_variants:
-        table.add_column("variant")
-    for key in keys:
-        table.add_column(escape(key))
-    table.add_column("stage" if suite.tune is not None else "seeds")
-    table.add_column("note")
-    reasons: set[str] = set()
+        console.print(f"evaluation seeds: {','.join(map(str, suite.seeds))}; the picks are made "
+                      f"on {suite.tune.metric} over the tuning seeds", highlight=False)
+    for warning in suite.warnings:
+        console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
+    for why in sorted(reasons):
+        console.print(f"skipped: {why}", highlight=False, markup=False)
+    if undecided:
+        console.print("packing: decided when the run starts (--pack auto draws each point's "
+                      "data to size it, and a user task's draw runs user code)",
+                      highlight=False, markup=False, soft_wrap=True)
+    _print_imports(suite, console)
+
+
+def _packed(suite: Suite, specs: list[TrialSpec], pack: PackMode) -> tuple[set[str], bool]:
+    """The trials that train in packs, and whether that is decided only when the run starts:
+    auto's choice sizes each point's data by drawing it, which for a user task runs user code
+    that a suite read without it (--dry-run) must not run."""
     runnable = [s for s in specs if not cuda_unavailable_reason(s.train.device)]
-    # auto's choice sizes each point's data by drawing it: for a user task that runs user code,
-    # which a suite read without it (--dry-run) must not do. The run decides.
-    undecided = (pack == "auto" and max(len(suite.seeds), len(suite.tune.seeds) if suite.tune
-                                        else 0) > 1
+    seeds = max(len(suite.seeds), len(suite.tune.seeds) if suite.tune else 0)
+    undecided = (pack == "auto" and seeds > 1
                  and any(isinstance(s.task, UncheckedUserTaskConfig) and packable(s)
                          for s in runnable))
-    packed = set() if undecided else {
-        s.trial_id for unit in plan(runnable, pack) if len(unit) > 1 for s in unit}
+    if undecided:
+        return set(), True
+    return {s.trial_id for unit in plan(runnable, pack) if len(unit) > 1 for s in unit}, False
+
+
+def _grid_title(suite: Suite, specs: list[TrialSpec]) -> str:
+    if suite.tune is None:
+        return (f"{suite.name}: {len(suite.points)} grid points x {len(suite.seeds)} seeds = "
+                f"{len(specs)} trials")
+    from bench.suite.stages import planned_total
+    return (f"{suite.name}: {len(suite.points)} grid points; {planned_total(suite)} trials "
+            f"in two stages: {len(specs)} known now (tuning seeds "
+            f"{','.join(map(str, suite.tune.seeds))}, and what has nothing to tune), then "
+            f"each setting's pick of {', '.join(suite.tune.keys)} on the evaluation seeds")
+
+
+def _grid_table(suite: Suite, specs: list[TrialSpec], packed: set[str]) -> tuple[Table, set[str]]:
+    """The grid as a table, and the reasons its skipped points are skipped."""
+    keys = suite.varied_keys
+    has_variants = any(p.variant for p in suite.points)
+    columns = (["#"] + (["variant"] if has_variants else []) + list(keys)
+               + ["stage" if suite.tune is not None else "seeds", "note"])
     first = {}
     for s in specs:  # each point's first trial, matched on its variant and config
         first.setdefault((s.variant, repr(sorted(s.config.items()))), s)
+    rows, reasons = [], set()
     for i, point in enumerate(suite.points):
         overrides = dict(point.overrides)
         reason = cuda_unavailable_reason(point.train.device)
@@ -241,24 +264,12 @@ def _print_grid(suite: Suite, console: Console, pack: PackMode = "auto") -> None
         else:
             stage = ("tune" if spec.stage == "tune" else "eval (nothing to tune)")
         cells = [str(i + 1)] + ([point.variant] if has_variants else [])
-        cells += [_cell(overrides.get(k, "")) for k in keys]
-        cells += [stage, note]
+        cells += [_cell(overrides.get(k, "")) for k in keys] + [stage, note]
         if reason:
             reasons.add(reason)
-        table.add_row(*[escape(c) for c in cells])
-    console.print(table)
-    if suite.tune is not None:
-        console.print(f"evaluation seeds: {','.join(map(str, suite.seeds))}; the picks are made "
-                      f"on {suite.tune.metric} over the tuning seeds", highlight=False)
-    for warning in suite.warnings:
-        console.print(f"warning: {warning}", highlight=False, markup=False, soft_wrap=True)
-    for reason in sorted(reasons):
-        console.print(f"skipped: {reason}", highlight=False, markup=False)
-    if undecided:
-        console.print("packing: decided when the run starts (--pack auto draws each point's "
-                      "data to size it, and a user task's draw runs user code)",
-                      highlight=False, markup=False, soft_wrap=True)
-    _print_imports(suite, console)
+        rows.append([Cell(c) for c in cells])
+    numeric = [True] + [False] * (len(columns) - 1)
+    return Table(columns, rows, numeric, title=_grid_title(suite, specs)), reasons
 
 
 def _print_work(suite: Suite, console: Console, out: Path | None, workers: int | None) -> None:
@@ -325,8 +336,8 @@ def _print_summary(store, suite: Suite, console: Console) -> int:
     keys = [k for k in suite.varied_keys if k in ran.columns and ran[k].map(repr).nunique() > 1]
     if ran["variant"].nunique() > 1:
         keys.insert(0, "variant")
-    table = Table(title=escape(f"{suite.name}: mean over seeds, after the last epoch (train "
-                               "unless it says test)"))
+    table = RichTable(title=escape(f"{suite.name}: mean over seeds, after the last epoch (train "
+                                   "unless it says test)"))
     for key in keys:
         table.add_column(escape(key.split(".")[-1].replace("accumulation_steps", "k")),
                          overflow="fold")

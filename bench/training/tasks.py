@@ -482,6 +482,9 @@ def resolve_task(kind: str, args: str) -> UserTask:
                     data.x_val is not None)
 
 
+_SPLIT_KEYS = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "kind")
+
+
 def task_data(out: Any, path: str) -> TaskData:
     """A user task's return value as TaskData: ``(x_train, y_train, x_test, y_test, kind)``,
     ``(x_train, y_train, kind)``, ``(x_train, y_train, x_val, y_val, x_test, y_test, kind)``,
@@ -490,7 +493,18 @@ def task_data(out: Any, path: str) -> TaskData:
     regression targets float32 of shape (n, outputs) ((n,) is taken as one output)."""
     if isinstance(out, TaskData):
         return out
-    keys = ("x_train", "y_train", "x_val", "y_val", "x_test", "y_test", "kind")
+    parts = _returned_parts(out, path)
+    kind = parts["kind"]
+    xs = _inputs(parts, path)
+    ys = {n: _targets(_tensor(parts, n, path), n, kind, xs["x" + n[1:]], path)
+          for n in ("y_train", "y_val", "y_test")}
+    return TaskData(xs["x_train"], ys["y_train"], xs["x_test"], ys["y_test"], kind,
+                    _out_features(ys, kind, path), xs["x_val"], ys["y_val"])
+
+
+def _returned_parts(out: Any, path: str) -> dict[str, Any]:
+    """The returned tuple or dict by name, with its kind and its splits' pairs checked."""
+    keys = _SPLIT_KEYS
     if isinstance(out, dict):
         unknown = set(out) - set(keys)
         if unknown or not {"x_train", "y_train", "kind"} <= set(out):
@@ -511,30 +525,35 @@ def task_data(out: Any, path: str) -> TaskData:
     for split in ("test", "val"):
         if (parts.get(f"x_{split}") is None) != (parts.get(f"y_{split}") is None):
             raise ValueError(f"{path!r} returned only one of x_{split} and y_{split}")
+    return parts
 
-    def tensor(name: str) -> torch.Tensor | None:
-        value = parts.get(name)
-        if value is None:
-            return None
-        try:
-            return torch.as_tensor(value)
-        except Exception:
-            raise ValueError(f"{path!r}: {name} is a {type(value).__name__}, not a tensor or "
-                             "an array") from None
 
-    xs = {n: tensor(n) for n in ("x_train", "x_val", "x_test")}
-    ys = {n: tensor(n) for n in ("y_train", "y_val", "y_test")}
-    for name, x in xs.items():
-        if x is None:
-            continue
-        if x.ndim != 2:
-            raise ValueError(f"{path!r}: {name} has shape {tuple(x.shape)}; inputs are "
-                             "(samples, features)")
-        if x.dtype == torch.bool or x.is_complex():
-            raise ValueError(f"{path!r}: {name} is {x.dtype}; inputs are real numbers")
-        xs[name] = x = x.to(torch.float32).cpu()
-        if not torch.isfinite(x).all():
-            raise ValueError(f"{path!r}: {name} holds NaN or infinite values")
+def _tensor(parts: dict[str, Any], name: str, path: str) -> torch.Tensor | None:
+    value = parts.get(name)
+    if value is None:
+        return None
+    try:
+        return torch.as_tensor(value)
+    except Exception:
+        raise ValueError(f"{path!r}: {name} is a {type(value).__name__}, not a tensor or "
+                         "an array") from None
+
+
+def _inputs(parts: dict[str, Any], path: str) -> dict[str, torch.Tensor | None]:
+    """x_train, x_val, x_test as finite float32 (samples, features) on the CPU, alike in width."""
+    xs = {}
+    for name in ("x_train", "x_val", "x_test"):
+        x = _tensor(parts, name, path)
+        if x is not None:
+            if x.ndim != 2:
+                raise ValueError(f"{path!r}: {name} has shape {tuple(x.shape)}; inputs are "
+                                 "(samples, features)")
+            if x.dtype == torch.bool or x.is_complex():
+                raise ValueError(f"{path!r}: {name} is {x.dtype}; inputs are real numbers")
+            x = x.to(torch.float32).cpu()
+            if not torch.isfinite(x).all():
+                raise ValueError(f"{path!r}: {name} holds NaN or infinite values")
+        xs[name] = x
     x_train = xs["x_train"]
     for name, x in xs.items():
         if x is not None and len(x) == 0:
@@ -543,41 +562,47 @@ def task_data(out: Any, path: str) -> TaskData:
         if x is not None and x.shape[1] != x_train.shape[1]:
             raise ValueError(f"{path!r}: {name} has {x.shape[1]} features, x_train "
                              f"{x_train.shape[1]}")
-    for name, y in ys.items():
-        if y is None:
-            continue
-        x = xs["x" + name[1:]]
-        if len(y) != len(x):
-            raise ValueError(f"{path!r}: {name} has {len(y)} samples, {'x' + name[1:]} {len(x)}")
-        if kind == "classification":
-            if y.ndim != 1 or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
-                raise ValueError(f"{path!r}: {name} is {y.dtype} of shape {tuple(y.shape)}; a "
-                                 "classification task's targets are integer labels, shape "
-                                 "(samples,)")
-            if len(y) and y.min() < 0:
-                raise ValueError(f"{path!r}: {name} has a negative label; labels are 0..C-1")
-            ys[name] = y.to(torch.long).cpu()
-        else:
-            if y.ndim == 1:
-                y = y[:, None]
-            if y.ndim != 2 or not y.is_floating_point():
-                raise ValueError(f"{path!r}: {name} is {y.dtype} of shape {tuple(y.shape)}; a "
-                                 "regression task's targets are floats, (samples, outputs)")
-            ys[name] = y.to(torch.float32).cpu()
-    y_train = ys["y_train"]
+    return xs
+
+
+def _targets(y: torch.Tensor | None, name: str, kind: str, x: torch.Tensor | None,
+             path: str) -> torch.Tensor | None:
+    """One split's targets: integer labels (samples,) to classify, floats (samples, outputs)
+    to regress; as many as its inputs."""
+    if y is None:
+        return None
+    if len(y) != len(x):
+        raise ValueError(f"{path!r}: {name} has {len(y)} samples, {'x' + name[1:]} {len(x)}")
+    if kind == "classification":
+        if y.ndim != 1 or y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
+            raise ValueError(f"{path!r}: {name} is {y.dtype} of shape {tuple(y.shape)}; a "
+                             "classification task's targets are integer labels, shape "
+                             "(samples,)")
+        if len(y) and y.min() < 0:
+            raise ValueError(f"{path!r}: {name} has a negative label; labels are 0..C-1")
+        return y.to(torch.long).cpu()
+    if y.ndim == 1:
+        y = y[:, None]
+    if y.ndim != 2 or not y.is_floating_point():
+        raise ValueError(f"{path!r}: {name} is {y.dtype} of shape {tuple(y.shape)}; a "
+                         "regression task's targets are floats, (samples, outputs)")
+    return y.to(torch.float32).cpu()
+
+
+def _out_features(ys: dict[str, torch.Tensor | None], kind: str, path: str) -> int:
+    """Classes (the largest label + 1, at least two), or the regression's outputs."""
     if kind == "classification":
         out_features = int(max(y.max() for y in ys.values() if y is not None and len(y))) + 1
         if out_features < 2:
             raise ValueError(f"{path!r}: every label is 0; a classification task needs at "
                              "least two classes")
-    else:
-        out_features = y_train.shape[1]
-        for name, y in ys.items():
-            if y is not None and y.shape[1] != out_features:
-                raise ValueError(f"{path!r}: {name} has {y.shape[1]} outputs, y_train "
-                                 f"{out_features}")
-    return TaskData(x_train, y_train, xs["x_test"], ys["y_test"], kind, out_features,
-                    xs["x_val"], ys["y_val"])
+        return out_features
+    out_features = ys["y_train"].shape[1]
+    for name, y in ys.items():
+        if y is not None and y.shape[1] != out_features:
+            raise ValueError(f"{path!r}: {name} has {y.shape[1]} outputs, y_train "
+                             f"{out_features}")
+    return out_features
 
 
 TaskConfig = SpiralConfig | CubicConfig | DigitsConfig | Mnist1dConfig | UserTaskConfig

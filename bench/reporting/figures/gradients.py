@@ -47,8 +47,6 @@ def fig_gradients(run: RunData, section: Section) -> Figure | None:
         raise NothingToShow("The per-layer figure of signal and gradients is left out: the nets "
                             "have one hidden layer, so it would be a single position; the layers "
                             "table holds its values (bench.open_run(...).layers).")
-    styles = (("at init", dict(ls="--", marker="o", mfc="white")),
-              ("at the end", dict(ls="-", marker="o")))
     with sns.axes_style("whitegrid"):
         fig, axes = plt.subplots(len(measures), len(cols), squeeze=False, sharex=True,
                                  sharey="row", figsize=(3.2 * len(cols) + 0.15 * depth + 1.6,
@@ -60,17 +58,7 @@ def fig_gradients(run: RunData, section: Section) -> Figure | None:
             for c, level in enumerate(cols):
                 ax = axes[r, c]
                 sub_init = layers if level is None else layers[equals(layers[inits[0]], level)]
-                for act, g in sub_init.groupby(ACTIVATION, sort=False):
-                    for when, style in styles:
-                        sub = g[(g["when"] == when) & np.isfinite(g[column]) & (g[column] > 0)]
-                        band = t_band(sub, "layer", column)
-                        if band.empty:
-                            continue
-                        ax.errorbar(band["layer"], band["mean"],
-                                    yerr=[band["mean"] - band["low"].fillna(band["mean"]),
-                                          band["high"].fillna(band["mean"]) - band["mean"]],
-                                    color=color(act), label=f"{act}, {when}", capsize=2,
-                                    lw=1.3, ms=4, **style)
+                _draw_by_depth(ax, sub_init, column)
                 ax.set_yscale("log")
                 if len(means):  # the means decide the scale; a wide t-interval is clipped
                     ax.set_ylim(means.min() / 3, means.max() * 3)
@@ -91,3 +79,23 @@ def fig_gradients(run: RunData, section: Section) -> Figure | None:
                   "last epoch (solid). Mean over seeds with 95% t-intervals, log scale. An output "
                   "std that falls with depth is a vanishing signal; gradients that shrink towards "
                   f"the input are the vanishing gradient.{side}{held_text(fixed)}", fig)
+
+
+_WHEN_STYLES = (("at init", dict(ls="--", marker="o", mfc="white")),
+                ("at the end", dict(ls="-", marker="o")))
+
+
+def _draw_by_depth(ax, layers, column: str) -> None:
+    """One line per activation and time (init dashed and open, end solid) over the layers:
+    the mean over seeds with its 95% t-interval, positive values only (a log axis)."""
+    for act, g in layers.groupby(ACTIVATION, sort=False):
+        for when, style in _WHEN_STYLES:
+            sub = g[(g["when"] == when) & np.isfinite(g[column]) & (g[column] > 0)]
+            band = t_band(sub, "layer", column)
+            if band.empty:
+                continue
+            ax.errorbar(band["layer"], band["mean"],
+                        yerr=[band["mean"] - band["low"].fillna(band["mean"]),
+                              band["high"].fillna(band["mean"]) - band["mean"]],
+                        color=color(act), label=f"{act}, {when}", capsize=2, lw=1.3, ms=4,
+                        **style)

@@ -144,6 +144,21 @@ def fig_decision_boundaries(run: RunData, section: Section) -> Figure | None:
 
 # -- 8. cubic regression fits --------------------------------------------------------------------
 
+def _predictions(run: RunData, rows: pd.DataFrame, xs: torch.Tensor) -> np.ndarray:
+    """Each stored model's finite prediction at ``xs`` (seeds x points; none where the model
+    is withheld or its fit is not finite)."""
+    preds = []
+    for _, row in rows.iterrows():
+        model = run.model(row)
+        if model is None:
+            continue
+        with torch.no_grad():
+            pred = model(xs).squeeze(1).numpy()
+        if np.isfinite(pred).all():
+            preds.append(pred)
+    return np.array(preds)
+
+
 def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
     if section.task != "cubic" or ACTIVATION not in section.frame:
         return None
@@ -160,19 +175,9 @@ def fig_cubic_fits(run: RunData, section: Section) -> Figure | None:
     # ([-4, 4] for the course's [-1, 1], where its notebook draws the ensemble).
     reach = 1.5 * (hi - lo)
     xs = torch.linspace(lo - reach, hi + reach, 801)[:, None]
-    fits = []
     withheld = _withheld(run, keep)
-    for act in acts:
-        preds = []
-        for _, row in keep[keep[ACTIVATION] == act].iterrows():
-            model = run.model(row)
-            if model is not None:
-                with torch.no_grad():
-                    pred = model(xs).squeeze(1).numpy()
-                if np.isfinite(pred).all():
-                    preds.append(pred)
-        if preds:
-            fits.append((act, np.array(preds)))
+    fits = [(act, preds) for act in acts
+            if len(preds := _predictions(run, keep[keep[ACTIVATION] == act], xs))]
     _note_withheld(run, "fig8_cubic_fits", withheld, drawn=bool(fits))
     if not fits:
         return None
