@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import matplotlib.figure
 
-from bench.analysis.summary import sections as _sections
+from bench.analysis.sections import sections as _sections
 from bench.reporting import figures as _figures
 
 __all__ = ["curves", "heatmap", "dead_saturated", "layers_over_training", "dead_nets",

@@ -17,18 +17,19 @@ from pathlib import Path
 
 import jinja2
 
-from bench.analysis.formatting import DASH, estimate, interval, md_escape, p_value, signed
-from bench.analysis.statistics import CONFIDENCE
-from bench.analysis.summary import (
-    BY_COLUMN,
-    Comparison,
-    Section,
-    evaluated,
-    sections,
+from bench.analysis.formatting import (
+    DASH,
+    estimate,
+    interval,
+    md_escape,
+    p_value,
     setting_text,
     short,
-    tuned_keys,
+    signed,
 )
+from bench.analysis.sections import sections
+from bench.analysis.statistics import CONFIDENCE
+from bench.analysis.summary import BY_COLUMN, Comparison, Section, evaluated, tuned_keys
 from bench.analysis.tables import Cell, Table
 from bench.errors import UserError
 from bench.results.names import check_run_names

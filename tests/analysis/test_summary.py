@@ -7,16 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench.analysis.summary import (
-    BY_COLUMN,
-    Section,
-    at_ceiling,
-    best_and_fastest,
-    factor_effect,
-    headline,
-    pairwise,
-    rankings,
-)
+from bench.analysis.findings import at_ceiling, best_and_fastest, factor_effect
+from bench.analysis.summary import BY_COLUMN, Section, headline, pairwise, rankings
 
 KEYS = ["model.activation", "model.init", "train.accumulation_steps"]
 

@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from scipy import stats as st
 
-from bench.analysis.summary import sections
+from bench.analysis.sections import sections
 from bench.execution.run import RunOptions, run_suite
 from bench.reporting.report import render
 from bench.results.reader import RunData

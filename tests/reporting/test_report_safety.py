@@ -14,7 +14,7 @@ import pytest
 from markdown_it import MarkdownIt
 
 import bench
-from bench.analysis.summary import sections
+from bench.analysis.sections import sections
 from bench.cli import main
 from bench.errors import UserError
 from bench.execution.run import RunOptions, run_suite
