@@ -2,9 +2,11 @@
 
 ``statistics``: means with t-intervals over seeds, Welch's test, Holm's correction.
 ``sections``: a run's sections (the settings compared), each with the per-point estimates and
-matched comparisons of ``summary`` and the plain sentences of ``findings``; ``ranking``: a tuned run's ranking at each setting's pick; ``tuning``: the
-picks themselves. ``check`` evaluates a suite's claims against a run (``bench check``) and
-``compare`` two runs (``bench compare``). ``formatting`` writes numbers for people.
+matched comparisons of ``summary`` and the plain sentences of ``findings``. ``ranking``: a
+tuned run's ranking at each setting's pick; ``tuning``: the picks themselves. ``check``
+evaluates a suite's claims against a run (``bench check``), ``compare`` two runs (``bench
+compare``). ``formatting`` writes numbers for people, ``tables`` draws a table as Markdown, in
+the terminal or in HTML.
 
 Reads runs (results) and suites; never trains and never writes a run folder.
 """
