@@ -22,7 +22,7 @@ def __getattr__(name: str):
         from bench.errors import UserError
         return UserError
     if name == "expand":
-        from bench.suite.parse import expand
+        from bench.suite import expand
         return expand
     if name == "plots":
         import importlib

@@ -24,8 +24,8 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import UserError
-from bench.suite.parse import Suite, expand, parse_suite
-from bench.suite.parse import load_suite as _load_suite_file
+from bench.suite import Suite, expand, parse_suite
+from bench.suite import load_suite as _load_suite_file
 
 
 def load_suite(source: str | Path) -> Suite:

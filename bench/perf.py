@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 
-from bench.suite.parse import expand, parse_suite
+from bench.suite import expand, parse_suite
 from bench.training.loop import draw_trial, run_trial
 from bench.training.optimizers import build_optimizer
 from bench.training.spec import TrialSpec
@@ -195,7 +195,7 @@ def throughput(suite, configs: list[tuple[int | str, int]], repeats: int = 1) ->
     from pathlib import Path
 
     from bench.execution.run import RunOptions, run_suite
-    from bench.suite.parse import expand
+    from bench.suite import expand
 
     n = len(expand(suite))
     best: dict[tuple[int, int], float] = {}

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from bench.cli import main as bench  # noqa: E402
 from bench.errors import UserError  # noqa: E402
-from bench.suite.parse import load_suite  # noqa: E402
+from bench.suite import load_suite  # noqa: E402
 
 # seed_replication pins the course notebook's one seed (12345) to the printed digit: it is a
 # replication, not a claim about seeds; custom_activation's claim is an exact identity.

@@ -9,7 +9,7 @@ from bench.analysis.check import check, claimed_points
 from bench.execution.run import RunOptions, run_suite
 from bench.provenance import cuda_unavailable_reason
 from bench.results.reader import RunData
-from bench.suite.parse import expand, load_suite
+from bench.suite import expand, load_suite
 
 SUITES = sorted((Path(__file__).resolve().parent.parent / "suites").glob("*.toml"))
 # seed_replication's claims are checked in tests/training/test_seed_replication.py, on the run whose

@@ -24,7 +24,7 @@ from bench import schema
 from bench.analysis.statistics import mean_ci, welch
 from bench.errors import UserError, did_you_mean
 from bench.results.reader import RunData, equals, hashable, settings, show
-from bench.suite.parse import Expect, parse_claims
+from bench.suite import Expect, parse_claims
 
 
 def lower_is_better(metric: str) -> bool:
@@ -311,7 +311,7 @@ def claimed_points(suite):
     checked, as it does for a full run."""
     import dataclasses
 
-    from bench.suite.parse import expand
+    from bench.suite import expand
 
     def matches(spec, conditions: dict) -> bool:
         cfg = {"variant": spec.variant, "seed": spec.seed, **spec.config}

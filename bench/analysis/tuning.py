@@ -18,7 +18,7 @@ import pandas as pd
 
 from bench import schema
 from bench.analysis.statistics import Estimate, mean_ci
-from bench.suite.parse import Suite
+from bench.suite import Suite
 from bench.suite.stages import Setting, settings, show, tune_device, tuned_values, tuning_specs
 
 

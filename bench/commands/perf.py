@@ -10,8 +10,8 @@ from rich.console import Console
 from bench.commands.common import positive
 from bench.errors import UserError
 from bench.provenance import cuda_unavailable_reason
+from bench.suite import load_suite
 from bench.suite.locate import resolve_suite
-from bench.suite.parse import load_suite
 
 
 class Perf:

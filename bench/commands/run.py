@@ -32,8 +32,8 @@ from bench.errors import UserError
 from bench.execution.run import Interrupted, RunOptions, Stopped, run_suite
 from bench.provenance import cuda_unavailable_reason
 from bench.results.reader import show
+from bench.suite import Suite, expand, load_suite
 from bench.suite.locate import resolve_suite
-from bench.suite.parse import Suite, expand, load_suite
 from bench.training.packing import PackMode, packable, plan
 from bench.training.spec import TrialSpec
 from bench.training.tasks import UncheckedUserTaskConfig

@@ -18,7 +18,7 @@ import difflib
 
 from bench.errors import UserError
 from bench.provenance import now_utc
-from bench.suite.parse import Suite, expand, parse_suite
+from bench.suite import Suite, expand, parse_suite
 from bench.suite.stages import first_stage, settings, tuning_specs
 
 _DIFF_LINES = 40

@@ -25,7 +25,7 @@ from bench.provenance import cuda_unavailable_reason, machine, now_utc
 from bench.results.folder import QUARANTINE
 from bench.results.lock import describe as describe_holder
 from bench.results.writer import RunStore
-from bench.suite.parse import Suite, expand
+from bench.suite import Suite, expand
 from bench.suite.stages import planned_total, second_stage, tune_device
 from bench.training.loop import run_trial
 from bench.training.packing import PackMode, plan

@@ -12,195 +12,24 @@ paths: no user module is imported, no user function called (``Suite.imports`` li
 from __future__ import annotations
 
 import copy
-import hashlib
 import itertools
 import json
 import re
 import tomllib
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ValidationError
 
 from bench.errors import Problem, UserError, choices_in, did_you_mean, unknown_name
-from bench.plugins import UserCode, kind_of, split_table, user_code, user_path
+from bench.plugins import kind_of, split_table, user_path
+from bench.suite.format import SECTIONS, Expect, RawSuite
+from bench.suite.grid import GridPoint, Suite, check_tune_seeds
 from bench.suite.preflight import nonfinite, too_large
-from bench.training.config import ModelConfig, TrainConfig
 from bench.training.spec import TrialSpec
 from bench.training.tasks import TASKS, ArgumentError, TaskConfig, UncheckedUserTaskConfig, UserTaskConfig
 
-SECTIONS = {"task": None, "model": ModelConfig, "train": TrainConfig}
 _MAX_MESSAGES = 8
-
-
-class Expect(BaseModel):
-    """One ``[[expect]]`` claim; ``python -m bench check`` evaluates it."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    where: dict[str, Any] = Field(default_factory=dict)
-    metric: str
-    min: float | None = None
-    max: float | None = None
-    vs: dict[str, Any] | None = None
-    by_at_least: float | None = None
-    description: str = ""
-
-    @model_validator(mode="after")
-    def _has_a_bound(self) -> Expect:
-        if self.min is None and self.max is None and self.by_at_least is None:
-            raise ValueError("a claim needs a bound: min, max, or vs with by_at_least")
-        if self.by_at_least is not None and not self.vs:
-            raise ValueError("by_at_least compares with another setting: add vs = { key = value }")
-        if self.vs is not None and not self.vs:
-            raise ValueError("vs = {} names no setting to compare with")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"min = {self.min!r} is above max = {self.max!r}: no value can pass")
-        return self
-
-
-def _distinct_seeds(value: list[int]) -> list[int]:
-    if len(set(value)) != len(value):
-        raise ValueError(f"{value!r} repeats a seed")
-    return value
-
-
-class Tune(BaseModel):
-    """The ``[tune]`` table: a tuned comparison. Each setting of the other keys gets the value
-    of ``keys`` with the best mean ``metric`` (on the validation split) over the tuning
-    ``seeds``; that pick is then trained on the suite's ``seeds``, the evaluation seeds, and
-    reported on the test split (tuning.py)."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-    keys: list[str] = Field(min_length=1, description="[sweep] keys tuned per setting, e.g. "
-                            "[\"train.lr\"]")
-    metric: str = Field(description="the selection metric: final_val_accuracy or final_val_loss")
-    seeds: list[int] = Field(min_length=1, description="tuning seeds, none of them an "
-                             "evaluation seed")
-    device: str | None = Field(None, description="where the tuning stage trains (default: the "
-                               "grid's first device); its picks apply to every device")
-
-    @field_validator("metric")
-    @classmethod
-    def _metric(cls, value: str) -> str:
-        if value not in TUNE_METRICS:
-            raise ValueError(f"{value!r} is not a validation metric; valid choices: "
-                             f"{', '.join(TUNE_METRICS)}")
-        return value
-
-    _seeds = field_validator("seeds")(classmethod(lambda cls, value: _distinct_seeds(value)))
-
-    @field_validator("keys")
-    @classmethod
-    def _keys(cls, value: list[str]) -> list[str]:
-        if len(set(value)) != len(value):
-            raise ValueError(f"{value!r} repeats a key")
-        if "train.device" in value:
-            raise ValueError("train.device cannot be tuned: the picks apply to every device")
-        return value
-
-
-TUNE_METRICS = ("final_val_accuracy", "final_val_loss")
-
-
-class _RawSuite(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-    name: str
-    description: str = ""
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    task: dict[str, Any]
-    model: dict[str, Any]
-    train: dict[str, Any]
-    sweep: dict[str, list[Any]] = Field(default_factory=dict)
-    variant: list[dict[str, Any]] = Field(default_factory=list)
-    expect: list[Expect] = Field(default_factory=list)
-    tune: Tune | None = None
-
-    @field_validator("name")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", value):
-            raise ValueError(f"{value!r} must be a folder name: letters, digits, '_', '.', '-'")
-        return value
-
-    _seeds = field_validator("seeds")(classmethod(lambda cls, value: _distinct_seeds(value)))
-
-
-@dataclass(frozen=True)
-class GridPoint:
-    """One point of the grid: a variant and its validated config, before seeds."""
-
-    variant: str
-    overrides: tuple[tuple[str, Any], ...]  # the swept and variant keys that made this point
-    task: TaskConfig
-    model: ModelConfig
-    train: TrainConfig
-
-
-@dataclass(frozen=True)
-class Suite:
-    name: str
-    description: str
-    seeds: tuple[int, ...]
-    points: tuple[GridPoint, ...]
-    expect: tuple[Expect, ...]
-    text: str
-    source: str
-    tune: Tune | None = None
-    warnings: tuple[str, ...] = ()  # said when the suite loads; nothing is wrong enough to stop
-    user_code_checked: bool = True  # False: read with user_code=False, its user code neither
-    # imported nor called (--dry-run): a suite to show, not to train
-
-    @property
-    def imports(self) -> list[UserCode]:
-        """Every piece of user code the suite will import and call, in grid order: activations,
-        inits and task kinds named by import path or by a name an installed package registers.
-        Reads the suite and entry-point metadata only; imports nothing."""
-        from bench.training.activations import ACTIVATIONS
-        from bench.training.inits import INITS
-
-        named = []
-        for p in self.points:
-            if p.model.activation not in ACTIVATIONS:
-                named.append(("activation", "model.activation", p.model.activation))
-            if p.model.init not in INITS:
-                named.append(("init", "model.init", p.model.init))
-            if p.task.kind not in TASKS:
-                named.append(("task", "task.kind", p.task.kind))
-        return user_code(named)
-
-    @property
-    def all_seeds(self) -> tuple[int, ...]:
-        """Every seed a trial of the suite may have: the tuning seeds, then the evaluation seeds."""
-        return tuple(self.tune.seeds if self.tune else ()) + self.seeds
-
-    def with_seeds(self, seeds=None, tune_seeds=None) -> Suite:
-        """The same suite on other seeds (``bench run --seeds``, ``--tune-seeds``): its claims
-        re-checked on seeds its author did not look at."""
-        import dataclasses
-
-        out = self
-        if seeds is not None:
-            out = dataclasses.replace(out, seeds=_seed_list(seeds, "--seeds", self.source))
-        if tune_seeds is not None:
-            if self.tune is None:
-                raise UserError("--tune-seeds: this suite has no [tune] table, so no tuning "
-                                "stage", source=self.source, key="--tune-seeds")
-            tune = self.tune.model_copy(update={"seeds": list(_seed_list(
-                tune_seeds, "--tune-seeds", self.source))})
-            out = dataclasses.replace(out, tune=tune)
-        if out.tune is not None:
-            _check_tune_seeds(out.tune, out.seeds, out.source, "--seeds / --tune-seeds")
-        return out
-
-    @property
-    def varied_keys(self) -> list[str]:
-        """The dotted keys set by [sweep] or a [[variant]], in file order."""
-        return list(dict.fromkeys(k for p in self.points for k, _ in p.overrides))
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode()).hexdigest()
 
 
 def load_suite(path: str | Path, *, user_code: bool = True) -> Suite:
@@ -232,9 +61,9 @@ def parse_suite(text: str, source: str = "<suite>", *, user_code: bool = True) -
     if infinite:
         raise _raise_problems(infinite, source)
     try:
-        raw = _RawSuite.model_validate(data)
+        raw = RawSuite.model_validate(data)
     except ValidationError as exc:
-        raise _user_error(exc, source, _RawSuite, section=None) from None
+        raise _user_error(exc, source, RawSuite, section=None) from None
 
     messages: list[str] = []
     _check_dotted_keys(raw, messages)
@@ -286,25 +115,7 @@ def _check_sizes(grid: tuple[GridPoint, ...], source: str) -> None:
         raise _raise_problems(problems[:_MAX_MESSAGES], source)
 
 
-def _seed_list(seeds, option: str, source: str) -> tuple[int, ...]:
-    values = tuple(seeds)
-    if not values or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-        raise UserError(f"{option} {values!r}: give one or more whole numbers, e.g. 10,11,12",
-                        source=source, key=option)
-    if len(set(values)) != len(values):
-        raise UserError(f"{option} {list(values)!r} repeats a seed", source=source, key=option)
-    return values
-
-
-def _check_tune_seeds(tune: Tune, seeds, source: str, where: str = "[tune] seeds") -> None:
-    shared = sorted(set(tune.seeds) & set(seeds))
-    if shared:
-        raise UserError(f"{where}: {shared} are both tuning and evaluation seeds; the picks are "
-                        "evaluated on seeds the tuning never saw, so keep the two sets apart",
-                        source=source, key="tune.seeds", value=shared)
-
-
-def _check_tune(raw: _RawSuite, grid: tuple[GridPoint, ...], source: str) -> None:
+def _check_tune(raw: RawSuite, grid: tuple[GridPoint, ...], source: str) -> None:
     """``[tune]`` against the grid: swept keys, splits to select and report on, the device."""
     tune, problems = raw.tune, []
     for key in tune.keys:
@@ -330,7 +141,7 @@ def _check_tune(raw: _RawSuite, grid: tuple[GridPoint, ...], source: str) -> Non
                         f"choices: {', '.join(devices)}")
     if problems:
         raise UserError("\n".join(problems[:_MAX_MESSAGES]), source=source)
-    _check_tune_seeds(tune, raw.seeds, source)
+    check_tune_seeds(tune, raw.seeds, source)
 
 
 def _warnings(grid: tuple[GridPoint, ...]) -> list[str]:
@@ -388,19 +199,7 @@ def parse_claims(text: str, source: str = "<suite>") -> tuple[Expect, ...]:
     return tuple(out)
 
 
-def expand(suite: Suite) -> list[TrialSpec]:
-    """Grid points times seeds, in file order. Pure: touches no device and no file. With a
-    ``[tune]`` table, the trials known before anything trains: the tuning stage, and the
-    evaluation of settings with nothing to tune (``tuning.first_stage``)."""
-    if suite.tune is not None:
-        from bench.suite.stages import first_stage
-
-        return first_stage(suite)
-    return [TrialSpec(suite.name, p.variant, seed, p.task, p.model, p.train)
-            for p in suite.points for seed in suite.seeds]
-
-
-def _check_dotted_keys(raw: _RawSuite, messages: list[str]) -> None:
+def _check_dotted_keys(raw: RawSuite, messages: list[str]) -> None:
     places = [("[sweep]", key) for key in raw.sweep]
     names: set[str] = set()
     for i, variant in enumerate(raw.variant):
@@ -439,7 +238,7 @@ def _checked(task: TaskConfig) -> bool:
     return not isinstance(task, UncheckedUserTaskConfig)
 
 
-def _validate_point(raw: _RawSuite, swept: dict[str, Any], variant: dict[str, Any],
+def _validate_point(raw: RawSuite, swept: dict[str, Any], variant: dict[str, Any],
                     errors: dict[str, Problem], user_code: bool = True) -> GridPoint | None:
     tables = {s: copy.deepcopy(getattr(raw, s)) for s in SECTIONS}
     origin: dict[str, str] = {}

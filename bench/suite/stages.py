@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from bench.suite.parse import GridPoint, Suite
+from bench.suite.grid import GridPoint, Suite
 from bench.training.spec import TrialSpec
 
 DEVICE = "train.device"

@@ -8,7 +8,7 @@ from bench.cli import main
 from bench.errors import UserError
 from bench.execution.run import RunOptions, run_suite
 from bench.results.reader import RunData
-from bench.suite.parse import parse_claims, parse_suite
+from bench.suite import parse_claims, parse_suite
 from tests.helpers import make_suite
 
 BODY = """

@@ -116,7 +116,7 @@ import sys
 from pathlib import Path
 sys.path[:0] = [{modules!r}, {root!r}]
 from bench.execution.run import RunOptions, run_suite
-from bench.suite.parse import parse_suite
+from bench.suite import parse_suite
 suite = parse_suite({text!r}, source="slow.toml")
 run_suite(suite, RunOptions(out=Path({out!r}), workers=2))
 """

@@ -332,7 +332,7 @@ def test_a_long_sweep_is_submitted_in_bounded_batches(monkeypatch):
     in, and every unit's trials still arrive in full."""
     distributed = pytest.importorskip("distributed")
     from bench.execution import dask_cluster as cluster
-    from bench.suite.parse import expand
+    from bench.suite import expand
     from tests.helpers import make_suite
 
     monkeypatch.setattr(cluster, "MAX_IN_FLIGHT", 2)

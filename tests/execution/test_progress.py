@@ -10,7 +10,7 @@ from rich.progress import Progress
 
 from bench.execution.local import run_processes, run_serial
 from bench.execution.run import RunOptions, run_suite
-from bench.suite.parse import expand
+from bench.suite import expand
 from tests.helpers import make_suite
 
 PACK = """

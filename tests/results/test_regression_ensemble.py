@@ -19,8 +19,8 @@ from bench.results.ensemble import COLUMNS as ENSEMBLE_COLUMNS
 from bench.results.ensemble import grid_points, spread, with_spread
 from bench.results.reader import RunData
 from bench.results.writer import RunStore
+from bench.suite import expand, load_suite
 from bench.suite.claims import RESULT_METRICS
-from bench.suite.parse import expand, load_suite
 from bench.training.loop import run_pack, run_trial
 from bench.training.model import MLP
 from bench.training.tasks import draw_task

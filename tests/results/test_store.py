@@ -5,7 +5,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from bench.results.writer import RunStore
-from bench.suite.parse import expand
+from bench.suite import expand
 from bench.training.loop import run_trial
 from tests.helpers import make_suite
 

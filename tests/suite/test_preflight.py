@@ -9,7 +9,7 @@ import pytest
 
 from bench.cli import main
 from bench.errors import UserError
-from bench.suite.parse import parse_suite
+from bench.suite import parse_suite
 from bench.suite.preflight import estimate, human, nonfinite
 from bench.training.config import ModelConfig, TrainConfig
 from bench.training.tasks import Mnist1dConfig, SpiralConfig
@@ -99,8 +99,8 @@ def test_the_estimate_counts_parameters_as_pytorch_does_and_the_data_as_drawn():
 
 
 def test_every_shipped_suite_passes_the_preflight():
+    from bench.suite import load_suite
     from bench.suite.locate import shipped_paths
-    from bench.suite.parse import load_suite
 
     paths = shipped_paths()
     assert len(paths) >= 10

@@ -3,7 +3,7 @@
 import pytest
 
 from bench.errors import UserError
-from bench.suite.parse import expand
+from bench.suite import expand
 from tests.helpers import make_suite
 
 BASE = """

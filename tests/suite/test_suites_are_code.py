@@ -10,7 +10,7 @@ import pytest
 
 import bench
 from bench.cli import main
-from bench.suite.parse import expand, load_suite
+from bench.suite import expand, load_suite
 from bench.training import activations, inits, tasks
 from tests.helpers import user_module
 

@@ -15,7 +15,7 @@ from bench.cli import main
 from bench.errors import UserError
 from bench.execution.run import RunOptions, run_suite
 from bench.results.reader import RunData
-from bench.suite.parse import expand
+from bench.suite import expand
 from bench.suite.stages import planned_total, second_stage, settings, tuning_specs
 from bench.training.tasks import draw_task
 from tests.helpers import make_suite, one_spec

@@ -9,7 +9,7 @@ import torch
 
 import bench
 from bench.plugins import registered
-from bench.suite.parse import expand
+from bench.suite import expand
 from bench.training.activations import resolve
 from bench.training.loop import run_trial
 from bench.training.model import MLP

@@ -13,7 +13,7 @@ from torch import nn
 import bench
 from bench.execution.run import RunOptions, run_suite
 from bench.results.reader import RunData
-from bench.suite.parse import expand
+from bench.suite import expand
 from bench.training import inits, tasks
 from bench.training.loop import run_pack, run_trial
 from bench.training.packing import plan

@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from bench.suite.parse import expand
+from bench.suite import expand
 from bench.training.activations import ACTIVATIONS, SATURATION_MARGIN, resolve
 from bench.training.config import ModelConfig
 from bench.training.model import build_model

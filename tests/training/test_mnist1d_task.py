@@ -12,7 +12,7 @@ import bench.training.tasks as tasks
 from bench.errors import UserError
 from bench.execution.run import RunOptions, run_suite
 from bench.results.reader import RunData
-from bench.suite.parse import expand
+from bench.suite import expand
 from bench.training.tasks import Mnist1dConfig, draw_task, make_task
 from tests.helpers import make_suite
 

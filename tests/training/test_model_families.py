@@ -8,7 +8,7 @@ from torch import nn
 
 import bench
 from bench.errors import UserError
-from bench.suite.parse import expand
+from bench.suite import expand
 from bench.training import packing
 from bench.training.activations import ACTIVATIONS
 from bench.training.config import ModelConfig

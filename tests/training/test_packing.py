@@ -14,7 +14,7 @@ import torch
 from bench.cli import main
 from bench.execution.local import retry_unit
 from bench.reporting.report import render
-from bench.suite.parse import expand, load_suite
+from bench.suite import expand, load_suite
 from bench.training import loop as train_module
 from bench.training import packing
 from bench.training.loop import run_pack, run_trial

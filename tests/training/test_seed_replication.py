@@ -9,7 +9,7 @@ import torch
 from bench.analysis.check import check
 from bench.execution.run import RunOptions, run_suite
 from bench.results.reader import RunData
-from bench.suite.parse import load_suite
+from bench.suite import load_suite
 from bench.training.config import ModelConfig, TrainConfig
 from bench.training.model import MLP
 from bench.training.tasks import SpiralConfig, spiral

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bench.execution.local import run_processes, run_serial
-from bench.suite.parse import expand
+from bench.suite import expand
 from bench.training.loop import run_trial
 from tests.helpers import make_suite, one_spec
 

@@ -90,7 +90,7 @@ def test_a_pack_records_each_members_gradient_error():
         epochs = 1
         batch_size = 16
         """)
-    from bench.suite.parse import expand
+    from bench.suite import expand
     specs = expand(suite)
     alone = [run_trial(s).trial["grad_equivalence_error"] for s in specs]
     packed = [r.trial["grad_equivalence_error"] for r in run_pack(specs)]
