@@ -1,10 +1,11 @@
 """Suites: a TOML file (or a ``make_suite`` dict) checked at the boundary and expanded into trials.
 
-``load_suite`` / ``parse_suite`` (``parse``) read and validate a suite (its format: ``format``):
-every key, its type and its choices, the ``[[expect]]`` claims against the grid (``claims``) and the preflight's bounds
-(``preflight``: non-finite numbers, memory estimates, the work a run will do). A ``Suite`` is
-its grid of ``GridPoint``s (``grid``); ``expand`` turns it into ``TrialSpec``s, and ``stages`` plans the two
-stages of a ``[tune]`` suite. ``locate`` finds shipped suites and run folders by name.
+``load_suite`` / ``parse_suite`` (``parse``) read and validate a suite (its format:
+``format``): every key, its type and its choices, the ``[[expect]]`` claims against the grid
+(``claims``) and the preflight's bounds (``preflight``: non-finite numbers, memory estimates,
+the work a run will do). A ``Suite`` is its grid of ``GridPoint``s (``grid``); ``expand`` turns
+it into ``TrialSpec``s, and ``stages`` plans the two stages of a ``[tune]`` suite. ``locate``
+finds shipped suites and run folders by name.
 
 Above training and results; below analysis, execution and reporting.
 """
