@@ -22,7 +22,7 @@ TABLES = ("trials", "curves", "layers")
 
 # -- statuses ----------------------------------------------------------------------------------
 
-STATUSES = ("ok", "diverged", "failed", "skipped")
+OK, DIVERGED, FAILED, SKIPPED = STATUSES = ("ok", "diverged", "failed", "skipped")
 TRAINED = ("ok", "diverged")        # trained, and so have numbers (a diverged one up to the NaN)
 NOT_TRAINED = ("failed", "skipped")  # a row that says why, and no numbers
 DONE = TRAINED                      # kept by ``--resume``: not run again

@@ -7,6 +7,7 @@ import textwrap
 
 import pandas as pd
 import pytest
+import tomli_w
 import torch
 
 from bench.suite import expand, parse_suite
@@ -17,10 +18,18 @@ def make_suite(body: str, name: str = "t"):
     return parse_suite(f'name = "{name}"\n' + textwrap.dedent(body), source="test.toml")
 
 
-def one_spec(task="kind = \"spiral\"\npoints_per_class = 50", model="hidden = [8]\nactivation = \"relu\"",
-             train="optimizer = \"sgd\"\nlr = 0.1\nepochs = 5", seed=0):
-    suite = make_suite(f"seeds = [{seed}]\n[task]\n{task}\n[model]\n{model}\n[train]\n{train}\n")
-    (spec,) = expand(suite)
+def one_spec(task: dict | str = None, model: dict | str = None, train: dict | str = None,
+             seed: int = 0):
+    """One trial's spec. Each table is a dict (``{"kind": "spiral", "points_per_class": 50}``)
+    or, for a table that is easier to read as TOML, its text; a small spiral, an 8-unit ReLU
+    net and 5 epochs of SGD unless told."""
+    tables = {"task": task or {"kind": "spiral", "points_per_class": 50},
+              "model": model or {"hidden": [8], "activation": "relu"},
+              "train": train or {"optimizer": "sgd", "lr": 0.1, "epochs": 5}}
+    body = f"seeds = [{seed}]\n" + "".join(
+        f"[{name}]\n{table if isinstance(table, str) else tomli_w.dumps(table)}\n"
+        for name, table in tables.items())
+    (spec,) = expand(make_suite(body))
     return spec
 
 

@@ -213,7 +213,7 @@ def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
             continue  # this point is the comparison itself
         est = mean_ci(group[claim.metric])  # the finite seeds' mean, and how many
         value, n, low, high = est.mean, est.n, est.low, est.high
-        diverged = int((group["status"] == "diverged").sum())
+        diverged = int((group["status"] == schema.DIVERGED).sum())
         if claim.vs:
             other = _compared(run, vs_side, point, claim)
             if other.empty:
@@ -221,7 +221,7 @@ def _check_one(run: RunData, i: int, claim: Expect) -> ClaimResult:
             base = mean_ci(other[claim.metric])
             low, high = _difference_interval(group, other, claim.metric)
             value, n = value - base.mean, min(n, base.n)
-            diverged += int((other["status"] == "diverged").sum())
+            diverged += int((other["status"] == schema.DIVERGED).sum())
         if n == 0 and not diverged:
             continue  # the metric has no value here by nature (a tanh net's dead fraction)
         # a diverged seed fails any bound, even when the other seeds' mean would pass

@@ -161,7 +161,7 @@ def headline(frame: pd.DataFrame, keys: list[str], metrics: list[Metric]) -> lis
         if "epochs_to_target" in group:
             reached = (int(group["epochs_to_target"].notna().sum()), len(group))
         rows.append(PointRow(dict(zip(keys, values)), len(group),
-                             int((group["status"] == "diverged").sum()), estimates, reached))
+                             int((group["status"] == schema.DIVERGED).sum()), estimates, reached))
     return rows
 
 

@@ -326,7 +326,7 @@ def _print_summary(store, suite: Suite, console: Console) -> int:
     trials = pd.read_parquet(store.dir / "trials.parquet")
     if trials.empty:
         return 0
-    failed = int((trials.status == "failed").sum())
+    failed = int((trials.status == schema.FAILED).sum())
     for (status, error), group in trials[trials.status.isin(schema.NOT_TRAINED)].groupby(
             ["status", "error"], dropna=False):
         console.print(f"{len(group)} trials {status}: {error}", highlight=False, markup=False)
@@ -351,7 +351,7 @@ def _print_summary(store, suite: Suite, console: Console) -> int:
         table.add_column(header, justify="right", no_wrap=True)
     grouped = ran.assign(_key=ran[keys].map(repr).agg("|".join, axis=1) if keys else "")
     for _, group in grouped.groupby("_key", sort=False):
-        ok = group[group.status == "ok"]
+        ok = group[group.status == schema.OK]
         first = group.iloc[0]
         cells = [escape(show(first[k])) for k in keys]
         cells.append(f"{len(ok)}/{len(group)}")

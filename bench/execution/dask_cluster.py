@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager, suppress
 
+from bench import schema
 from bench.errors import UserError
 from bench.execution.local import OnResult, Unit, _deliver, run_serial
 from bench.training.loop import run_pack
@@ -165,7 +166,7 @@ def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
             here.append(unit)
             continue
         if cuda and not gpu:
-            _deliver(unit, [not_trained(spec, threads, "skipped", NO_GPU_WORKER, worker=None)
+            _deliver(unit, [not_trained(spec, threads, schema.SKIPPED, NO_GPU_WORKER, worker=None)
                             for spec in unit], on_result)
             continue
         remote.append(unit)
@@ -258,6 +259,6 @@ def _results(future, unit: Unit, threads: int, address: str, unfinished: int
     except Exception as exc:
         if "cancelled" in type(exc).__name__.lower() or future.status == "cancelled":
             raise _lost(exc, address, unfinished + 1) from None
-        return [not_trained(spec, threads, "failed", f"{type(exc).__name__}: {exc}", len(unit),
+        return [not_trained(spec, threads, schema.FAILED, f"{type(exc).__name__}: {exc}", len(unit),
                             worker=None) for spec in unit]
 

@@ -38,6 +38,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import torch
 
+from bench import schema
 from bench.plugins import in_main
 from bench.training.activations import ACTIVATIONS
 from bench.training.inits import INITS
@@ -262,7 +263,7 @@ def retry_unit(unit: Unit, attempts: dict[str, int], pending: list[Unit], thread
 
 
 def _died(spec: TrialSpec, threads: int, attempts: int, pack_size: int = 1) -> TrialResult:
-    return not_trained(spec, threads, "failed",
+    return not_trained(spec, threads, schema.FAILED,
                        f"the worker process died while running this trial ({attempts} attempts)",
                        pack_size, worker=None)
 

@@ -61,7 +61,7 @@ def headline(spec: TrialSpec, result: TrialResult) -> str:
     text = f"{spec.label()}: loss {row['final_loss']:.4g}"
     if not math.isnan(row["final_accuracy"]):
         text += f" acc {row['final_accuracy']:.3f}"
-    return text + ("" if row["status"] == "ok" else f" ({row['status']})")
+    return text + ("" if row["status"] == schema.OK else f" ({row['status']})")
 
 
 class RunReporter:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import jinja2
 
+from bench import schema
 from bench.analysis.formatting import (
     DASH,
     estimate,
@@ -169,15 +170,15 @@ def _statuses(run: RunData) -> tuple[Table, list[str]]:
     table = Table(["status", "trials"], [[Cell(s), Cell(str(n), n)] for s, n in counts.most_common()],
                   [False, True])
     notes = list(run.notes)  # the folder's own state first: set-aside parts, an unfinished run
-    skipped = run.trials[run.trials["status"] == "skipped"]
+    skipped = run.trials[run.trials["status"] == schema.SKIPPED]
     for reason, group in skipped.groupby("error", dropna=False, sort=False):
         where = {k: sorted({show(v) for v in group[k]}) for k in run.varied_keys}
         common = ", ".join(f"{short(k)} = {v[0]}" for k, v in where.items()
                            if len(v) == 1 and len(run.levels(k)) > 1)
         notes.append(f"{len(group)} trials skipped ({common or 'various settings'}): {reason}")
-    for _, row in run.trials[run.trials["status"] == "failed"].iterrows():
+    for _, row in run.trials[run.trials["status"] == schema.FAILED].iterrows():
         notes.append(f"failed: {_label(run, row)}: {row['error']}")
-    for _, row in run.trials[run.trials["status"] == "diverged"].iterrows():
+    for _, row in run.trials[run.trials["status"] == schema.DIVERGED].iterrows():
         notes.append(f"diverged: {_label(run, row)}: {row['error']}")
     return table, notes
 
@@ -459,7 +460,7 @@ def build(run: RunData) -> dict:
         "suite": run.suite_name,
         "run_id": run.run_id,
         "status_line": _status_line(run),
-        "n_failed": int((run.trials["status"] == "failed").sum()),
+        "n_failed": int((run.trials["status"] == schema.FAILED).sum()),
         "description": _description(run),
         "provenance": _provenance(run),
         "grid": _grid(run),

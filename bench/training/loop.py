@@ -20,6 +20,7 @@ from functools import cached_property
 import torch
 import torch.nn.functional as F
 
+from bench import schema
 from bench.provenance import cuda_unavailable_reason
 from bench.training import measures
 from bench.training.activations import resolve
@@ -56,7 +57,7 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1,
     that a progress bar can advance while a pack trains."""
     reason = cuda_unavailable_reason(specs[0].train.device)
     if reason:
-        return [not_trained(spec, threads, "skipped", reason) for spec in specs]
+        return [not_trained(spec, threads, schema.SKIPPED, reason) for spec in specs]
     rows = [trial_row(spec, threads, len(specs)) for spec in specs]
     try:
         with intra_op_threads(threads):
@@ -66,7 +67,7 @@ def run_pack(specs: Sequence[TrialSpec], threads: int = 1,
     except Exception as exc:  # a crashed trial is a row, and the run goes on
         if not (isinstance(exc, torch.OutOfMemoryError) and len(specs) > 1):
             trace = traceback.format_exc(limit=-4)
-            return [not_trained(spec, threads, "failed", f"{type(exc).__name__}: {exc}",
+            return [not_trained(spec, threads, schema.FAILED, f"{type(exc).__name__}: {exc}",
                                 len(specs), traceback=trace) for spec in specs]
         # out of memory as a pack: its size may be the cause, so its members run alone (the
         # cache is emptied below, once the exception's frames have let go of their tensors)

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from bench import schema
 from bench.provenance import device_name
 from bench.training.spec import TrialSpec
 
@@ -148,7 +149,7 @@ def finish_row(trainer, m: Member, wall: float, epoch_times: list[float]) -> Non
         row.update(final_test_loss=last.get("test_loss", math.nan),
                    final_test_accuracy=last.get("test_accuracy", math.nan))
     if m.diverged_at is not None:
-        row.update(status="diverged", diverged_epoch=m.diverged_at,
+        row.update(status=schema.DIVERGED, diverged_epoch=m.diverged_at,
                    error=f"non-finite loss ({last['loss']}) at epoch {m.diverged_at}")
     for r in m.curves:
         r["trial_id"] = row["trial_id"]

@@ -15,6 +15,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
+from bench import schema
 from bench.analysis.formatting import setting_text, sig
 from bench.analysis.summary import ACTIVATION, Section
 from bench.reporting.figures.kit import (
@@ -27,7 +28,7 @@ from bench.results.reader import TRUST_HINT, RunData, equals, settings
 
 def _trained(section: Section) -> pd.DataFrame:
     """The section's trials that finished: a diverged model draws nothing meaningful."""
-    return section.frame[section.frame["status"] == "ok"]
+    return section.frame[section.frame["status"] == schema.OK]
 
 
 def _setting_scores(section: Section):

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from bench import schema
 from bench.analysis.formatting import short
 from bench.analysis.statistics import mean_ci
 from bench.analysis.summary import ACTIVATION, Section
@@ -56,7 +57,7 @@ def fig_heatmap(run: RunData, section: Section) -> Figure | None:
             for (act, lv), g in sub.groupby([ACTIVATION, keyed(sub[across])], sort=False,
                                             dropna=False):
                 table.loc[act, show(lv)] = mean_ci(g[main.column]).mean * scale  # finite seeds
-                if (g["status"] == "diverged").all():
+                if (g["status"] == schema.DIVERGED).all():
                     gone.add((act, show(lv)))
             tables.append(table)
             diverged.append(gone)
