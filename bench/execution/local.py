@@ -40,6 +40,7 @@ import torch
 
 from bench import schema
 from bench.plugins import in_main
+from bench.results.writer import encode
 from bench.training.activations import ACTIVATIONS
 from bench.training.inits import INITS
 from bench.training.loop import run_pack
@@ -86,12 +87,12 @@ def _isolated(unit: Unit) -> bool:
 
 
 def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult,
-               on_progress: OnProgress | None = None) -> None:
+               on_progress: OnProgress | None = None, suite_sha256: str | None = None) -> None:
     slots: _Slots | None = None  # one worker, started at the first unit that needs it
     try:
         for unit in units:
             if _isolated(unit):
-                slots = slots or _Slots(1, threads)
+                slots = slots or _Slots(1, threads, suite_sha256)
                 slots.run([unit], on_result, on_progress)
             else:
                 report = None if on_progress is None else (
@@ -108,8 +109,9 @@ def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult,
 # -- processes ---------------------------------------------------------------------------------
 
 def run_processes(units: Iterable[Unit], workers: int, threads: int,
-                  on_result: OnResult, on_progress: OnProgress | None = None) -> None:
-    slots = _Slots(workers, threads)
+                  on_result: OnResult, on_progress: OnProgress | None = None,
+                  suite_sha256: str | None = None) -> None:
+    slots = _Slots(workers, threads, suite_sha256)
     try:
         slots.run(units, on_result, on_progress)
     except BaseException:
@@ -135,12 +137,16 @@ def _set_progress(share: float) -> None:
     _progress_cell.value = share
 
 
-def _run_unit(unit: Unit, threads: int) -> list[TrialResult]:
-    """A unit in a worker, writing its progress where the coordinator reads it."""
+def _run_unit(unit: Unit, threads: int, suite_sha256: str | None = None) -> list:
+    """A unit in a worker, writing its progress where the coordinator reads it; its results
+    encoded here, in the worker, ready to store (``writer.encode``), so that the coordinator
+    only writes them."""
     if _progress_cell is None:
-        return run_pack(unit, threads)
-    _progress_cell.value = 0.0
-    return run_pack(unit, threads, _set_progress)
+        results = run_pack(unit, threads)
+    else:
+        _progress_cell.value = 0.0
+        results = run_pack(unit, threads, _set_progress)
+    return [encode(r, suite_sha256) for r in results]
 
 
 def _die_with(coordinator: int) -> None:
@@ -170,8 +176,9 @@ class _Slots:
     death of the unit it held, and of no other. Pools start when first needed and a broken
     one is replaced; attempts are counted per trial across every ``run``."""
 
-    def __init__(self, workers: int, threads: int):
+    def __init__(self, workers: int, threads: int, suite_sha256: str | None = None):
         self.threads = threads
+        self.suite_sha256 = suite_sha256  # the workers encode their trials with it
         self.pools: list[ProcessPoolExecutor | None] = [None] * max(1, workers)
         self.cells: list = [None] * len(self.pools)  # each slot's progress, shared memory
         self.attempts: dict[str, int] = {}
@@ -210,7 +217,7 @@ class _Slots:
                 try:
                     pool = self._pool(slot)
                     self.cells[slot].value = 0.0  # not the last unit's share
-                    future = pool.submit(_run_unit, unit, self.threads)
+                    future = pool.submit(_run_unit, unit, self.threads, self.suite_sha256)
                 except BrokenProcessPool:  # died before it took the unit: charged, bounded
                     self._replace(slot)
                     retry_unit(unit, self.attempts, pending, self.threads, on_result)

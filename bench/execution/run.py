@@ -310,9 +310,9 @@ class _Stage:
                      local_cuda=self.options.cluster is not None)
             return
         if self.workers > 1 and len(cpu) > 1:
-            run_processes(cpu, self.workers, threads, on_result, bar)
+            run_processes(cpu, self.workers, threads, on_result, bar, self.store.suite_sha256)
         else:
-            run_serial(cpu, threads, on_result, bar)
+            run_serial(cpu, threads, on_result, bar, self.store.suite_sha256)
         # One GPU unit at a time: timings from a shared GPU mean nothing.
         run_serial(cuda, threads, on_result, bar)
 

@@ -28,11 +28,13 @@ What protects a run folder beyond that:
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
 import secrets
 import shutil
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -174,6 +176,49 @@ def write_table(table: pa.Table, path: Path) -> None:
         tmp.unlink(missing_ok=True)
         raise
     _publish(tmp, path)
+
+
+@dataclass
+class EncodedTrial:
+    """A trial made ready to store: its part's files as bytes (three Parquet tables, its
+    weights, a traceback) and its tables as Arrow for the consolidated ones. Picklable, so that
+    a worker can encode its own trials (``encode``) and the coordinator only writes them."""
+
+    trial: dict                     # the trials row (what the progress line shows)
+    tables: dict[str, pa.Table]
+    files: dict[str, bytes]         # name inside the part -> its bytes
+
+    @property
+    def trial_id(self) -> str:
+        return self.trial["trial_id"]
+
+    @property
+    def status(self) -> str:
+        return self.trial["status"]
+
+
+def encode(result: TrialResult, suite_sha256: str | None) -> EncodedTrial:
+    """``result`` as its part's files and tables, the trials row with the suite text's hash
+    beside the trial id (a column every row has). The same bytes whoever encodes them."""
+    row = dict(result.trial)
+    trace = row.pop("traceback", None)
+    row = {"trial_id": row["trial_id"], "suite_sha256": suite_sha256, **row}
+    tables = {"trials": to_arrow([row])}
+    for table, rows in (("curves", result.curves), ("layers", result.layers)):
+        if rows:
+            tables[table] = to_arrow(rows)
+    files = {}
+    for table, arrow in tables.items():
+        sink = pa.BufferOutputStream()
+        pq.write_table(arrow, sink)
+        files[f"{_PART_FILES[table]}.parquet"] = sink.getvalue().to_pybytes()
+    if result.state_dict is not None:
+        buffer = io.BytesIO()
+        torch.save(result.state_dict, buffer)
+        files["model.pt"] = buffer.getvalue()
+    if trace:
+        files["traceback.txt"] = trace.encode()
+    return EncodedTrial(row, tables, files)
 
 
 class RunStore:
@@ -318,30 +363,27 @@ class RunStore:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def add(self, result: TrialResult) -> None:
-        """Store one finished trial at once and atomically."""
-        row = dict(result.trial)
-        trace = row.pop("traceback", None)
-        tid = row["trial_id"]
-        # which suite text the trial was run with, beside its id (a column every row has)
-        row = {"trial_id": tid, "suite_sha256": (self.manifest.get("suite") or {}).get("sha256"),
-               **row}
-        tables = {"trials": to_arrow([row])}
-        for table, rows in (("curves", result.curves), ("layers", result.layers)):
-            if rows:
-                tables[table] = to_arrow(rows)
+    @property
+    def suite_sha256(self) -> str | None:
+        """The suite text's hash, which every trials row carries beside its id."""
+        return (self.manifest.get("suite") or {}).get("sha256")
+
+    def add(self, result: TrialResult | EncodedTrial) -> None:
+        """Store one finished trial at once and atomically. A ``TrialResult`` is encoded here;
+        a worker may have encoded it already (``encode``), which spares the coordinator the
+        work."""
+        if not isinstance(result, EncodedTrial):
+            result = encode(result, self.suite_sha256)
+        tid, tables = result.trial_id, result.tables
         final = self.parts / tid
         tmp = temp_path(final, suffix="")
         try:
             tmp.mkdir()
-            for table, arrow in tables.items():
-                pq.write_table(arrow, tmp / f"{_PART_FILES[table]}.parquet")
-            if result.state_dict is not None:
-                torch.save(result.state_dict, tmp / "model.pt")
-            if trace:
-                (tmp / "traceback.txt").write_text(trace)
-            for file in tmp.iterdir():
-                _fsync_file(file)
+            for name, data in result.files.items():
+                with open(tmp / name, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
             fsync_dir(tmp)
             if final.exists():  # a failed or skipped trial that ran again on --resume
                 stale = temp_path(final, suffix=".stale")
@@ -355,7 +397,7 @@ class RunStore:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         replaced = tid in self._status
-        self._status[tid] = row["status"]
+        self._status[tid] = result.status
         for table in TABLES:
             merged, new = self._merged[table], tables.get(table)
             if replaced and merged is not None:  # the earlier attempt's rows go
