@@ -25,7 +25,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from bench.results.reader import RAN, equals, is_config, settings
+from bench import schema
+from bench.results.reader import equals, is_config, settings
 
 COLUMNS = ("ensemble_spread_inside", "ensemble_spread_outside", "ensemble_spread_ratio")
 PROBES = {"inside": "fit_probe_inside", "outside": "fit_probe_outside"}
@@ -46,7 +47,7 @@ def spread(trials: pd.DataFrame) -> pd.DataFrame:
     if trials.empty or not all(c in trials.columns and trials[c].map(_recorded).any()
                                for c in PROBES.values()):
         return out  # nothing recorded a fit (classification, or more than one input)
-    ran = (trials["status"].isin(RAN) if "status" in trials.columns
+    ran = (trials["status"].isin(schema.TRAINED) if "status" in trials.columns
            else pd.Series(True, index=trials.index))
     points = grid_points(trials)
     for point in dict.fromkeys(points[ran]):

@@ -39,7 +39,6 @@ from bench.training.state import rng_kept
 from bench.training.tasks import TASKS, TaskData, UserTaskConfig, draw_task
 
 CONFIG_SECTIONS = ("task.", "model.", "train.")
-RAN = schema.TRAINED  # trials that trained, and so have numbers
 
 
 def is_config(column: str) -> bool:
@@ -186,7 +185,7 @@ class RunData:
 
     @cached_property
     def ran(self) -> pd.DataFrame:
-        return self.trials[self.trials["status"].isin(RAN)]
+        return self.trials[self.trials["status"].isin(schema.TRAINED)]
 
     @cached_property
     def config_columns(self) -> list[str]:

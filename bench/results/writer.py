@@ -56,7 +56,6 @@ from bench.training.result import TrialResult
 SCHEMA_VERSION = 1
 TABLES = schema.TABLES
 _PART_FILES = {"trials": "trial", "curves": "curves", "layers": "layers"}  # names inside a part
-DONE = schema.DONE  # kept when resuming: not run again
 
 # Columns whose type must not depend on the values a run happened to produce (a column that is
 # null in every row would otherwise be Arrow's null type): the schema's pinned columns.
@@ -359,7 +358,7 @@ class RunStore:
         return dict(self._status)
 
     def done(self) -> set[str]:
-        return {tid for tid, status in self.statuses().items() if status in DONE}
+        return {tid for tid, status in self.statuses().items() if status in schema.DONE}
 
     # -- writing ------------------------------------------------------------------------------
 
