@@ -11,11 +11,14 @@ difference over the extra trials), for both. Run in one command, interleaved, be
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+import bench
 
 SUITE = """
 name = "orchestration"
@@ -48,8 +51,12 @@ for spec in expand(load_suite(sys.argv[1])):
 
 
 def _timed(argv: list[str], cwd: Path) -> float:
+    # The child imports the same actbench as this process, installed or not.
+    root = str(Path(bench.__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     start = time.perf_counter()
-    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
     elapsed = time.perf_counter() - start
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")

@@ -3,44 +3,31 @@
 A unit is a list of TrialSpecs: one trial, or a pack of seeds trained as one model
 (packing.py). ``on_result`` is called once per trial.
 
-``processes`` runs units in N spawned worker processes, each with its own pinned intra-op
-thread count. Each worker is a pool of its own (a one-process ``ProcessPoolExecutor``, a
-"slot") holding at most one unit at a time. So when a worker dies, the one unit it held is
-known, and the death is charged to that unit alone: the units in the other slots run on
-untouched. (One pool of N processes breaks as a whole, failing every unit in flight, and
-would need the workers' pids to tell the culprit from its neighbours; a slot per worker needs
-neither.) A unit whose worker died runs again, its trials alone (a pack's size may be what
-killed it), until each trial has had ``_MAX_ATTEMPTS``; then it is a failed row rather than
-bringing the run down. Attempts are counted per trial, so nothing is retried forever.
+``processes`` runs units in N worker processes (workers.py), each with its own pinned
+intra-op thread count and holding at most one unit at a time (a "slot"). So when a worker
+dies, the one unit it held is known, and the death is charged to that unit alone: the units in
+the other slots run on untouched. A unit whose worker died runs again, its trials alone (a
+pack's size may be what killed it), until each trial has had ``_MAX_ATTEMPTS``; then it is a
+failed row rather than bringing the run down. Attempts are counted per trial, so nothing is
+retried forever.
 
 ``serial`` runs units one at a time. Those that run user code (an activation, init or task
-named by import path or by a plugin's entry point) run in one spawned worker, through the
-same slots, so that an ``os._exit`` or a segfault in user code fails its trial, not the run.
-Units of built-ins only run in this process, and so do CUDA units (one GPU context, the
-coordinator's) and units naming a function in ``__main__``, which no other process can import.
-
-Workers die with the coordinator: each asks Linux for SIGKILL when its parent goes
-(``PR_SET_PDEATHSIG``), and a watchdog thread exits it when its parent pid changes (portable,
-and it covers a parent gone before the request was made).
+named by import path or by a plugin's entry point) run in one worker, through the same slots,
+so that an ``os._exit`` or a segfault in user code fails its trial, not the run. Units of
+built-ins only run in this process, and so do CUDA units (one GPU context, the coordinator's)
+and units naming a function in ``__main__``, which no other process can import.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import signal
-import sys
-import threading
+import math
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
-
-import torch
 
 from bench import schema
+from bench.execution.workers import Worker, WorkerDied, ready
 from bench.plugins import in_main
-from bench.results.writer import encode
 from bench.training.activations import ACTIVATIONS
 from bench.training.inits import INITS
 from bench.training.loop import run_pack
@@ -54,7 +41,6 @@ OnResult = Callable[[TrialSpec, TrialResult], None]
 OnProgress = Callable[["Unit", float], None]
 _MAX_ATTEMPTS = 2
 _POLL_S = 0.2  # how often the coordinator reads the workers' progress
-_WATCHDOG_S = 1.0  # how often a worker checks that its coordinator is still there
 
 
 Unit = list[TrialSpec]
@@ -88,11 +74,11 @@ def _isolated(unit: Unit) -> bool:
 
 def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult,
                on_progress: OnProgress | None = None, suite_sha256: str | None = None) -> None:
-    slots: _Slots | None = None  # one worker, started at the first unit that needs it
+    slots: Slots | None = None  # one worker, started at the first unit that needs it
     try:
         for unit in units:
             if _isolated(unit):
-                slots = slots or _Slots(1, threads, suite_sha256)
+                slots = slots or Slots(1, threads, suite_sha256)
                 slots.run([unit], on_result, on_progress)
             else:
                 report = None if on_progress is None else (
@@ -110,151 +96,145 @@ def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult,
 
 def run_processes(units: Iterable[Unit], workers: int, threads: int,
                   on_result: OnResult, on_progress: OnProgress | None = None,
-                  suite_sha256: str | None = None) -> None:
-    slots = _Slots(workers, threads, suite_sha256)
+                  suite_sha256: str | None = None, slots: Slots | None = None) -> None:
+    """``units`` through ``workers`` worker processes; or through ``slots``, started by the
+    caller (who then closes them), so that a run's stages share one set of workers."""
+    own = slots is None
+    slots = slots or Slots(workers, threads, suite_sha256)
     try:
         slots.run(units, on_result, on_progress)
     except BaseException:
         slots.terminate()
         raise
-    slots.close()
+    if own:
+        slots.close()
 
 
-_progress_cell = None  # in a worker: its slot's shared double, the share of the unit done
+class Slots:
+    """``workers`` worker processes (workers.py), each running one unit at a time: a dead
+    worker is the death of the unit it was running, and of no other. Workers start when first
+    needed (or all at once, ``start``) and a dead one is replaced; attempts are counted per
+    trial across every ``run``.
 
+    While units are short (under ``PREFETCH_BELOW_S`` on average) each worker is handed its
+    next unit before it answers the last, so that it never waits for the coordinator to store
+    a result; a worker runs its units in the order given and answers each before it takes the
+    next, so the first unanswered unit is the one it was running when it died, and the unit
+    queued behind it goes back to the pending ones, uncharged. Long units are handed one at a
+    time: a unit queued behind a long one would wait while another worker sat idle.
+    """
 
-def _init_worker(threads: int, coordinator: int | None = None, cell=None) -> None:
-    # Ctrl-C goes to the whole process group; the coordinator alone decides what to do.
-    global _progress_cell
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    torch.set_num_threads(threads)
-    _progress_cell = cell
-    if coordinator is not None:
-        _die_with(coordinator)
+    PREFETCH_BELOW_S = 0.25
 
-
-def _set_progress(share: float) -> None:
-    _progress_cell.value = share
-
-
-def _run_unit(unit: Unit, threads: int, suite_sha256: str | None = None) -> list:
-    """A unit in a worker, writing its progress where the coordinator reads it; its results
-    encoded here, in the worker, ready to store (``writer.encode``), so that the coordinator
-    only writes them."""
-    if _progress_cell is None:
-        results = run_pack(unit, threads)
-    else:
-        _progress_cell.value = 0.0
-        results = run_pack(unit, threads, _set_progress)
-    return [encode(r, suite_sha256) for r in results]
-
-
-def _die_with(coordinator: int) -> None:
-    """End this process when ``coordinator``, its parent, is gone (``kill -9`` included)."""
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            PR_SET_PDEATHSIG = 1
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
-        except Exception:  # no prctl: the watchdog below still does it, within a second
-            pass
-    if os.getppid() != coordinator:  # gone already, before the request above
-        os._exit(1)
-
-    def watch() -> None:
-        while True:
-            time.sleep(_WATCHDOG_S)
-            if os.getppid() != coordinator:
-                os._exit(1)
-
-    threading.Thread(target=watch, name="actbench-watchdog", daemon=True).start()
-
-
-class _Slots:
-    """``workers`` one-process pools, each running at most one unit: a dead worker is the
-    death of the unit it held, and of no other. Pools start when first needed and a broken
-    one is replaced; attempts are counted per trial across every ``run``."""
-
-    def __init__(self, workers: int, threads: int, suite_sha256: str | None = None):
+    def __init__(self, workers: int, threads: int, suite_sha256: str | None = None,
+                 method: str = "auto"):
         self.threads = threads
         self.suite_sha256 = suite_sha256  # the workers encode their trials with it
-        self.pools: list[ProcessPoolExecutor | None] = [None] * max(1, workers)
-        self.cells: list = [None] * len(self.pools)  # each slot's progress, shared memory
+        self.method = method
+        self.workers: list[Worker | None] = [None] * max(1, workers)
         self.attempts: dict[str, int] = {}
-        self.in_flight: dict[Future, tuple[int, Unit]] = {}
-        self.context = multiprocessing.get_context("spawn")  # fork after torch's threads
-        # start is unsafe
+        # slot -> the units its worker holds, in the order given: the first is running
+        self.in_flight: dict[int, deque[Unit]] = {}
+        self._unit_s = math.inf  # a running mean of how long a unit takes in a worker
+        self._since: dict[int, float] = {}  # slot -> when its running unit started, about
 
-    def _pool(self, slot: int) -> ProcessPoolExecutor:
-        pool = self.pools[slot]
-        if pool is None:
-            # A lock-free double: one writer (the worker), one reader (here); a torn read is
-            # impossible for an aligned double, and a stale one only delays the bar.
-            self.cells[slot] = self.context.Value("d", 0.0, lock=False)
-            pool = self.pools[slot] = ProcessPoolExecutor(
-                1, mp_context=self.context, initializer=_init_worker,
-                initargs=(self.threads, os.getpid(), self.cells[slot]))
-        return pool
+    def start(self) -> Slots:
+        """Start every worker now: a run does this before its progress bar starts a thread,
+        so that they can be forked (workers.start_method)."""
+        for slot in range(len(self.workers)):
+            self._worker(slot)
+        return self
+
+    def _worker(self, slot: int) -> Worker:
+        worker = self.workers[slot]
+        if worker is None:
+            worker = self.workers[slot] = Worker(self.threads, self.suite_sha256, self.method)
+        return worker
+
+    def _depth(self) -> int:
+        return 2 if self._unit_s < self.PREFETCH_BELOW_S else 1
+
+    def _died(self, slot: int, pending: list[Unit], on_result: OnResult) -> None:
+        """The worker in ``slot`` died: its running unit is charged an attempt, the units
+        queued behind it go back, and the slot's next unit gets a fresh worker."""
+        worker, self.workers[slot] = self.workers[slot], None
+        if worker is not None:
+            worker.kill()
+        queue = self.in_flight.pop(slot, deque())
+        if queue:
+            running = queue.popleft()
+            pending.extend(reversed(queue))  # next, in their order
+            retry_unit(running, self.attempts, pending, self.threads, on_result)
+
+    def _fill(self, pending: list[Unit], on_result: OnResult) -> None:
+        for slot in range(len(self.workers)):
+            queue = self.in_flight.setdefault(slot, deque())
+            while pending and len(queue) < self._depth():
+                unit = pending.pop()
+                try:
+                    self._worker(slot).submit(unit)
+                except WorkerDied:
+                    if queue:  # the unit it was running is the culprit: the wait finds it
+                        pending.append(unit)
+                        break
+                    self._replace(slot)  # died idle: charged, so a worker that cannot start
+                    retry_unit(unit, self.attempts, pending, self.threads, on_result)
+                    continue  # does not loop forever
+                if not queue:
+                    self._since[slot] = time.monotonic()
+                queue.append(unit)
+            if not queue:
+                del self.in_flight[slot]
 
     def _replace(self, slot: int) -> None:
-        """Its worker died: the pool is broken; the next unit in this slot gets a fresh one."""
-        pool, self.pools[slot] = self.pools[slot], None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+        worker, self.workers[slot] = self.workers[slot], None
+        if worker is not None:
+            worker.kill()
 
     def run(self, units: Iterable[Unit], on_result: OnResult,
             on_progress: OnProgress | None = None) -> None:
         pending = list(units)[::-1]  # a stack: pop() takes them in grid order
         while pending or self.in_flight:
-            busy = {slot for slot, _ in self.in_flight.values()}
-            for slot in range(len(self.pools)):
-                if not pending:
-                    break
-                if slot in busy:
-                    continue
-                unit = pending.pop()
-                try:
-                    pool = self._pool(slot)
-                    self.cells[slot].value = 0.0  # not the last unit's share
-                    future = pool.submit(_run_unit, unit, self.threads, self.suite_sha256)
-                except BrokenProcessPool:  # died before it took the unit: charged, bounded
-                    self._replace(slot)
-                    retry_unit(unit, self.attempts, pending, self.threads, on_result)
-                    continue
-                self.in_flight[future] = slot, unit
+            self._fill(pending, on_result)
             if not self.in_flight:
                 continue
-            done, _ = wait(self.in_flight, return_when=FIRST_COMPLETED,
-                           timeout=None if on_progress is None else _POLL_S)
+            busy = {self.workers[slot]: slot for slot in self.in_flight}
+            answered = ready(list(busy), None if on_progress is None else _POLL_S)
             if on_progress is not None:
-                for future, (slot, unit) in self.in_flight.items():
-                    if future not in done and self.cells[slot] is not None:
-                        on_progress(unit, min(1.0, max(0.0, self.cells[slot].value)))
-            for future in done:
-                slot, unit = self.in_flight.pop(future)
+                for worker, slot in busy.items():
+                    if worker not in answered:
+                        share = min(1.0, max(0.0, worker.progress.value))
+                        on_progress(self.in_flight[slot][0], share)
+            for worker in answered:
+                slot = busy[worker]
                 try:
-                    results = future.result()
-                except BrokenProcessPool:  # this slot's worker, so this unit's
-                    self._replace(slot)
-                    retry_unit(unit, self.attempts, pending, self.threads, on_result)
+                    results = worker.answer()
+                except WorkerDied:  # this slot's worker, so its running unit's
+                    self._died(slot, pending, on_result)
                     continue
+                queue = self.in_flight[slot]
+                unit = queue.popleft()
+                now = time.monotonic()
+                took, self._since[slot] = now - self._since[slot], now
+                self._unit_s = took if math.isinf(self._unit_s) else (
+                    0.8 * self._unit_s + 0.2 * took)
+                if not queue:
+                    del self.in_flight[slot]
                 _deliver(unit, results, on_result)
 
     def close(self) -> None:
-        for pool in self.pools:
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self.pools = [None] * len(self.pools)
+        for worker in self.workers:
+            if worker is not None:
+                worker.close()
+        self.workers = [None] * len(self.workers)
 
     def terminate(self) -> None:
-        for future in self.in_flight:
-            future.cancel()
+        """Stop the workers now: their trials in flight are lost, everything stored is kept."""
         self.in_flight.clear()
-        for pool in self.pools:
-            if pool is not None:
-                _terminate(pool)
-        self.pools = [None] * len(self.pools)
+        for worker in self.workers:
+            if worker is not None:
+                worker.kill()
+        self.workers = [None] * len(self.workers)
 
 
 def retry_unit(unit: Unit, attempts: dict[str, int], pending: list[Unit], threads: int,
@@ -273,14 +253,3 @@ def _died(spec: TrialSpec, threads: int, attempts: int, pack_size: int = 1) -> T
     return not_trained(spec, threads, schema.FAILED,
                        f"the worker process died while running this trial ({attempts} attempts)",
                        pack_size, worker=None)
-
-
-def _terminate(pool: ProcessPoolExecutor) -> None:
-    """Stop the workers now: their trials in flight are lost, everything stored is kept."""
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        if process.is_alive():
-            process.terminate()
-    for process in processes:
-        process.join(timeout=5)

@@ -17,7 +17,7 @@ from rich.console import Console
 from bench.analysis.tuning import pick
 from bench.analysis.tuning import warnings as tuning_warnings
 from bench.errors import UserError
-from bench.execution.local import run_processes, run_serial
+from bench.execution.local import Slots, run_processes, run_serial
 from bench.execution.reporter import RunReporter
 from bench.execution.resume import check_resume
 from bench.plugins import in_main
@@ -198,21 +198,40 @@ def _execute(run: _Run, store: RunStore, suite: Suite, options: RunOptions, clie
              reporter: RunReporter) -> None:
     """Each stage through the executor: one, or with [tune] the tuning stage, the picks, and
     the evaluation of the picks."""
-    stage = _Stage(store, options, client, run.workers, reporter, run.order, run.session)
-    with reporter.progress:
-        stage.run(run.specs, "tune" if suite.tune is not None else "")
-        if suite.tune is None:
-            return
-        picks = pick(suite, pd.read_parquet(store.dir / "trials.parquet"))
-        for line in tuning_warnings(picks):
-            reporter.warning(line, label="tuning")
-        store.update_manifest(tuning={"keys": suite.tune.keys, "metric": suite.tune.metric,
-                                      "seeds": list(suite.tune.seeds),
-                                      "device": tune_device(suite),
-                                      "picks": [p.as_json() for p in picks]})
-        evaluation = second_stage(suite, picks)
-        run.order += [s.trial_id for s in evaluation]
-        stage.run(evaluation, "eval")
+    slots = None
+    if run.executor == "processes" and run.to_run:
+        # All the workers now, before the live bar starts its thread: they fork, ready at
+        # once (workers.py), and both stages of a [tune] suite share them.
+        slots = Slots(run.workers, options.threads, store.suite_sha256).start()
+        run.session["worker_start"] = slots.method
+    stage = _Stage(store, options, client, run.workers, reporter, run.order, run.session, slots)
+    try:
+        with reporter.progress:
+            _stages(stage, run, store, suite, reporter)
+    except BaseException:
+        if slots is not None:
+            slots.terminate()
+        raise
+    if slots is not None:
+        slots.close()
+
+
+def _stages(stage: _Stage, run: _Run, store: RunStore, suite: Suite,
+            reporter: RunReporter) -> None:
+    """One stage; or with [tune] the tuning stage, the picks, and the evaluation of the picks."""
+    stage.run(run.specs, "tune" if suite.tune is not None else "")
+    if suite.tune is None:
+        return
+    picks = pick(suite, pd.read_parquet(store.dir / "trials.parquet"))
+    for line in tuning_warnings(picks):
+        reporter.warning(line, label="tuning")
+    store.update_manifest(tuning={"keys": suite.tune.keys, "metric": suite.tune.metric,
+                                  "seeds": list(suite.tune.seeds),
+                                  "device": tune_device(suite),
+                                  "picks": [p.as_json() for p in picks]})
+    evaluation = second_stage(suite, picks)
+    run.order += [s.trial_id for s in evaluation]
+    stage.run(evaluation, "eval")
 
 
 # Write errors that stop a run (a full disk, a quota, a read-only or failing disk): the trials
@@ -244,8 +263,10 @@ class _Stage:
     """Runs one list of trials (a stage) through the executor, storing each as it finishes."""
 
     def __init__(self, store: RunStore, options: RunOptions, client, workers: int,
-                 reporter: RunReporter, order: list[str], session: dict):
+                 reporter: RunReporter, order: list[str], session: dict,
+                 slots: Slots | None = None):
         self.store, self.options, self.client, self.workers = store, options, client, workers
+        self.slots = slots  # the run's worker processes, started before the bar
         self.reporter, self.order, self.session = reporter, order, session
         self.pacer = _Pacer()
         # On a Dask cluster a CUDA trial's device is the workers' concern (cluster.py), not
@@ -309,7 +330,10 @@ class _Stage:
             run_dask(units, self.client, threads, on_result,
                      local_cuda=self.options.cluster is not None)
             return
-        if self.workers > 1 and len(cpu) > 1:
+        if self.slots is not None:
+            run_processes(cpu, self.workers, threads, on_result, bar, self.store.suite_sha256,
+                          self.slots)
+        elif self.workers > 1 and len(cpu) > 1:
             run_processes(cpu, self.workers, threads, on_result, bar, self.store.suite_sha256)
         else:
             run_serial(cpu, threads, on_result, bar, self.store.suite_sha256)

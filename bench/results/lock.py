@@ -81,11 +81,28 @@ def holder(run_dir: Path) -> dict | None:
 _HELD: dict[tuple[int, int], list[int]] = {}
 
 
+def _close_in_child() -> None:
+    """A forked child (a worker, workers.py) does not hold its parent's locks: its copies of
+    their descriptors are closed, so that a lock lasts as long as its writer and no longer (a
+    flock is the open file's, shared by every copy of the descriptor until the last closes)."""
+    for fd, _ in _HELD.values():
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    _HELD.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_close_in_child)
+
+
 class RunLock:
     """The writer's lock on one run folder (see the module docstring)."""
 
     def __init__(self, key: tuple[int, int], fd: int, stale: dict | None):
         self._key, self._fd = key, fd
+        self._pid = os.getpid()  # a forked child's copy is not the lock (_close_in_child)
         self.stale = stale  # the holder whose lock was left behind, when one was taken over
 
     @classmethod
@@ -126,7 +143,7 @@ class RunLock:
         return lock
 
     def release(self) -> None:
-        if self._fd < 0:
+        if self._fd < 0 or os.getpid() != self._pid:
             return
         held = _HELD.get(self._key)
         if held is not None and held[1] > 1:  # another holder in this process keeps it

@@ -108,7 +108,7 @@ def draw_trial(spec: TrialSpec) -> tuple[TaskData, torch.nn.Module]:
     """A trial's data and its model at init, as the trial draws them: torch (CUDA too) seeded
     with its seed, then the data, then the init (the course notebook's order). The one place
     that does it: the loop, ``bench perf``'s plain loops and the orchestration baseline."""
-    data = draw_task(spec.task, spec.seed)
+    data = draw_task(spec.task, spec.seed, spec.train.device.startswith("cuda"))
     return data, build_model(spec.model, data.x_train.shape[1], data.out_features)
 
 

@@ -128,7 +128,7 @@ def task_shape(spec: TrialSpec) -> tuple[int, int, int]:
     """Training samples, input features and outputs of ``spec``'s task (built once, without
     touching the global RNG)."""
     with rng_kept():
-        data = draw_task(spec.task, spec.seed)
+        data = draw_task(spec.task, spec.seed, spec.train.device.startswith("cuda"))
     return int(data.x_train.shape[0]), int(data.x_train.shape[1]), int(data.out_features)
 
 

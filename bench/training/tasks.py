@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from bench.plugins import import_object, plain_value_problem, python_and_numpy_seeded, resolver, user_path
-from bench.training.state import rng_kept
+from bench.training.state import rng_kept, seed_torch
 
 
 @dataclass(frozen=True)
@@ -632,13 +632,14 @@ def data_seed(cfg: TaskConfig) -> int | None:
     return None if isinstance(cfg, UserTaskConfig) else cfg.seed
 
 
-def draw_task(cfg: TaskConfig, seed: int) -> TaskData:
+def draw_task(cfg: TaskConfig, seed: int, cuda: bool = True) -> TaskData:
     """A trial's data, the way every trial draws it: seed torch's global RNG with the trial's
     ``seed``, then draw the data from it (the course notebook's order: data, then the model's
     init, from one stream). With a ``[task] seed`` the data comes from that seed instead, in a
     fork of the RNG, so the model's init is the trial seed's alone and every seed of an
-    ensemble trains on one draw. mnist1d always has one (the package's seed, default 42)."""
-    torch.manual_seed(seed)  # seeds CUDA too
+    ensemble trains on one draw. mnist1d always has one (the package's seed, default 42).
+    ``cuda``: the trial runs on a GPU, whose generator is seeded too (``state.seed_torch``)."""
+    seed_torch(seed, cuda)
     fixed = data_seed(cfg)
     if fixed is None:
         return make_task(cfg, seed)
