@@ -145,6 +145,11 @@ class Slots:
             self._worker(slot)
         return self
 
+    @property
+    def started_with(self) -> str:
+        """How the live workers were started: "fork", "spawn", or both ("fork, spawn")."""
+        return ", ".join(sorted({w.method for w in self.workers if w is not None}))
+
     def _worker(self, slot: int) -> Worker:
         worker = self.workers[slot]
         if worker is None:

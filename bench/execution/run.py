@@ -203,7 +203,7 @@ def _execute(run: _Run, store: RunStore, suite: Suite, options: RunOptions, clie
         # All the workers now, before the live bar starts its thread: they fork, ready at
         # once (workers.py), and both stages of a [tune] suite share them.
         slots = Slots(run.workers, options.threads, store.suite_sha256).start()
-        run.session["worker_start"] = slots.method
+        run.session["worker_start"] = slots.started_with
     stage = _Stage(store, options, client, run.workers, reporter, run.order, run.session, slots)
     try:
         with reporter.progress:

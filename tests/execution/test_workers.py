@@ -3,6 +3,8 @@ workers give the same trials, and what a death or an escaped exception looks lik
 
 import json
 import os
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -69,7 +71,7 @@ def test_forked_and_spawned_workers_give_the_same_bytes_as_this_process(tmp_path
     for method in ("fork", "spawn"):
         got = {}
         slots = Slots(2, 1, "sha", method=method).start()
-        assert {w.method for w in slots.workers} == {method}
+        assert {w.method for w in slots.workers} == {method} and slots.started_with == method
         slots.run([[s] for s in specs], lambda s, r, got=got: got.__setitem__(s.trial_id, r))
         slots.close()
         assert got.keys() == here.keys()
@@ -188,3 +190,25 @@ def test_a_death_with_a_unit_queued_behind_charges_only_the_running_one(tmp_path
     assert set(got.values()) == {"ok", "failed"} and len(got) == len(specs)
     # The crashing trial used up its attempts; the one queued behind it was charged none.
     assert slots.attempts == {s.trial_id: 2 for s in crashing} and len(crashing) == 1
+
+
+@FORK
+@pytest.mark.parametrize("terminal", [False, True], ids=["log", "terminal"])
+def test_bench_run_forks_its_workers_with_or_without_the_live_bar(tmp_path, terminal):
+    """The workers start before the live bar's thread, so a run in a terminal forks too; the
+    session in the manifest says how they started."""
+    if terminal and shutil.which("script") is None:
+        pytest.skip("no `script` to give the run a terminal")
+    suite = tmp_path / "workers.toml"
+    suite.write_text('name = "workers"\n' + SUITE)
+    argv = [sys.executable, "-m", "bench", "run", str(suite), "--workers", "2", "--no-report",
+            "--out", str(tmp_path / "runs")]
+    if terminal:  # a pseudo-terminal: rich draws the live bar, from a thread of its own
+        argv = ["script", "-qec", shlex.join(argv), "/dev/null"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    if terminal:
+        assert "━" in done.stdout  # the bar was drawn
+    (manifest,) = (tmp_path / "runs").glob("*/*/manifest.json")
+    sessions = json.loads(manifest.read_text())["sessions"]
+    assert [s["worker_start"] for s in sessions] == ["fork"]

@@ -145,3 +145,6 @@ def test_perf_orchestration_times_actbench_against_a_plain_loop_as_whole_process
     assert harness["2 trials s"] > plain["2 trials s"]
     assert harness["vs plain"]["2 trials s"] == pytest.approx(
         harness["2 trials s"] / plain["2 trials s"])
+    # the start-up past the imports: less than the whole run, which includes them
+    assert harness["past imports s"] < harness["2 trials s"]
+    assert math.isnan(plain["past imports s"])
