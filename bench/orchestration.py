@@ -19,8 +19,6 @@ import tempfile
 import time
 from pathlib import Path
 
-import bench
-
 SUITE = """
 name = "orchestration"
 seeds = {seeds}
@@ -55,7 +53,7 @@ IMPORTS = "import bench.cli, bench.execution.run"
 
 def _timed(argv: list[str], cwd: Path) -> float:
     # The child imports the same actbench as this process, installed or not.
-    root = str(Path(bench.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parent.parent)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         p for p in (root, os.environ.get("PYTHONPATH")) if p)}
     start = time.perf_counter()
