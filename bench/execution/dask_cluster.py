@@ -2,9 +2,9 @@
 
 ``--scheduler tcp://HOST:PORT`` uses an existing cluster; ``--cluster local[:N]`` starts a
 ``LocalCluster`` of N single-threaded worker processes for the run and closes it after.
-Workers only compute: each unit (one trial, or a pack) is one task returning its
-TrialResults, and the coordinator stores each result the moment it arrives, with the same
-atomic per-trial writes as a local run.
+Workers only compute: each unit (one trial, or a pack) is one task returning its results
+encoded, ready to store (``workers.run_encoded``), and the coordinator writes each the moment
+it arrives, with the same atomic per-trial writes as a local run.
 
 - A worker that dies mid-task: Dask reschedules the task on another worker (the result still
   arrives once). After ``distributed.scheduler.allowed-failures`` deaths the trials are failed
@@ -31,8 +31,8 @@ from contextlib import contextmanager, suppress
 from bench import schema
 from bench.errors import UserError
 from bench.execution.local import OnResult, Unit, _deliver, run_serial
-from bench.training.loop import run_pack
-from bench.training.result import TrialResult, not_trained
+from bench.execution.workers import run_encoded
+from bench.training.result import not_trained
 
 # to reach a scheduler at the start (ACTBENCH_DASK_CONNECT_TIMEOUT_S overrides)
 CONNECT_TIMEOUT_S = float(os.environ.get("ACTBENCH_DASK_CONNECT_TIMEOUT_S", 10))
@@ -148,9 +148,11 @@ def check_workers(client) -> None:
 
 
 def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
-             local_cuda: bool = False) -> None:
+             local_cuda: bool = False, suite_sha256: str | None = None) -> None:
     """Run ``units`` on the cluster; ``local_cuda``: CUDA units run here instead (a local
-    cluster), one at a time, after the cluster's units are done."""
+    cluster), one at a time, after the cluster's units are done. The Dask workers encode their
+    results (``workers.run_encoded``, with ``suite_sha256``), so the coordinator only writes
+    them."""
     distributed = _dask()
     if describe(client)["workers"] == 0:  # a batch system's workers may still be queued
         with suppress(TimeoutError, distributed.TimeoutError):
@@ -178,7 +180,7 @@ def run_dask(units: list[Unit], client, threads: int, on_result: OnResult,
         out = []
         for unit in itertools.islice(queue, max(0, room)):
             cuda = unit[0].train.device.startswith("cuda")
-            future = client.submit(run_pack, unit, threads, pure=False,
+            future = client.submit(run_encoded, unit, threads, suite_sha256, pure=False,
                                    key=f"actbench-{unit[0].trial_id}-{uuid.uuid4().hex[:8]}",
                                    resources={"GPU": 1} if cuda else None)
             futures[future] = unit
@@ -247,11 +249,10 @@ def _lost(exc: BaseException, address: str, unfinished: int) -> SchedulerLost:
                          f"{unfinished} units were not finished")
 
 
-def _results(future, unit: Unit, threads: int, address: str, unfinished: int
-             ) -> list[TrialResult]:
-    """The unit's results; failed rows when its task failed (a worker died on it too often,
-    or an error outside a trial). A cancelled future or a broken connection means the scheduler
-    is gone: that is SchedulerLost, not a failed trial."""
+def _results(future, unit: Unit, threads: int, address: str, unfinished: int) -> list:
+    """The unit's results (encoded by the worker); failed rows when its task failed (a worker
+    died on it too often, or an error outside a trial). A cancelled future or a broken
+    connection means the scheduler is gone: that is SchedulerLost, not a failed trial."""
     try:
         return future.result()
     except (OSError, CancelledError) as exc:

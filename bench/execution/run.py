@@ -328,7 +328,8 @@ class _Stage:
         if self.client is not None:
             from bench.execution.dask_cluster import run_dask
             run_dask(units, self.client, threads, on_result,
-                     local_cuda=self.options.cluster is not None)
+                     local_cuda=self.options.cluster is not None,
+                     suite_sha256=self.store.suite_sha256)
             return
         if self.slots is not None:
             run_processes(cpu, self.workers, threads, on_result, bar, self.store.suite_sha256,

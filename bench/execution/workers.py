@@ -45,6 +45,7 @@ from bench.results.writer import encode
 from bench.training.loop import run_pack
 
 _WATCHDOG_S = 1.0  # how often a worker checks that its coordinator is still there
+_CLOSE_S = 30.0  # how long a worker asked to finish may take before it is killed
 START_METHODS = ("auto", "fork", "spawn")
 
 
@@ -109,7 +110,9 @@ class Worker:
             self.conn.send(None)
         except OSError:
             pass
-        self.process.join()
+        self.process.join(timeout=_CLOSE_S)
+        if self.process.is_alive():  # held up at exit (a thread of user code, say)
+            self.kill()
         self.conn.close()
 
     def kill(self) -> None:
@@ -135,10 +138,19 @@ def ready(workers: list[Worker], timeout: float | None) -> list[Worker]:
 
 # -- in the worker -----------------------------------------------------------------------------
 
+def run_encoded(unit: list, threads: int, suite_sha256: str | None, report=None) -> list:
+    """``run_pack``'s results encoded where they ran, ready to store (``writer.encode``), so
+    that the coordinator only writes them: what a worker process or a Dask worker returns."""
+    return [encode(r, suite_sha256) for r in run_pack(unit, threads, report)]
+
+
 def _serve(conn: Connection, threads: int, suite_sha256: str | None, coordinator: int,
            progress) -> None:
-    # Ctrl-C goes to the whole process group; the coordinator alone decides what to do.
+    # Ctrl-C goes to the whole process group; the coordinator alone decides what to do. A
+    # forked worker inherits the coordinator's handlers too: `bench run` turns SIGTERM into
+    # KeyboardInterrupt, but for a worker it is the coordinator's ``kill``, and ends it at once.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     torch.set_num_threads(threads)
     _die_with(coordinator)
 
@@ -154,7 +166,7 @@ def _serve(conn: Connection, threads: int, suite_sha256: str | None, coordinator
             return
         progress.value = 0.0  # not the last unit's share
         try:
-            answer = ("ok", [encode(r, suite_sha256) for r in run_pack(unit, threads, report)])
+            answer = ("ok", run_encoded(unit, threads, suite_sha256, report))
         except Exception as exc:  # reaches the coordinator, as a pool's future would
             answer = ("raised", _picklable(exc))
         conn.send(answer)

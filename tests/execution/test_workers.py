@@ -212,3 +212,17 @@ def test_bench_run_forks_its_workers_with_or_without_the_live_bar(tmp_path, term
     (manifest,) = (tmp_path / "runs").glob("*/*/manifest.json")
     sessions = json.loads(manifest.read_text())["sessions"]
     assert [s["worker_start"] for s in sessions] == ["fork"]
+
+
+@FORK
+def test_a_forked_worker_ends_on_sigterm_whatever_its_coordinator_does_with_it():
+    """`bench run` turns SIGTERM into KeyboardInterrupt for itself; a forked worker inherits
+    that handler, and must not keep it: the coordinator's kill ends it at once."""
+    previous = signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        worker = Worker(1, None, "fork")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert ready([worker], timeout=0.5) == []  # up and waiting for a unit
+    worker.kill()
+    assert worker.process.exitcode == -signal.SIGTERM
