@@ -141,8 +141,8 @@ def test_perf_orchestration_times_actbench_against_a_plain_loop_as_whole_process
     for row in rows:
         assert 0 < row["2 trials s"] and 0 < row["6 trials s"]
         assert math.isfinite(row["ms per trial"])
-    # actbench does everything the plain loop does and more (probes, tables, weights)
-    assert harness["2 trials s"] > plain["2 trials s"]
+    # No timing comparison here (a shared machine's noise decides it at 2 trials): the ratios
+    # are what the command reports, and they must be the ratios of its own times.
     assert harness["vs plain"]["2 trials s"] == pytest.approx(
         harness["2 trials s"] / plain["2 trials s"])
     # the start-up past the imports: less than the whole run, which includes them
