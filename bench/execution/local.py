@@ -74,47 +74,33 @@ def _isolated(unit: Unit) -> bool:
 
 def run_serial(units: Iterable[Unit], threads: int, on_result: OnResult,
                on_progress: OnProgress | None = None, suite_sha256: str | None = None) -> None:
-    slots: Slots | None = None  # one worker, started at the first unit that needs it
-    try:
+    # One worker for the units that run user code, started at the first of them.
+    with Slots(1, threads, suite_sha256) as slots:
         for unit in units:
             if _isolated(unit):
-                slots = slots or Slots(1, threads, suite_sha256)
                 slots.run([unit], on_result, on_progress)
             else:
                 report = None if on_progress is None else (
                     lambda share, unit=unit: on_progress(unit, share))
                 _deliver(unit, run_pack(unit, threads, report), on_result)
-    except BaseException:
-        if slots is not None:
-            slots.terminate()
-        raise
-    if slots is not None:
-        slots.close()
 
 
 # -- processes ---------------------------------------------------------------------------------
 
 def run_processes(units: Iterable[Unit], workers: int, threads: int,
                   on_result: OnResult, on_progress: OnProgress | None = None,
-                  suite_sha256: str | None = None, slots: Slots | None = None) -> None:
-    """``units`` through ``workers`` worker processes; or through ``slots``, started by the
-    caller (who then closes them), so that a run's stages share one set of workers."""
-    own = slots is None
-    slots = slots or Slots(workers, threads, suite_sha256)
-    try:
+                  suite_sha256: str | None = None) -> None:
+    with Slots(workers, threads, suite_sha256) as slots:
         slots.run(units, on_result, on_progress)
-    except BaseException:
-        slots.terminate()
-        raise
-    if own:
-        slots.close()
 
 
 class Slots:
     """``workers`` worker processes (workers.py), each running one unit at a time: a dead
     worker is the death of the unit it was running, and of no other. Workers start when first
     needed (or all at once, ``start``) and a dead one is replaced; attempts are counted per
-    trial across every ``run``.
+    trial across every ``run``. As a context manager they are closed at the end, or killed at
+    once if the block raises (Ctrl-C included): their trials in flight are lost, everything
+    stored is kept.
 
     While units are short (under ``PREFETCH_BELOW_S`` on average) each worker is handed its
     next unit before it answers the last, so that it never waits for the coordinator to store
@@ -162,9 +148,7 @@ class Slots:
     def _died(self, slot: int, pending: list[Unit], on_result: OnResult) -> None:
         """The worker in ``slot`` died: its running unit is charged an attempt, the units
         queued behind it go back, and the slot's next unit gets a fresh worker."""
-        worker, self.workers[slot] = self.workers[slot], None
-        if worker is not None:
-            worker.kill()
+        self._replace(slot)
         queue = self.in_flight.pop(slot, deque())
         if queue:
             running = queue.popleft()
@@ -226,6 +210,15 @@ class Slots:
                 if not queue:
                     del self.in_flight[slot]
                 _deliver(unit, results, on_result)
+
+    def __enter__(self) -> Slots:
+        return self
+
+    def __exit__(self, kind, exc, tb) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.terminate()
 
     def close(self) -> None:
         for worker in self.workers:

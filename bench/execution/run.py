@@ -7,7 +7,7 @@ import math
 import os
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -205,15 +205,8 @@ def _execute(run: _Run, store: RunStore, suite: Suite, options: RunOptions, clie
         slots = Slots(run.workers, options.threads, store.suite_sha256).start()
         run.session["worker_start"] = slots.started_with
     stage = _Stage(store, options, client, run.workers, reporter, run.order, run.session, slots)
-    try:
-        with reporter.progress:
-            _stages(stage, run, store, suite, reporter)
-    except BaseException:
-        if slots is not None:
-            slots.terminate()
-        raise
-    if slots is not None:
-        slots.close()
+    with slots or nullcontext(), reporter.progress:
+        _stages(stage, run, store, suite, reporter)
 
 
 def _stages(stage: _Stage, run: _Run, store: RunStore, suite: Suite,
@@ -332,8 +325,7 @@ class _Stage:
                      suite_sha256=self.store.suite_sha256)
             return
         if self.slots is not None:
-            run_processes(cpu, self.workers, threads, on_result, bar, self.store.suite_sha256,
-                          self.slots)
+            self.slots.run(cpu, on_result, bar)
         elif self.workers > 1 and len(cpu) > 1:
             run_processes(cpu, self.workers, threads, on_result, bar, self.store.suite_sha256)
         else:
